@@ -1,0 +1,33 @@
+"""convscope: a workbench for convolutional networks on images.
+
+>>> import convscope
+>>> clf = convscope.train("mnist5k", model="convnet", epochs=2)   # doctest: +SKIP
+>>> clf.topk("digit.png")                                         # doctest: +SKIP
+>>> clf.save("model.safetensors"); clf = convscope.load("model.safetensors")  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from convscope.api import predict, train  # noqa: E402
+from convscope.classifier import Classifier, load  # noqa: E402
+from convscope.data import ImageDataset, list_datasets, load_dataset  # noqa: E402
+from convscope.errors import ConvscopeError  # noqa: E402
+from convscope.evaluate import Evaluation  # noqa: E402
+from convscope.models import build_model, list_models  # noqa: E402
+from convscope.train import TrainConfig  # noqa: E402
+
+__all__ = [
+    "Classifier",
+    "ConvscopeError",
+    "Evaluation",
+    "ImageDataset",
+    "TrainConfig",
+    "__version__",
+    "build_model",
+    "list_datasets",
+    "list_models",
+    "load",
+    "load_dataset",
+    "predict",
+    "train",
+]

@@ -1,0 +1,161 @@
+"""The Python API: ``train(images, labels) -> Classifier`` and ``predict(model, images)``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from convscope.classifier import Classifier, load
+from convscope.data import ImageDataset, from_arrays, load_dataset, parse_dataset_name
+from convscope.errors import ConvscopeError
+from convscope.images import load_image
+from convscope.train import TrainConfig, fit
+
+
+def images_to_tensor(images) -> torch.Tensor:
+    """A batch of images as uint8 (N, C, H, W).
+
+    Accepts an (N, H, W) or (N, H, W, C) uint8 array, an (N, C, H, W) tensor
+    (uint8, or float in [0, 1]), or a list of image paths / PIL images / arrays,
+    which are resized to the first image's size.
+    """
+    if isinstance(images, np.ndarray):
+        a = images
+        if a.ndim == 3:
+            a = a[..., None]
+        if a.ndim != 4 or a.shape[-1] not in (1, 3):
+            raise ConvscopeError(f"an image array must be (N, H, W) or (N, H, W, C) with C 1 or "
+                                 f"3, got {images.shape}.")
+        if a.dtype != np.uint8:
+            a = np.clip(np.rint(a * (255.0 if a.max() <= 1.0 else 1.0)), 0, 255).astype(np.uint8)
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+    if isinstance(images, torch.Tensor):
+        t = images.detach().cpu()
+        if t.ndim == 3:
+            t = t[:, None]
+        if t.ndim != 4 or t.shape[1] not in (1, 3):
+            raise ConvscopeError(f"an image tensor must be (N, C, H, W) with C 1 or 3, got "
+                                 f"{tuple(images.shape)}.")
+        if t.is_floating_point():
+            t = (t.clamp(0, 1) * 255).round()
+        return t.to(torch.uint8).contiguous()
+    if isinstance(images, (list, tuple)) and images:
+        first = load_image(images[0], size=_native_size(images[0]), channels=3)
+        gray = all(_is_gray(x) for x in images[:16])
+        c = 1 if gray else 3
+        size = first.shape[1:]
+        return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in images])
+    raise ConvscopeError("images must be an array, a tensor or a non-empty list of images.")
+
+
+def _native_size(x) -> tuple[int, int]:
+    from convscope.images import array_to_pil, open_image
+
+    if isinstance(x, (str, os.PathLike, bytes)):
+        img = open_image(x)
+    elif isinstance(x, (np.ndarray, torch.Tensor)):
+        img = array_to_pil(x)
+    else:
+        img = x
+    return img.size[1], img.size[0]
+
+
+def _is_gray(x) -> bool:
+    from PIL import Image
+
+    from convscope.images import array_to_pil, open_image
+
+    if isinstance(x, (str, os.PathLike, bytes)):
+        return open_image(x).mode == "L"
+    if isinstance(x, Image.Image):
+        return x.mode in ("L", "1", "I;16", "I", "F")
+    return array_to_pil(x).mode == "L"
+
+
+def _labels(labels, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
+    arr = np.asarray(labels)
+    if arr.dtype.kind in "iu":
+        k = int(arr.max()) + 1 if arr.size else 0
+        names = classes or [str(i) for i in range(k)]
+        if arr.size and (arr.min() < 0 or arr.max() >= len(names)):
+            raise ConvscopeError(f"labels must lie in 0..{len(names) - 1}.")
+        return arr.astype(np.int64), list(names)
+    names = classes or sorted({str(v) for v in arr})
+    lookup = {c: i for i, c in enumerate(names)}
+    try:
+        return np.asarray([lookup[str(v)] for v in arr], dtype=np.int64), list(names)
+    except KeyError as exc:
+        raise ConvscopeError(f"label {exc.args[0]!r} is not among the classes.") from None
+
+
+def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes=None,
+               holdout: float = 0.1, data_root=None, image_size=None, natural=None,
+               progress: bool = True) -> ImageDataset:
+    """Turn whatever ``train`` was given into an ImageDataset."""
+    if isinstance(data, ImageDataset):
+        return data
+    if isinstance(data, (str, os.PathLike)) and labels is None:
+        name = str(data)
+        try:
+            parse_dataset_name(name)
+        except ConvscopeError:
+            if Path(name).is_dir():
+                name = f"folder:{name}"
+            else:
+                raise
+        return load_dataset(name, data_root=data_root, image_size=image_size, progress=progress)
+    if labels is None:
+        raise ConvscopeError("train needs labels when given images: train(images, labels).")
+    x = images_to_tensor(data)
+    y, names = _labels(labels, classes)
+    if len(x) != len(y):
+        raise ConvscopeError(f"{len(x)} images but {len(y)} labels.")
+    is_natural = x.shape[1] == 3 if natural is None else natural
+    if test_images is not None:
+        if test_labels is None:
+            raise ConvscopeError("test_images need test_labels.")
+        xt = images_to_tensor(test_images)
+        yt, _ = _labels(test_labels, names)
+        return ImageDataset("arrays", names, x, torch.from_numpy(y), xt, torch.from_numpy(yt),
+                            natural=is_natural)
+    if not 0 < holdout < 1:
+        raise ConvscopeError("holdout must be between 0 and 1, or pass test_images.")
+    return from_arrays("arrays", x.numpy(), y, names, test_size=holdout, natural=is_natural,
+                       notes=[f"held out {holdout:.0%} of the images for testing"])
+
+
+def train(data="mnist5k", labels=None, *, model: str = "convnet", test_images=None,
+          test_labels=None, classes: list[str] | None = None, holdout: float = 0.1,
+          progress: bool = True, verbose: bool = True, **options) -> Classifier:
+    """Train a classifier and return it.
+
+    ``data`` is a dataset name (``"mnist5k"``, ``"cifar10"``, ``"folder:PATH"``), a
+    folder of ``<class>/<image>`` files, or images with ``labels``.  Images given
+    as arrays are split ``holdout`` for testing unless ``test_images`` are given.
+    Any :class:`TrainConfig` field (``epochs``, ``lr``, ``out``, ...) is accepted.
+
+    >>> import convscope
+    >>> clf = convscope.train("digits", model="linear", epochs=2, progress=False)  # doctest: +SKIP
+    >>> clf.predict(images)  # doctest: +SKIP
+    """
+    config = TrainConfig(model=model, **options)
+    dataset = as_dataset(data, labels, test_images=test_images, test_labels=test_labels,
+                         classes=classes, holdout=holdout, data_root=config.data_root,
+                         image_size=config.image_size, progress=progress)
+    config.data = dataset.name
+    log = print if verbose else (lambda _m: None)
+    for note in dataset.notes:
+        log(f"note: {note}")
+    return fit(dataset, config, progress=progress, log=log)
+
+
+def predict(model: Classifier | str | os.PathLike, images) -> np.ndarray:
+    """Class indices predicted for ``images`` by a Classifier or a model file path."""
+    clf = model if isinstance(model, Classifier) else load(model)
+    return clf.predict(images)
+
+
+__all__ = ["as_dataset", "images_to_tensor", "predict", "train"]

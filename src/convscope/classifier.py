@@ -1,0 +1,262 @@
+"""A trained model with everything needed to use it: the ``Classifier``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from convscope.errors import ConvscopeError
+from convscope.images import load_image
+from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model
+from convscope.models import ModelInput, get_entry
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConvscopeError("--device cuda was asked for but no CUDA GPU is available; use "
+                             "--device cpu or auto.")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConvscopeError(f"unknown device {device!r}; use auto, cpu or cuda.")
+    return torch.device(device)
+
+
+class Preprocess(nn.Module):
+    """uint8 (B, C, H, W) images -> normalised float input at the network's input size."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], input_size: Sequence[int]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        self.input_size = tuple(int(s) for s in input_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std
+        if tuple(x.shape[-2:]) != self.input_size:  # e.g. MNIST digits into AlexNet
+            x = nn.functional.interpolate(x, size=self.input_size, mode="bilinear",
+                                          align_corners=False)
+        return x
+
+
+def is_image_like(x) -> bool:
+    return isinstance(x, (str, os.PathLike, bytes, Image.Image))
+
+
+class Classifier:
+    """A network plus its classes and preprocessing; what ``train`` returns and ``load`` reads.
+
+    >>> clf = convscope.train("digits", model="linear", epochs=1)  # doctest: +SKIP
+    >>> clf.predict(images)            # class indices
+    >>> clf.predict_labels(images)     # class names
+    >>> clf.topk("cat.jpg", k=5)       # [[("cat", 0.81), ("dog", 0.07), ...]]
+    """
+
+    def __init__(self, model: nn.Module, meta: ModelMeta, device: str | torch.device = "cpu"):
+        self.model = model
+        self.meta = meta
+        self.device = resolve_device(device)
+        self.preprocess = Preprocess(meta.mean, meta.std, meta.input_size)
+        self.to(self.device)
+        self.model.eval()
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta.classes)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.meta.image_size)  # type: ignore[return-value]
+
+    @property
+    def channels(self) -> int:
+        return int(self.meta.channels)
+
+    def __repr__(self) -> str:
+        h, w = self.image_size
+        return (f"Classifier({self.meta.model}, {len(self.classes)} classes, "
+                f"{h}x{w}x{self.channels}, on {self.device})")
+
+    def to(self, device: str | torch.device) -> Classifier:
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        self.preprocess.to(self.device)
+        return self
+
+    # ----------------------------------------------------------------- inputs
+    def as_batch(self, images) -> torch.Tensor:
+        """Any supported input as a uint8 (B, C, H, W) tensor at the model's image size.
+
+        Accepts one image or a sequence of images (paths, bytes, PIL images,
+        HWC arrays, CHW tensors), or a batch: a (N, H, W[, C]) uint8 array or
+        an (N, C, H, W) tensor (uint8, or float in [0, 1]).
+        """
+        size, c = self.image_size, self.channels
+        if is_image_like(images):
+            return torch.from_numpy(load_image(images, size, c))[None]
+        if isinstance(images, np.ndarray):
+            if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
+                return torch.from_numpy(load_image(images, size, c))[None]
+            if images.ndim == 3:  # (N, H, W) grayscale batch
+                images = images[..., None]
+            if images.ndim != 4:
+                raise ConvscopeError(f"cannot read an array of shape {images.shape} as images.")
+            if images.dtype == np.uint8 and images.shape[1:3] == size and images.shape[3] == c:
+                return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+            return torch.stack([torch.from_numpy(load_image(a, size, c)) for a in images])
+        if isinstance(images, torch.Tensor):
+            t = images.detach().cpu()
+            if t.ndim == 2 or (t.ndim == 3 and t.shape[0] in (1, 3, 4)):
+                return torch.from_numpy(load_image(t, size, c))[None]
+            if t.ndim == 3:
+                t = t[:, None]
+            if t.ndim != 4:
+                raise ConvscopeError(f"cannot read a tensor of shape {tuple(t.shape)} as images.")
+            if t.is_floating_point():
+                t = (t.clamp(0, 1) * 255).round().to(torch.uint8)
+            if tuple(t.shape[-2:]) == size and t.shape[1] == c and t.dtype == torch.uint8:
+                return t.contiguous()
+            return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in t])
+        if isinstance(images, Sequence):
+            if len(images) == 0:
+                raise ConvscopeError("no images were given.")
+            return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in images])
+        raise ConvscopeError(f"cannot read a {type(images).__name__} as images; pass paths, "
+                             "PIL images, arrays or tensors.")
+
+    # ----------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def logits(self, images, batch_size: int = 256) -> torch.Tensor:
+        """Raw class scores, (N, K), on the CPU."""
+        x = self.as_batch(images)
+        self.model.eval()
+        out = [self.model(self.preprocess(x[i : i + batch_size].to(self.device))).float().cpu()
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out)
+
+    def predict_proba(self, images, batch_size: int = 256) -> np.ndarray:
+        """Softmax probabilities, (N, K)."""
+        return torch.softmax(self.logits(images, batch_size), dim=1).numpy()
+
+    def predict(self, images, batch_size: int = 256) -> np.ndarray:
+        """The predicted class index of each image, (N,)."""
+        return self.logits(images, batch_size).argmax(dim=1).numpy()
+
+    def predict_labels(self, images, batch_size: int = 256) -> list[str]:
+        """The predicted class name of each image."""
+        return [self.classes[i] for i in self.predict(images, batch_size)]
+
+    def topk(self, images, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The k most probable classes of each image, with their probabilities."""
+        p = torch.from_numpy(self.predict_proba(images))
+        k = max(1, min(k, len(self.classes)))
+        values, idx = p.topk(k, dim=1)
+        return [[(self.classes[int(i)], float(v)) for v, i in zip(vs, ids)]
+                for vs, ids in zip(values, idx)]
+
+    def evaluate(self, data, labels=None, *, batch_size: int = 256, data_root=None,
+                 progress: bool = False):
+        """Top-1/top-5 accuracy, per-class accuracy and confusion matrix on a dataset.
+
+        ``data`` is a dataset name, an ImageDataset (its test split is used), or
+        images with ``labels``.
+        """
+        from convscope.evaluate import evaluate_classifier
+
+        return evaluate_classifier(self, data, labels, batch_size=batch_size,
+                                   data_root=data_root, progress=progress)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model file (weights and metadata), atomically."""
+        return save_model(self.model, self.meta, path)
+
+
+def rebuild(meta: ModelMeta) -> nn.Module:
+    """The untrained network a model file's metadata describes."""
+    entry = get_entry(meta.model)
+    inp = ModelInput(meta.channels, len(meta.classes), tuple(meta.image_size))
+    return entry.build(inp, **meta.options)
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Classifier:
+    """Read a convscope model file back into a :class:`Classifier`.
+
+    >>> clf = convscope.load("runs/demo/model.safetensors")  # doctest: +SKIP
+    """
+    meta = read_meta(path)
+    model = rebuild(meta)
+    load_weights(model, path)
+    return Classifier(model, meta, device)
+
+
+def torchvision_classifier(name: str, weights: str | None = None,
+                           device: str | torch.device = "cpu") -> Classifier:
+    """A torchvision ImageNet classifier as a Classifier (ImageNet classes and statistics).
+
+    ``weights`` is ``DEFAULT`` (download), an enum name, or a local state dict;
+    without weights the network is randomly initialised.
+    """
+    import torchvision.models as tvm
+
+    from convscope.models.zoo import (
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        _constructor,
+        download_state_dict,
+        read_state_dict,
+    )
+
+    try:
+        enum = tvm.get_model_weights(name)
+    except (ValueError, KeyError):
+        valid = ", ".join(tvm.list_models(module=tvm))
+        raise ConvscopeError(f"unknown torchvision model {name!r}; choose one of: {valid}.") from None
+    classes = list(enum.DEFAULT.meta["categories"])
+    model = _constructor(name)() if name in _zoo_names() else tvm.get_model(name, weights=None)
+    if weights:
+        is_file = Path(weights).suffix in (".pt", ".pth", ".safetensors") or Path(weights).exists()
+        sd = read_state_dict(weights) if is_file else download_state_dict(name, weights)
+        missing, _ = model.load_state_dict(sd, strict=False)
+        if missing:
+            raise ConvscopeError(f"the weights in {weights} do not fit torchvision's {name} "
+                                 f"(missing {missing[:3]}).")
+    meta = ModelMeta(model=f"torchvision:{name}", options={}, classes=classes, channels=3,
+                     image_size=[224, 224], input_size=[224, 224], mean=list(IMAGENET_MEAN),
+                     std=list(IMAGENET_STD), dataset="imagenet",
+                     train_config={"weights": weights or "random"})
+    return Classifier(model, meta, device)
+
+
+def _zoo_names() -> set[str]:
+    from convscope.models.zoo import ZOO
+
+    return set(ZOO)
+
+
+def open_model(spec: str | os.PathLike, weights: str | None = None,
+               device: str | torch.device = "cpu") -> Classifier:
+    """What every command's MODEL argument means: a convscope model file, or a torchvision
+    classifier named ``resnet18`` / ``torchvision:NAME`` (ImageNet classes).
+
+    >>> clf = open_model("runs/demo/model.safetensors")               # doctest: +SKIP
+    >>> clf = open_model("resnet18", weights="DEFAULT")               # doctest: +SKIP
+    """
+    text = str(spec)
+    if text.startswith("torchvision:"):
+        return torchvision_classifier(text.split(":", 1)[1], weights, device)
+    if not Path(text).exists() and text in _zoo_names():
+        return torchvision_classifier(text, weights, device)
+    if weights:
+        raise ConvscopeError("--weights applies to torchvision models (e.g. resnet18), not to "
+                             "convscope model files, which carry their own weights.")
+    return load(text, device)

@@ -1,0 +1,48 @@
+"""The ``convscope`` command: one thin layer over the library.
+
+Each subcommand lives in its own module with ``register(subparsers)``; it parses
+its options into a config and calls one library function.  User errors
+(:class:`ConvscopeError`) print one sentence and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from convscope.errors import ConvscopeError
+
+#: modules under convscope.cli, each with register(subparsers); order is the --help order
+COMMAND_MODULES = ("train", "evaluate", "predict", "catalog")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from convscope import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="convscope",
+        description="A workbench for convolutional networks on images: train a classifier, "
+                    "look inside it, restyle images.",
+    )
+    parser.add_argument("--version", action="version", version=f"convscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"convscope.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors: argparse prints usage and exits 2
+    try:
+        return int(args.func(args) or 0)
+    except ConvscopeError as exc:
+        print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"convscope {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `convscope predict ... | head`
+        return 0

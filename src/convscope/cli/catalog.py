@@ -1,0 +1,131 @@
+"""convscope datasets / models / info / samples: what is available and what a file holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from convscope.cli.common import add_data_args, positive_int, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("datasets", help="list datasets, or describe one",
+                       description="List the dataset names, or describe one: splits, classes, "
+                                   "image size, channels and normalisation.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a dataset to describe")
+    p.add_argument("--data-root", metavar="DIR", help="where cifar10/mnist live")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_datasets)
+
+    p = sub.add_parser("models", help="list the models and their options")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_models)
+
+    p = sub.add_parser("info", help="show what a model file holds (metadata, metrics, config)")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_info)
+
+    p = sub.add_parser("samples", help="write a dataset's test images as PNG files",
+                       description="Write the first N test images of a dataset as PNG files "
+                                   "named <index>_<label>.png, e.g. to try `convscope predict`.")
+    p.add_argument("name", metavar="NAME", help="dataset")
+    p.add_argument("--n", type=positive_int, default=8, help="how many images (default 8)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    add_data_args(p)
+    p.set_defaults(func=run_samples)
+
+
+def run_datasets(args) -> int:
+    from convscope.data import dataset_entries, load_dataset
+
+    if args.name:
+        ds = load_dataset(args.name, data_root=args.data_root)
+        print_json(ds.describe()) if args.json else print(ds.format())
+        return 0
+    entries = dataset_entries()
+    if args.json:
+        print_json([{"name": e.usage, "summary": e.summary} for e in entries])
+        return 0
+    width = max(len(e.usage) for e in entries)
+    for e in entries:
+        print(f"{e.usage:<{width}}  {e.summary}")
+    return 0
+
+
+def run_models(args) -> int:
+    from convscope.models import model_entries
+
+    entries = model_entries()
+    if args.json:
+        print_json([{"name": e.usage, "family": e.family, "summary": e.summary,
+                     "options": e.defaults, "pretrained": e.pretrained} for e in entries])
+        return 0
+    width = max(len(e.usage) for e in entries)
+    for e in entries:
+        opts = ", ".join(f"{k}={v}" for k, v in e.defaults.items())
+        print(f"{e.usage:<{width}}  {e.summary}" + (f"  [{opts}]" if opts else ""))
+    return 0
+
+
+def run_info(args) -> int:
+    from dataclasses import asdict
+
+    from convscope.modelfile import read_meta
+
+    meta = read_meta(args.model)
+    if args.json:
+        print_json(asdict(meta))
+        return 0
+    h, w = meta.image_size
+    opts = ", ".join(f"{k}={v}" for k, v in meta.options.items())
+    print(f"model       {meta.model}" + (f" ({opts})" if opts else ""))
+    print(f"input       {h}x{w}x{meta.channels}"
+          + (f", fed to the network at {meta.input_size[0]}x{meta.input_size[1]}"
+             if meta.input_size != meta.image_size else ""))
+    print(f"classes     {len(meta.classes)}: {', '.join(meta.classes[:20])}"
+          + (" ..." if len(meta.classes) > 20 else ""))
+    print(f"normalize   mean {meta.mean}  std {meta.std}")
+    print(f"dataset     {meta.dataset}")
+    if meta.metrics:
+        m = meta.metrics
+        print(f"metrics     epoch {m.get('epoch')}: test top-1 {100 * m.get('test_acc', 0):.2f}%, "
+              f"top-5 {100 * m.get('test_top5', 0):.2f}%, train loss {m.get('train_loss')}")
+    cfg = meta.train_config
+    if cfg:
+        print(f"trained     {cfg.get('epochs')} epochs, {cfg.get('optimizer')} lr {cfg.get('lr')}, "
+              f"batch {cfg.get('batch_size')}, seed {cfg.get('seed')}")
+    print(f"created     {meta.created}  ({', '.join(f'{k} {v}' for k, v in meta.versions.items())})")
+    return 0
+
+
+def sample_indices(labels, n: int) -> list[int]:
+    """n indices taking each class in turn, so a few samples cover many classes."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    per_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    picked: list[int] = []
+    while len(picked) < n and any(per_class):
+        for idx in per_class:
+            if idx and len(picked) < n:
+                picked.append(int(idx.pop(0)))
+    return picked
+
+
+def run_samples(args) -> int:
+    from PIL import Image
+
+    from convscope.data import load_dataset
+
+    ds = load_dataset(args.name, data_root=args.data_root, image_size=args.image_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = min(args.n, len(ds.test_labels))
+    for i in sample_indices(ds.test_labels, n):
+        arr = ds.test_images[i].permute(1, 2, 0).numpy()
+        label = ds.classes[int(ds.test_labels[i])]
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
+        img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+        img.save(out / f"{i:04d}_{safe}.png")
+    print(f"wrote {n} test images of {ds.name} to {out}/")
+    return 0

@@ -1,0 +1,56 @@
+"""convscope evaluate: top-1/top-5, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+from convscope.cli.common import add_data_args, add_device_arg, positive_int, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="accuracy, per-class accuracy and confusion matrix of a model",
+        description="Evaluate a model file on a dataset's test split.",
+    )
+    p.add_argument("model", metavar="MODEL", help="a model file written by `convscope train`")
+    add_data_args(p)
+    p.set_defaults(data=None)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    add_device_arg(p)
+    p.add_argument("--out", metavar="PNG", help="also draw the confusion matrix to this PNG")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def dataset_for(clf, args):
+    """The dataset to evaluate on: --data, or the one the model was trained on."""
+    from convscope.data import load_dataset
+    from convscope.errors import UsageError
+
+    name = args.data or clf.meta.dataset
+    if not name or name == "arrays":
+        raise UsageError("this model was trained on arrays from the Python API; pass --data.")
+    size = args.image_size
+    if size is None and name.startswith("folder:"):  # user folders take the model's size
+        size = clf.image_size[0]
+    return load_dataset(name, data_root=args.data_root, image_size=size,
+                        progress=not args.quiet)
+
+
+def run(args) -> int:
+    from convscope.classifier import load
+
+    clf = load(args.model, device=args.device)
+    data = dataset_for(clf, args)
+    ev = clf.evaluate(data, batch_size=args.batch_size)
+    if args.out:
+        from convscope.render.figures import confusion_figure, save_figure
+
+        save_figure(confusion_figure(ev), args.out)
+    if args.json:
+        print_json({"model": args.model, "data": data.name, **ev.to_dict()})
+    else:
+        print(f"model       {args.model}\ndata        {data.name} (test split)")
+        print(ev.format())
+        if args.out:
+            print(f"\nwrote {args.out}")
+    return 0

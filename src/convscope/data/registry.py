@@ -1,0 +1,85 @@
+"""The one registry of datasets: the CLI, the API and the docs read their choices here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from convscope.data.base import ImageDataset, resized
+from convscope.errors import UsageError, unknown_name
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    summary: str
+    #: loader(arg, data_root=..., image_size=..., progress=...) -> ImageDataset
+    loader: Callable[..., ImageDataset]
+    #: what follows "name:" (e.g. "PATH" for folder:PATH); None if nothing may follow
+    arg: str | None = None
+    arg_required: bool = False
+
+    @property
+    def usage(self) -> str:
+        if self.arg is None:
+            return self.name
+        return f"{self.name}:{self.arg}" if self.arg_required else f"{self.name}[:{self.arg}]"
+
+
+_REGISTRY: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(name: str, summary: str, arg: str | None = None, arg_required: bool = False):
+    """Decorator adding a loader to the registry under ``name``."""
+
+    def decorate(loader):
+        _REGISTRY[name] = DatasetEntry(name, summary, loader, arg, arg_required)
+        return loader
+
+    return decorate
+
+
+def dataset_entries() -> list[DatasetEntry]:
+    return list(_REGISTRY.values())
+
+
+def list_datasets() -> list[str]:
+    """The accepted dataset names, as a user would type them (``folder:PATH`` etc.)."""
+    return [e.usage for e in _REGISTRY.values()]
+
+
+def parse_dataset_name(name: str) -> tuple[DatasetEntry, str | None]:
+    """Split ``"folder:/some/path"`` into its registry entry and argument."""
+    if not isinstance(name, str) or not name:
+        raise UsageError("a dataset name is required; choose one of: "
+                         + ", ".join(list_datasets()) + ".")
+    key, sep, arg = name.partition(":")
+    entry = _REGISTRY.get(key)
+    if entry is None:
+        raise unknown_name("dataset", name, list_datasets())
+    if sep and entry.arg is None:
+        raise UsageError(f"dataset {key!r} takes no argument after ':'; use just {key!r}.")
+    if entry.arg_required and not arg:
+        raise UsageError(f"dataset {key!r} needs an argument: {entry.usage}.")
+    return entry, (arg or None)
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_root: str | Path | None = None,
+    image_size: int | None = None,
+    progress: bool = True,
+) -> ImageDataset:
+    """Load a dataset by name.
+
+    >>> ds = load_dataset("digits")
+    >>> ds.image_size, ds.channels, len(ds.classes)
+    ((8, 8), 1, 10)
+    """
+    entry, arg = parse_dataset_name(name)
+    if image_size is not None and not 1 <= int(image_size) <= 4096:
+        raise UsageError(f"--image-size must be between 1 and 4096, got {image_size}.")
+    ds = entry.loader(arg, data_root=data_root, image_size=image_size, progress=progress)
+    return resized(ds, int(image_size)) if image_size else ds

@@ -1,0 +1,133 @@
+"""Top-1/top-5 accuracy, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from convscope.errors import ConvscopeError
+
+
+@dataclass
+class Evaluation:
+    classes: list[str]
+    n: int
+    top1: float
+    top5: float
+    #: k of the "top-5" figure: 5, or the number of classes when there are fewer
+    k: int
+    per_class: list[float]
+    confusion: np.ndarray  # (K, K): rows are true classes, columns predictions
+
+    @property
+    def error1(self) -> float:
+        return 1.0 - self.top1
+
+    @property
+    def error5(self) -> float:
+        return 1.0 - self.top5
+
+    def to_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "top1": self.top1,
+            "top5": self.top5,
+            "top1_error": self.error1,
+            "top5_error": self.error5,
+            "k": self.k,
+            "classes": self.classes,
+            "per_class": dict(zip(self.classes, self.per_class)),
+            "confusion": self.confusion.tolist(),
+        }
+
+    def format(self, max_classes: int = 20) -> str:
+        lines = [
+            f"images      {self.n:,}",
+            f"top-1       {100 * self.top1:6.2f}%   (error {100 * self.error1:.2f}%)",
+            f"top-{self.k}       {100 * self.top5:6.2f}%   (error {100 * self.error5:.2f}%)",
+            "",
+            "per-class accuracy",
+        ]
+        width = max(len(c) for c in self.classes)
+        counts = self.confusion.sum(axis=1)
+        for c, acc, n in list(zip(self.classes, self.per_class, counts))[:max_classes]:
+            lines.append(f"  {c:<{width}}  {100 * acc:6.2f}%  of {int(n)}")
+        if len(self.classes) <= max_classes:
+            lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
+            cell = max(4, len(str(int(self.confusion.max()))) + 1)
+            head = " " * (width + 2) + "".join(f"{c[: cell - 1]:>{cell}}" for c in self.classes)
+            lines.append(head)
+            for c, row in zip(self.classes, self.confusion):
+                lines.append(f"  {c:<{width}}" + "".join(f"{int(v):>{cell}}" for v in row))
+        return "\n".join(lines)
+
+
+def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> Evaluation:
+    """Accuracy figures from (N, K) scores and (N,) true labels."""
+    num = len(classes)
+    labels = labels.long().cpu()
+    k = min(5, num)
+    top = logits.topk(k, dim=1).indices.cpu()
+    correct1 = top[:, 0] == labels
+    correctk = (top == labels[:, None]).any(dim=1)
+    confusion = torch.zeros(num, num, dtype=torch.int64)
+    confusion.index_put_((labels, top[:, 0]), torch.ones_like(labels), accumulate=True)
+    totals = confusion.sum(dim=1).clamp_min(1)
+    per_class = (confusion.diag().double() / totals).tolist()
+    n = len(labels)
+    return Evaluation(
+        classes=list(classes),
+        n=n,
+        top1=float(correct1.double().mean()) if n else 0.0,
+        top5=float(correctk.double().mean()) if n else 0.0,
+        k=k,
+        per_class=[float(v) for v in per_class],
+        confusion=confusion.numpy(),
+    )
+
+
+def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=None,
+                        progress=False) -> Evaluation:
+    """Evaluate a Classifier on a dataset name, an ImageDataset or (images, labels)."""
+    from convscope.data import ImageDataset, load_dataset
+
+    if isinstance(data, str) and labels is None:
+        data = load_dataset(data, data_root=data_root, progress=progress,
+                            image_size=None)
+    if isinstance(data, ImageDataset):
+        check_compatible(clf, data)
+        images, labels = data.test_images, data.test_labels
+    else:
+        if labels is None:
+            raise ConvscopeError("evaluate needs labels when given images.")
+        images = data
+    labels = torch.as_tensor(np.asarray(labels)).long()
+    logits = clf.logits(images, batch_size)
+    if len(logits) != len(labels):
+        raise ConvscopeError(f"{len(logits)} images but {len(labels)} labels.")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(clf.classes)):
+        raise ConvscopeError(f"labels must be class indices 0..{len(clf.classes) - 1}.")
+    return evaluate_logits(logits, labels, clf.classes)
+
+
+def check_compatible(clf, data) -> None:
+    """Refuse a dataset whose classes or channels differ from the model's."""
+    if list(data.classes) != list(clf.classes):
+        raise ConvscopeError(
+            f"the model was trained on {len(clf.classes)} classes ({', '.join(clf.classes[:5])}"
+            f"{', ...' if len(clf.classes) > 5 else ''}) but {data.name} has "
+            f"{len(data.classes)} ({', '.join(data.classes[:5])}"
+            f"{', ...' if len(data.classes) > 5 else ''}); evaluate it on data with the same "
+            "classes."
+        )
+    if data.channels != clf.channels:
+        raise ConvscopeError(f"the model expects {clf.channels}-channel images but {data.name} "
+                             f"has {data.channels}; use data with the same channels.")
+    if tuple(data.image_size) != tuple(clf.image_size):
+        raise ConvscopeError(
+            f"the model expects {clf.image_size[0]}x{clf.image_size[1]} images but {data.name} "
+            f"has {data.image_size[0]}x{data.image_size[1]}; pass --image-size "
+            f"{clf.image_size[0]} to resize the data."
+        )

@@ -1,0 +1,183 @@
+"""Reading images from the wild into the arrays convscope's models expect.
+
+Everything that reads an image file (CLI, API, folder datasets) goes through
+:func:`load_image`, so every command treats odd files the same way:
+
+* EXIF orientation is applied, so photos come out upright;
+* grayscale, palette, CMYK, LA/RGBA (composited over white) and 16-bit images are
+  converted, 16-bit ones by scaling to 8 bits rather than clipping;
+* only an allow-list of formats is decoded, and images above a pixel limit are
+  refused *before* decoding (decompression bombs);
+* missing, empty, truncated or corrupt files raise :class:`ImageError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from convscope.errors import ImageError
+
+#: Formats convscope decodes; anything else is refused even if Pillow could read it.
+ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP", "PPM"})
+#: File suffixes a folder dataset considers to be images.
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+#: Largest image, in pixels, that is decoded (env CONVSCOPE_MAX_PIXELS overrides).
+DEFAULT_MAX_PIXELS = 50_000_000
+
+ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("CONVSCOPE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def _describe(source) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else "image data"
+
+
+def open_image(
+    source: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None
+) -> Image.Image:
+    """Decode a file (or bytes) into an upright 8-bit PIL image in mode "L" or "RGB".
+
+    ``draft_size`` (W, H) lets JPEG decoding skip detail finer than that size,
+    which makes thumbnails of big photos several times faster to decode.
+    """
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{name}: no such image file; check the path.")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: the file is empty (0 bytes); it is not an image.")
+        fp = path
+    else:
+        if len(source) == 0:
+            raise ImageError("the image data is empty (0 bytes); send an image file.")
+        fp = io.BytesIO(source)
+    try:
+        with Image.open(fp) as img:
+            if img.format not in ALLOWED_FORMATS:
+                raise ImageError(
+                    f"{name}: {img.format} images are not accepted; "
+                    f"use one of {', '.join(sorted(ALLOWED_FORMATS - {'MPO'}))}."
+                )
+            w, h = img.size
+            if w * h > max_pixels():
+                raise ImageError(
+                    f"{name}: {w}x{h} = {w * h:,} pixels is above the limit of "
+                    f"{max_pixels():,}; shrink the image or raise CONVSCOPE_MAX_PIXELS."
+                )
+            if draft_size is not None and img.format == "JPEG":
+                img.draft(img.mode, draft_size)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return to_standard_mode(img)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name}: not a readable image ({_reason(exc)}).") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ImageError(f"{name}: the image is corrupt or truncated ({_reason(exc)}).") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().rstrip(".")
+    return (text or type(exc).__name__)[:200]
+
+
+def to_standard_mode(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit "L" or "RGB", scaling (not clipping) deep images."""
+    mode = img.mode
+    if mode in ("L", "RGB"):
+        return img
+    if mode == "1":
+        return img.convert("L")
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and arr.size and arr.max() > 255):
+            arr = arr / 257.0  # 65535 -> 255: scale the 16-bit range, never clip it
+        elif mode == "F" and arr.size and arr.max() <= 1.0:
+            arr = arr * 255.0
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("LA", "La", "PA"):
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "RGBa"):
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def fit_image(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Resize (shorter side, then centre crop) and convert to (C, H, W) uint8."""
+    img = to_standard_mode(img)
+    if channels == 1 and img.mode != "L":
+        img = img.convert("L")
+    elif channels == 3 and img.mode != "RGB":
+        img = img.convert("RGB")
+    th, tw = size
+    if img.size != (tw, th):
+        w, h = img.size
+        scale = max(tw / w, th / h)
+        nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
+        img = img.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - tw) // 2, (nh - th) // 2
+        img = img.crop((left, top, left + tw, top + th))
+    arr = np.array(img, dtype=np.uint8)  # a writable copy, not a view of PIL's buffer
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def load_image(source: ImageLike, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Any supported image input as a (C, H, W) uint8 array of the given size.
+
+    Accepts a path, encoded bytes, a PIL image, a uint8 HWC/HW numpy array, or a
+    tensor (uint8 CHW, or float CHW in [0, 1]).
+    """
+    if isinstance(source, (str, os.PathLike, bytes)):
+        img = open_image(source)
+    elif isinstance(source, Image.Image):
+        img = to_standard_mode(ImageOps.exif_transpose(source))
+    elif isinstance(source, (np.ndarray, torch.Tensor)):
+        img = array_to_pil(source)
+    else:
+        raise ImageError(f"cannot use a {type(source).__name__} as an image; pass a path, "
+                         "bytes, PIL image, numpy array or tensor.")
+    return fit_image(img, size, channels)
+
+
+def array_to_pil(arr: np.ndarray | torch.Tensor) -> Image.Image:
+    """A numpy HWC/HW array or a CHW tensor as a PIL image (uint8 or float in [0, 1])."""
+    if isinstance(arr, torch.Tensor):
+        t = arr.detach().cpu()
+        if t.ndim == 3 and t.shape[0] in (1, 3, 4):
+            t = t.permute(1, 2, 0)
+        arr = t.numpy()
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ImageError(f"an image array must be HxW or HxWx{{1,3,4}}, got shape {arr.shape}.")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
+            arr = arr * 255.0
+        elif arr.dtype == np.uint16:
+            arr = arr / 257.0
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    return to_standard_mode(Image.fromarray(arr))

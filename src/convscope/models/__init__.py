@@ -1,0 +1,26 @@
+"""Models by name from one registry: ``build_model("convnet", ModelInput(1, 10, (28, 28)))``."""
+
+from convscope.models import classic, zoo  # noqa: F401  (registration)
+from convscope.models.registry import (
+    ModelEntry,
+    ModelInput,
+    build_model,
+    canonical_name,
+    get_entry,
+    list_models,
+    model_entries,
+    parse_model_name,
+    register_model,
+)
+
+__all__ = [
+    "ModelEntry",
+    "ModelInput",
+    "build_model",
+    "canonical_name",
+    "get_entry",
+    "list_models",
+    "model_entries",
+    "parse_model_name",
+    "register_model",
+]

@@ -1,0 +1,151 @@
+"""torchvision's ILSVRC networks, adapted to any dataset's classes and channels.
+
+Adapting is generic, not keyed on names: the first ``Conv2d`` is rebuilt for the
+dataset's channels (pretrained filters are averaged over RGB) and the last
+``Linear`` for its classes.  Inputs smaller than a network accepts are upsampled
+by the preprocessing (see ``ModelEntry.min_input``), so the network itself stays
+torchvision's, with torchvision's layer names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from convscope.errors import ConvscopeError, UsageError
+from convscope.models.registry import ModelInput, register_model
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+# name: (summary, smallest input side torchvision's network accepts, measured)
+ZOO = {
+    "alexnet": ("AlexNet (Krizhevsky et al. 2012), the ILSVRC 2012 winner", 63),
+    "vgg16": ("VGG-16 (Simonyan & Zisserman 2014), 16 layers of 3x3 convs", 32),
+    "googlenet": ("GoogLeNet / Inception v1 (Szegedy et al. 2014), ILSVRC 2014 winner", 15),
+    "resnet18": ("ResNet-18 (He et al. 2015), ImageNet layout", 1),
+    "resnet50": ("ResNet-50 (He et al. 2015), bottleneck blocks, ILSVRC 2015 winner", 1),
+    "resnet101": ("ResNet-101 (He et al. 2015)", 1),
+    "densenet121": ("DenseNet-121 (Huang et al. 2017)", 29),
+}
+
+
+def _constructor(name: str):
+    import torchvision.models as tvm
+
+    ctor = getattr(tvm, name)
+    if name == "googlenet":  # no auxiliary heads; our normalisation, not torchvision's remap
+        return lambda: ctor(weights=None, aux_logits=False, init_weights=True,
+                            transform_input=False)
+    return lambda: ctor(weights=None)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .safetensors file, or from .pt/.pth read with weights_only=True."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConvscopeError(f"weights file {path} does not exist; pass --weights DEFAULT to "
+                             "download torchvision's, or the path of a local state dict.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:  # never unpickle arbitrary objects
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here means "not a usable weights file"
+        raise ConvscopeError(f"{path} is not a readable state dict ({str(exc)[:160]}); save "
+                             "weights with torch.save(model.state_dict(), path).") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ConvscopeError(f"{path} does not hold a state dict of tensors.")
+    return sd
+
+
+def download_state_dict(name: str, weights: str) -> dict[str, torch.Tensor]:
+    """torchvision's pretrained weights (``DEFAULT`` or an enum name like IMAGENET1K_V1)."""
+    import torchvision.models as tvm
+
+    enum = tvm.get_model_weights(name)
+    try:
+        w = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights]
+    except KeyError:
+        valid = ", ".join(["DEFAULT", *enum.__members__])
+        raise UsageError(f"unknown weights {weights!r} for {name}; choose one of: {valid}, "
+                         "or a file path.") from None
+    try:
+        return w.get_state_dict(progress=True)
+    except Exception as exc:  # noqa: BLE001 - urllib/ssl/socket errors all mean "offline"
+        raise ConvscopeError(
+            f"could not download the {name} {w.name} weights ({str(exc)[:120]}); when offline, "
+            "pass --weights FILE with a state dict saved on this machine."
+        ) from None
+
+
+def _first(model: nn.Module, kind: type) -> tuple[str, nn.Module]:
+    return next((n, m) for n, m in model.named_modules() if isinstance(m, kind))
+
+
+def _last(model: nn.Module, kind: type) -> tuple[str, nn.Module]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kind)][-1]
+
+
+def adapt(model: nn.Module, inp: ModelInput, pretrained: bool) -> nn.Module:
+    """Rebuild the first conv for ``inp.channels`` and the last Linear for its classes."""
+    name, conv = _first(model, nn.Conv2d)
+    if conv.in_channels != inp.channels:
+        new = nn.Conv2d(inp.channels, conv.out_channels, conv.kernel_size, conv.stride,
+                        conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+        if pretrained:  # keep the learned filters: their mean over the old input channels
+            with torch.no_grad():
+                mean = conv.weight.mean(dim=1, keepdim=True)
+                new.weight.copy_(mean.expand_as(new.weight) * conv.in_channels / inp.channels)
+                if conv.bias is not None:
+                    new.bias.copy_(conv.bias)
+        model.set_submodule(name, new)
+    name, fc = _last(model, nn.Linear)
+    if fc.out_features != inp.num_classes:
+        model.set_submodule(name, nn.Linear(fc.in_features, inp.num_classes))
+    return model
+
+
+def _load(model: nn.Module, sd: dict) -> None:
+    missing, _unexpected = model.load_state_dict(sd, strict=False)  # e.g. GoogLeNet's aux heads
+    if missing:
+        raise RuntimeError(f"missing keys {missing[:5]}")
+
+
+def build_zoo(name: str, inp: ModelInput, weights: str | None = None) -> nn.Module:
+    model = _constructor(name)()
+    if not weights:
+        return adapt(model, inp, pretrained=False)
+    is_file = Path(weights).suffix in (".pt", ".pth", ".safetensors", ".bin") or Path(weights).exists()
+    sd = read_state_dict(weights) if is_file else download_state_dict(name, weights)
+    try:  # ImageNet-shaped weights: load, then adapt keeping what was learned
+        _load(model, sd)
+        return adapt(model, inp, pretrained=True)
+    except RuntimeError:
+        pass
+    try:  # weights already adapted to this dataset (e.g. saved from a fine-tuned model)
+        model = adapt(_constructor(name)(), inp, pretrained=False)
+        _load(model, sd)
+        return model
+    except RuntimeError as exc:
+        raise ConvscopeError(f"the weights in {weights} do not fit {name} "
+                             f"({str(exc).splitlines()[0][:160]}).") from None
+
+
+def _register(name: str, summary: str, min_input: int) -> None:
+    def build(inp: ModelInput, weights: str | None = None) -> nn.Module:
+        return build_zoo(name, inp, weights)
+
+    register_model(name, f"{summary} (torchvision)", family="ilsvrc", min_input=min_input,
+                   pretrained=True)(build)
+
+
+for _name, (_summary, _min) in ZOO.items():
+    _register(_name, _summary, _min)

@@ -1,0 +1,1 @@
+"""Rendering: figures (PNG) for every view."""

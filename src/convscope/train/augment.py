@@ -1,0 +1,42 @@
+"""Batched augmentation on tensors: no per-image Python in the training loop."""
+
+from __future__ import annotations
+
+import torch
+
+
+def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the (B, C, H, W) batch left-right."""
+    flip = torch.rand(len(x), generator=g, device="cpu") < 0.5
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+
+def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
+    """Pad by ``pad`` (reflect) and cut a random same-size window from each image."""
+    if pad <= 0:
+        return x
+    b, _, h, w = x.shape
+    mode = "reflect" if pad < min(h, w) else "replicate"
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode=mode)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=g).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None] + dy[:, None])  # (B, H)
+    cols = (torch.arange(w, device=x.device)[None] + dx[:, None])  # (B, W)
+    bidx = torch.arange(b, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.contiguous_format)
+
+
+def resolve_augment(augment: str, natural: bool) -> str:
+    if augment == "auto":
+        return "flip-crop" if natural else "none"
+    return augment
+
+
+def augment_batch(x: torch.Tensor, augment: str, g: torch.Generator) -> torch.Tensor:
+    """Apply the named augmentation (none, flip, crop, flip-crop) to a float batch."""
+    if augment in ("flip", "flip-crop"):
+        x = random_flip(x, g)
+    if augment in ("crop", "flip-crop"):
+        x = random_crop(x, max(1, min(x.shape[-2:]) // 8), g)
+    return x

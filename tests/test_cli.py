@@ -1,0 +1,105 @@
+"""The command line as a user meets it: outputs, exit codes, one-sentence errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import run_cli
+
+
+def test_help_lists_commands():
+    out = run_cli("--help").stdout
+    for cmd in ("train", "evaluate", "predict", "datasets", "models", "info", "samples"):
+        assert cmd in out
+
+
+def test_train_evaluate_predict(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train", "--data", "digits", "--model", "convnet:width=8,fc=32", "--epochs",
+                   "2", "--out", out, "--quiet")
+    assert "test top-1" in proc.stdout
+    for f in ("model.safetensors", "metrics.jsonl", "config.json"):
+        assert (out / f).is_file()
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+
+    ev = json.loads(run_cli("evaluate", out / "model.safetensors", "--json", "--out",
+                            tmp_path / "cm.png").stdout)
+    assert ev["n"] == 360 and abs(ev["top1"] - last["test_acc"]) < 1e-6
+    assert abs(ev["top5"] - last["test_top5"]) < 1e-6
+    png = np.asarray(Image.open(tmp_path / "cm.png").convert("L"))
+    assert png.shape[0] > 200 and png.std() > 20  # a real picture, not a blank canvas
+
+    text = run_cli("evaluate", out / "model.safetensors", "--data", "digits").stdout
+    assert "top-1" in text and "confusion matrix" in text
+
+    run_cli("samples", "digits", "--n", "3", "--out", tmp_path / "s")
+    files = sorted((tmp_path / "s").glob("*.png"))
+    assert len(files) == 3
+    res = json.loads(run_cli("predict", out / "model.safetensors", *files, "--json",
+                             "--top-k", "3").stdout)
+    assert [len(r["top"]) for r in res] == [3, 3, 3]
+    assert abs(sum(t["probability"] for t in res[0]["top"]) - 1) < 0.5
+    text = run_cli("predict", out / "model.safetensors", files[0]).stdout
+    assert text.startswith(str(files[0])) and text.count(",") == 4  # five "label p" pairs
+
+    # replacing a trained model needs --force; the model is left untouched
+    before = (out / "model.safetensors").read_bytes()
+    err = run_cli("train", "--data", "digits", "--out", out, check=2).stderr
+    assert "already holds a trained model" in err
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_predict_odd_images(tmp_path, digits_model):
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (30, 20), (0, 0, 0, 255)).save(rgba)
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((9, 9), 60000, np.uint16)).save(deep)
+    pal = tmp_path / "pal.gif"
+    Image.new("P", (8, 8), 3).save(pal)
+    out = run_cli("predict", digits_model, rgba, deep, pal).stdout
+    assert out.count("\n") == 3
+
+
+def test_bad_image_names_the_file(tmp_path, digits_model):
+    bad = tmp_path / "cat.jpg"
+    bad.write_text("not really a jpeg")
+    good = tmp_path / "ok.png"
+    Image.new("L", (8, 8)).save(good)
+    proc = run_cli("predict", digits_model, good, bad, check=1)
+    assert str(bad) in proc.stderr and "not a readable image" in proc.stderr
+    assert str(good) in proc.stdout  # the good one is still answered
+    proc = run_cli("predict", digits_model, tmp_path / "missing.png", check=1)
+    assert "missing.png: no such image file" in proc.stderr
+
+
+def test_usage_errors_exit_2_without_traceback(tmp_path):
+    err = run_cli("train", "--data", "imagenet", "--out", tmp_path, check=2).stderr
+    assert "unknown dataset 'imagenet'" in err and "mnist5k" in err and "folder:PATH" in err
+    err = run_cli("train", "--model", "lenet", "--out", tmp_path, check=2).stderr
+    assert "unknown model 'lenet'" in err and "resnet18" in err
+    err = run_cli("train", "--epochs", "0", check=2).stderr
+    assert "must be at least 1" in err
+    run_cli("frobnicate", check=2)
+
+
+def test_incompatible_model_file(tmp_path, digits_model):
+    err = run_cli("evaluate", digits_model, "--data", "fake:size=8,channels=1,classes=3",
+                  check=1).stderr
+    assert "trained on 10 classes" in err
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"\x00" * 16)
+    err = run_cli("evaluate", bad, check=1).stderr
+    assert "not a valid safetensors model file" in err
+
+
+def test_catalog_commands(digits_model):
+    assert "mnist5k" in run_cli("datasets").stdout
+    info = json.loads(run_cli("datasets", "digits", "--json").stdout)
+    assert info["image_size"] == [8, 8] and info["channels"] == 1 and len(info["classes"]) == 10
+    assert "resnet" in run_cli("models").stdout
+    meta = json.loads(run_cli("info", digits_model, "--json").stdout)
+    assert meta["model"] == "convnet" and meta["dataset"] == "digits"
+    assert "test top-1" in run_cli("info", digits_model).stdout

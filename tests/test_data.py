@@ -1,0 +1,193 @@
+"""Every dataset name: splits, classes, sizes, normalisation, local copies, errors."""
+
+from __future__ import annotations
+
+import pickle
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+from convscope.data import list_datasets, load_dataset
+from convscope.errors import ConvscopeError, UsageError
+from tests.conftest import write_image_folder
+
+
+def test_registry_lists_every_name():
+    assert list_datasets() == ["mnist5k", "digits", "fake[:OPTIONS]", "cifar10", "mnist",
+                               "folder:PATH"]
+
+
+def test_mnist5k_is_the_real_split():
+    ds = load_dataset("mnist5k")
+    assert (len(ds.train_labels), len(ds.test_labels)) == (4000, 1000)
+    assert ds.image_size == (28, 28) and ds.channels == 1 and ds.classes == list("0123456789")
+    assert np.bincount(ds.test_labels.numpy()).tolist() == [100] * 10  # stratified
+    again = load_dataset("mnist5k")
+    assert torch.equal(ds.test_images, again.test_images)  # the fixed seed gives the same split
+    mean, std = ds.normalization()
+    assert 0.12 < mean[0] < 0.14 and 0.29 < std[0] < 0.32  # MNIST's well-known 0.13 / 0.31
+    assert not ds.natural
+
+
+def test_digits():
+    ds = load_dataset("digits")
+    assert ds.image_size == (8, 8) and ds.channels == 1
+    assert len(ds.train_labels) + len(ds.test_labels) == 1797
+    assert ds.train_images.max() == 255  # 0..16 scaled to 0..255
+
+
+def test_fake_options_and_errors():
+    ds = load_dataset("fake:size=8,channels=1,classes=3,n=30,test=9")
+    assert ds.image_size == (8, 8) and ds.channels == 1 and ds.num_classes == 3
+    assert (len(ds.train_labels), len(ds.test_labels)) == (30, 9)
+    assert torch.equal(ds.train_images, load_dataset("fake:size=8,channels=1,classes=3,n=30,"
+                                                     "test=9").train_images)
+    with pytest.raises(UsageError, match="bad fake option 'colour=2'"):
+        load_dataset("fake:colour=2")
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(UsageError) as exc:
+        load_dataset("imagenet")
+    assert "mnist5k" in str(exc.value) and "folder:PATH" in str(exc.value)
+    with pytest.raises(UsageError, match="needs an argument"):
+        load_dataset("folder")
+
+
+def test_image_size_resizes_any_dataset():
+    ds = load_dataset("digits", image_size=16)
+    assert ds.image_size == (16, 16)
+    assert ds.train_images.dtype == torch.uint8
+
+
+def _write_cifar(root):
+    """CIFAR-10's python layout, with random images, as torchvision expects it."""
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck"]
+    for fname in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+                 "labels": [int(v) for v in rng.integers(0, 10, 20)], "batch_label": "x",
+                 "filenames": ["f"] * 20}
+        with open(d / fname, "wb") as f:
+            pickle.dump(batch, f)
+    with open(d / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": names, "num_cases_per_batch": 20, "num_vis": 3072}, f)
+    return root
+
+
+def test_cifar10_reads_a_local_copy(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tvc
+
+    monkeypatch.setattr(tvc.CIFAR10, "_check_integrity", lambda self: True)  # md5s of real files
+    monkeypatch.setattr(tvc, "check_integrity", lambda *a, **k: True)
+    root = _write_cifar(tmp_path)
+    for arg in (root, root / "cifar-10-batches-py"):
+        ds = load_dataset("cifar10", data_root=arg)
+        assert (len(ds.train_labels), len(ds.test_labels)) == (100, 20)
+        assert ds.image_size == (32, 32) and ds.channels == 3 and ds.classes[0] == "airplane"
+        assert ds.natural
+
+
+def test_cifar10_offline_error_says_what_to_do(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tvu
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tvu, "download_url", offline)
+    with pytest.raises(ConvscopeError) as exc:
+        load_dataset("cifar10", data_root=tmp_path / "empty")
+    msg = str(exc.value)
+    assert "could not be downloaded" in msg and "--data-root" in msg and "no network" in msg
+
+
+def _write_idx(path, arr):
+    import struct
+
+    with open(path, "wb") as f:
+        if arr.ndim == 3:
+            f.write(struct.pack(">IIII", 0x0803, *arr.shape))
+        else:
+            f.write(struct.pack(">II", 0x0801, len(arr)))
+        f.write(arr.astype(np.uint8).tobytes())
+
+
+def test_mnist_reads_local_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    ds = load_dataset("mnist", data_root=tmp_path)
+    assert (len(ds.train_labels), len(ds.test_labels)) == (30, 10)
+    assert ds.image_size == (28, 28) and ds.channels == 1
+
+
+def test_mnist_offline_error(tmp_path, monkeypatch):
+    import torchvision.datasets.mnist as tvm
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tvm, "download_and_extract_archive", offline)
+    with pytest.raises(ConvscopeError, match="MNIST is not in .* mnist5k"):
+        load_dataset("mnist", data_root=tmp_path)
+
+
+def test_folder_split_skips_bad_files_and_caches(tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "pets", per_class=10)
+    (root / "cat" / "broken.jpg").write_bytes(b"not an image")
+    (root / "dog" / "empty.png").write_bytes(b"")
+    (root / "dog" / "README.txt").write_text("ignored")
+    ds = load_dataset(f"folder:{root}", progress=False)
+    assert ds.classes == ["cat", "dog"]
+    assert len(ds.train_labels) + len(ds.test_labels) == 20
+    assert len(ds.test_labels) == 4  # 20% stratified
+    assert set(ds.skipped) == {"cat/broken.jpg", "dog/empty.png"}
+    assert any("skipped 2 unreadable" in n for n in ds.notes)
+    assert any("ignored 1 file" in n for n in ds.notes)
+    assert ds.image_size == (10, 10)  # 12x10 images: the shorter side, centre-cropped
+
+    import convscope.data.folder as folder
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(folder, "open_image", no_decoding)
+    cached = load_dataset(f"folder:{root}", progress=False)
+    assert torch.equal(cached.train_images, ds.train_images)
+    assert cached.skipped == ds.skipped
+
+
+def test_folder_train_test_subfolders_and_grayscale(tmp_path):
+    write_image_folder(tmp_path / "d" / "train", classes=("a", "b", "c"), per_class=4, mode="L")
+    write_image_folder(tmp_path / "d" / "val", classes=("a", "b", "c"), per_class=2, mode="L",
+                       seed=1)
+    ds = load_dataset(f"folder:{tmp_path / 'd'}", progress=False)
+    assert (len(ds.train_labels), len(ds.test_labels)) == (12, 6)
+    assert ds.channels == 1 and ds.classes == ["a", "b", "c"]
+    assert all(f.startswith("val/") for f in ds.test_files)
+    assert all(f.startswith("train/") for f in ds.train_files)
+
+
+def test_folder_archive_is_extracted_once(tmp_path):
+    import tarfile
+
+    root = write_image_folder(tmp_path / "src" / "mydata", per_class=5)
+    tar = tmp_path / "images.tar.gz"
+    with tarfile.open(tar, "w:gz") as tf:
+        tf.add(root, arcname="mydata")
+    ds = load_dataset(f"folder:{tar}", progress=False)
+    assert ds.classes == ["cat", "dog"] and len(ds.train_labels) + len(ds.test_labels) == 10
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(ConvscopeError, match="not a directory"):
+        load_dataset(f"folder:{tmp_path / 'nope'}")
+    write_image_folder(tmp_path / "one", classes=("only",), per_class=3)
+    with pytest.raises(ConvscopeError, match="at least two"):
+        load_dataset(f"folder:{tmp_path / 'one'}")

@@ -1,0 +1,114 @@
+"""Reading odd image files: conversions, and errors that name the file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convscope.errors import ImageError
+from convscope.images import load_image, open_image
+
+
+def save(img: Image.Image, path, **kw):
+    img.save(path, **kw)
+    return path
+
+
+def test_grayscale_to_rgb_and_back(tmp_path):
+    p = save(Image.new("L", (4, 4), 100), tmp_path / "g.png")
+    rgb = load_image(p, (4, 4), 3)
+    assert rgb.shape == (3, 4, 4) and (rgb == 100).all()
+    gray = load_image(save(Image.new("RGB", (4, 4), (255, 0, 0)), tmp_path / "r.png"), (4, 4), 1)
+    # ITU-R 601-2 luma: 299/1000 * 255 = 76.2
+    assert gray.shape == (1, 4, 4) and (gray == 76).all()
+
+
+def test_rgba_is_composited_over_white(tmp_path):
+    img = Image.new("RGBA", (2, 2), (0, 0, 0, 0))
+    img.putpixel((0, 0), (10, 20, 30, 255))
+    arr = load_image(save(img, tmp_path / "a.png"), (2, 2), 3)
+    assert tuple(arr[:, 0, 0]) == (10, 20, 30)
+    assert tuple(arr[:, 1, 1]) == (255, 255, 255)
+
+
+def test_palette_with_transparency(tmp_path):
+    img = Image.new("P", (2, 2), 0)
+    img.putpalette([0, 0, 0, 200, 10, 10] + [0] * 762)
+    img.putpixel((1, 1), 1)
+    img.info["transparency"] = 0
+    arr = load_image(save(img, tmp_path / "p.png", transparency=0), (2, 2), 3)
+    assert tuple(arr[:, 1, 1]) == (200, 10, 10)
+    assert tuple(arr[:, 0, 0]) == (255, 255, 255)
+
+
+def test_16bit_is_scaled_not_clipped(tmp_path):
+    arr16 = np.array([[0, 65535], [32896, 1000]], dtype=np.uint16)
+    p = save(Image.fromarray(arr16), tmp_path / "deep.png")
+    out = load_image(p, (2, 2), 1)[0]
+    assert out.tolist() == [[0, 255], [128, 4]]  # 32896/257 = 128, 1000/257 = 3.9
+
+
+def test_cmyk_jpeg(tmp_path):
+    p = save(Image.new("CMYK", (3, 3), (0, 255, 255, 0)), tmp_path / "c.jpg")
+    arr = load_image(p, (3, 3), 3)
+    assert arr[0].mean() > 200 and arr[1].mean() < 60  # cyan=0, magenta+yellow=255: red
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    img = Image.new("RGB", (4, 2), (0, 0, 0))
+    img.putpixel((0, 0), (255, 255, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    p = tmp_path / "rot.jpg"
+    img.save(p, exif=exif, quality=100)
+    up = open_image(p)
+    assert up.size == (2, 4)
+    a = np.asarray(up.convert("L"))
+    assert a[0, -1] > 200  # the top-left pixel went to the top-right corner
+
+
+def test_resize_takes_centre_crop(tmp_path):
+    arr = np.zeros((10, 20, 3), np.uint8)
+    arr[:, 5:15] = 255  # a white centre band exactly half the width
+    out = load_image(arr, (10, 10), 3)
+    assert out.shape == (3, 10, 10) and out.min() == 255
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "empty"),
+    (b"this is just text renamed to jpg", "not a readable image"),
+])
+def test_bad_files_name_the_file(tmp_path, content, needle):
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(content)
+    with pytest.raises(ImageError, match=needle) as exc:
+        open_image(p)
+    assert str(p) in str(exc.value)
+
+
+def test_truncated_and_missing(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        buf, "JPEG")
+    p = tmp_path / "trunc.jpg"
+    p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+    with pytest.raises(ImageError, match="trunc.jpg"):
+        open_image(p)
+    with pytest.raises(ImageError, match="no such image file"):
+        open_image(tmp_path / "missing.png")
+
+
+def test_pixel_limit_refuses_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVSCOPE_MAX_PIXELS", "100")
+    p = save(Image.new("L", (11, 10)), tmp_path / "big.png")
+    with pytest.raises(ImageError, match="above the limit"):
+        open_image(p)
+
+
+def test_format_outside_allow_list(tmp_path):
+    p = save(Image.new("RGB", (4, 4)), tmp_path / "x.pcx")
+    with pytest.raises(ImageError, match="PCX images are not accepted"):
+        open_image(p)

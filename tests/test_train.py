@@ -1,0 +1,145 @@
+"""Training, the model file, the Python API and evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import convscope
+from convscope.errors import ConvscopeError, ModelFileError
+from convscope.evaluate import evaluate_logits
+from convscope.modelfile import read_meta
+
+
+def test_training_writes_three_files_and_learns(tmp_path):
+    clf = convscope.train("fake:size=8,n=200,test=50,classes=4", model="convnet:width=8",
+                          epochs=3, out=str(tmp_path), progress=False, verbose=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for key in ("epoch", "train_loss", "train_acc", "test_acc", "test_top5", "seconds"):
+        assert key in rows[0]
+    assert rows[-1]["test_acc"] > 0.6  # 4 classes: chance is 0.25
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["lr"] == 0.05 and cfg["weight_decay"] == 5e-4  # defaults resolved
+    assert cfg["resolved"]["augment"] == "flip-crop"
+    meta = read_meta(tmp_path / "model.safetensors")
+    assert meta.model == "convnet" and meta.options["width"] == 8
+    assert meta.classes == clf.classes and meta.image_size == [8, 8]
+    assert meta.metrics["test_acc"] == rows[-1]["test_acc"]
+    assert meta.train_config["epochs"] == 3
+
+
+def test_same_seed_same_metrics(tmp_path):
+    def run(seed, out):
+        convscope.train("fake:size=8,n=96,test=32,classes=3", model="convnet:width=4,fc=16",
+                        epochs=2, seed=seed, out=str(out), progress=False, verbose=False)
+        return [{k: v for k, v in json.loads(line).items() if "sec" not in k}
+                for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    a, b, c = run(1, tmp_path / "a"), run(1, tmp_path / "b"), run(2, tmp_path / "c")
+    assert a == b
+    assert a != c
+
+
+def test_save_load_round_trip(tmp_path, digits_model):
+    clf = convscope.load(digits_model)
+    ds = convscope.load_dataset("digits")
+    x = ds.test_images[:20]
+    p1 = clf.predict_proba(x)
+    path = clf.save(tmp_path / "copy.safetensors")
+    again = convscope.load(path)
+    assert np.array_equal(again.predict_proba(x), p1)
+    assert again.meta.classes == clf.meta.classes and again.meta.mean == clf.meta.mean
+    assert not list(tmp_path.glob("*.tmp"))  # the atomic save left nothing behind
+    assert np.allclose(p1.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp", "convnet", "resnet:depth=8", "alexnet",
+                                  "vgg16", "googlenet", "resnet18", "resnet50", "resnet101",
+                                  "densenet121"])
+def test_every_model_trains_saves_and_loads(tmp_path, name):
+    """One short epoch on tiny data, then the file rebuilds the same network."""
+    clf = convscope.train("fake:size=8,channels=1,classes=3,n=8,test=4", model=name, epochs=1,
+                          batch_size=4, out=str(tmp_path), progress=False, verbose=False)
+    back = convscope.load(tmp_path / "model.safetensors")
+    x = torch.randint(0, 255, (2, 1, 8, 8), dtype=torch.uint8)
+    assert torch.allclose(back.logits(x), clf.logits(x), atol=1e-5)
+
+
+def test_api_with_arrays_tensors_and_string_labels():
+    rng = np.random.default_rng(0)
+    labels = np.array(["dark", "light"] * 40)
+    images = np.where((labels == "light")[:, None, None, None], 200, 40).astype(np.uint8)
+    images = (images + rng.integers(0, 30, (80, 6, 6, 3))).astype(np.uint8)  # NHWC
+    clf = convscope.train(images, labels, model="linear", epochs=3, progress=False,
+                          verbose=False)
+    assert clf.classes == ["dark", "light"] and clf.channels == 3
+    assert clf.predict_labels(images[:4]) == ["dark", "light", "dark", "light"]
+    # the same images as a float NCHW tensor, a list of PIL images and a single array
+    t = torch.from_numpy(images[:4]).permute(0, 3, 1, 2).float() / 255
+    assert list(clf.predict(t)) == [0, 1, 0, 1]
+    pils = [Image.fromarray(a) for a in images[:4]]
+    assert list(convscope.predict(clf, pils)) == [0, 1, 0, 1]
+    assert clf.predict(images[1]).tolist() == [1]
+    ev = clf.evaluate(images, np.array([0, 1] * 40))
+    assert ev.top1 == 1.0 and ev.n == 80
+
+
+def test_api_grayscale_batch_and_paths(tmp_path):
+    ds = convscope.load_dataset("digits")
+    x = ds.train_images[:, 0].numpy()  # (N, 8, 8)
+    clf = convscope.train(x, ds.train_labels.numpy(), model="linear", epochs=2, progress=False,
+                          verbose=False)
+    assert clf.channels == 1 and clf.image_size == (8, 8)
+    Image.fromarray(ds.test_images[0, 0].numpy()).save(tmp_path / "d.png")
+    top = clf.topk(str(tmp_path / "d.png"), k=3)[0]
+    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+
+
+def test_api_errors():
+    with pytest.raises(ConvscopeError, match="needs labels"):
+        convscope.train(np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(ConvscopeError, match="4 images but 3 labels"):
+        convscope.train(np.zeros((4, 8, 8), np.uint8), [0, 1, 0])
+
+
+def test_evaluate_hand_computed():
+    logits = torch.tensor([[3.0, 2, 1, 0.5, 0.2, 0.1],   # true 0: rank 1
+                           [0.1, 3, 2, 1, 0.5, 0.2],     # true 2: rank 2
+                           [0.1, 0.2, 0.3, 0.4, 1, 2],   # true 0: rank 6
+                           [5, 4, 3, 2, 1, 0]])          # true 5: rank 6
+    labels = torch.tensor([0, 2, 0, 5])
+    ev = evaluate_logits(logits, labels, list("abcdef"))
+    assert ev.top1 == 0.25 and ev.top5 == 0.5 and ev.k == 5
+    assert ev.confusion[0, 0] == 1 and ev.confusion[2, 1] == 1 and ev.confusion[0, 5] == 1
+    assert ev.confusion[5, 0] == 1 and ev.confusion.sum() == 4
+    assert ev.per_class[0] == 0.5 and ev.per_class[2] == 0.0
+    d = ev.to_dict()
+    assert d["n"] == 4 and d["top1_error"] == 0.75
+
+
+def test_incompatible_model_and_data(digits_model):
+    clf = convscope.load(digits_model)
+    with pytest.raises(ConvscopeError, match="trained on 10 classes .* but fake:size=8,channels=1,classes=3 has 3"):
+        clf.evaluate(convscope.load_dataset("fake:size=8,channels=1,classes=3"))
+    with pytest.raises(ConvscopeError, match="expects 8x8 images .* --image-size 8"):
+        clf.evaluate("mnist5k")
+
+
+def test_corrupt_and_foreign_model_files(tmp_path, digits_model):
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(digits_model.read_bytes()[:100])
+    with pytest.raises(ModelFileError, match="not a valid safetensors"):
+        convscope.load(bad)
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, plain)
+    with pytest.raises(ModelFileError, match="not a convscope model"):
+        convscope.load(plain)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        convscope.load(tmp_path / "missing.safetensors")
