@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.convscope-installed
 RUNS   ?= runs
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test bench lint clean
 
 setup: $(STAMP)
 
@@ -24,11 +24,14 @@ demo: setup
 	@echo "Results are in $(RUNS)/demo/: model.safetensors, metrics.jsonl, config.json, confusion.png, samples/"
 
 test: setup
-	$(PY) -m ruff check src tests
+	$(PY) -m ruff check src tests bench
 	$(PY) -m pytest -q tests
 
+bench: setup
+	$(PY) -m bench
+
 lint: setup
-	$(PY) -m ruff check src tests
+	$(PY) -m ruff check src tests bench
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

@@ -1,0 +1,1 @@
+"""convscope's benchmark suite (never part of the tests): `make bench` or `python -m bench`."""
