@@ -103,3 +103,11 @@ def test_catalog_commands(digits_model):
     meta = json.loads(run_cli("info", digits_model, "--json").stdout)
     assert meta["model"] == "convnet" and meta["dataset"] == "digits"
     assert "test top-1" in run_cli("info", digits_model).stdout
+
+
+def test_figures_carry_their_config(tmp_path, digits_model):
+    from convscope.render.figures import read_config
+
+    run_cli("evaluate", digits_model, "--out", tmp_path / "cm.png")
+    cfg = read_config(tmp_path / "cm.png")
+    assert cfg["command"] == "evaluate" and cfg["data"] == "digits"

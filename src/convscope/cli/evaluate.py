@@ -45,7 +45,8 @@ def run(args) -> int:
     if args.out:
         from convscope.render.figures import confusion_figure, save_figure
 
-        save_figure(confusion_figure(ev), args.out)
+        save_figure(confusion_figure(ev), args.out,
+                    config={"command": "evaluate", "model": args.model, "data": data.name})
     if args.json:
         print_json({"model": args.model, "data": data.name, **ev.to_dict()})
     else:

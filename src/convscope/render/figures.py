@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -17,13 +19,56 @@ def _plt():
     return plt
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """Save and close a matplotlib figure, creating the folder."""
+CONFIG_KEY = "convscope:config"
+
+
+def config_text(config) -> str:
+    """A job's resolved config (a dataclass or a dict) as JSON."""
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    return json.dumps(config, default=str, sort_keys=True)
+
+
+def save_figure(fig, path: str | os.PathLike, config=None, dpi: int = 100) -> Path:
+    """Save and close a matplotlib figure, creating the folder.
+
+    ``config`` (the job's resolved config dataclass) is embedded in the PNG as a
+    text chunk, so every picture says how it was made: see :func:`read_config`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    metadata = {CONFIG_KEY: config_text(config)} if config is not None else None
+    if path.suffix.lower() != ".png":
+        metadata = None  # only PNG takes arbitrary text keys
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata)
     _plt().close(fig)
     return path
+
+
+def save_image(image, path: str | os.PathLike, config=None) -> Path:
+    """Save a PIL image (or HWC uint8 array) as PNG, embedding ``config`` like save_figure."""
+    from PIL import Image, PngImagePlugin
+
+    if not isinstance(image, Image.Image):
+        arr = np.asarray(image)
+        image = Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = None
+    if config is not None and path.suffix.lower() == ".png":
+        info = PngImagePlugin.PngInfo()
+        info.add_text(CONFIG_KEY, config_text(config))
+    image.save(path, pnginfo=info) if info else image.save(path)
+    return path
+
+
+def read_config(path: str | os.PathLike) -> dict | None:
+    """The config embedded in a PNG written by convscope, or None."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        text = img.info.get(CONFIG_KEY)
+    return json.loads(text) if text else None
 
 
 def confusion_figure(evaluation, title: str = ""):
