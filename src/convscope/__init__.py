@@ -8,7 +8,7 @@
 
 __version__ = "0.1.0"
 
-from convscope.api import predict, train  # noqa: E402
+from convscope.api import predict, resume, train  # noqa: E402
 from convscope.classifier import Classifier, load  # noqa: E402
 from convscope.data import ImageDataset, list_datasets, load_dataset  # noqa: E402
 from convscope.errors import ConvscopeError  # noqa: E402
@@ -29,5 +29,6 @@ __all__ = [
     "load",
     "load_dataset",
     "predict",
+    "resume",
     "train",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from convscope.errors import ModelFileError
+from convscope.fileio import atomic_path
 
 FORMAT = "convscope-model"
 FORMAT_VERSION = 1
@@ -78,36 +78,91 @@ def save_model(model: nn.Module, meta: ModelMeta, path: str | os.PathLike) -> Pa
     """Write weights + metadata atomically: a temp file in the same folder, fsync, rename."""
     from safetensors.torch import save_model as st_save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta.versions = meta.versions or _versions()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        st_save(model, tmp, metadata={"convscope": meta.to_json()})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path) as tmp:
+        st_save(model, str(tmp), metadata={"convscope": meta.to_json()})
+    return Path(path)
 
 
-def read_meta(path: str | os.PathLike) -> ModelMeta:
-    """The metadata of a model file, read from its header without loading weights."""
-    from safetensors import safe_open
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
+               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
+
+def verify_file(path: str | os.PathLike) -> dict:
+    """Check a safetensors file's structure before anything uses it; return its header.
+
+    safetensors itself refuses most malformed files, but with messages about
+    bytes; this names what is wrong in terms a user can act on.  Checked: the
+    8-byte length prefix, an oversized or truncated header, JSON structure,
+    dtypes, shapes, offsets past the end of the data, sizes that don't match the
+    shape, and overlapping tensors.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist; train one with "
                              "`convscope train --out DIR` and pass DIR/model.safetensors.")
+    size = path.stat().st_size
+    bad = f"{path} is not a valid safetensors model file"
+    if size < 8:
+        raise ModelFileError(f"{bad}: it is truncated ({size} bytes; the header length alone "
+                             "takes 8).")
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if n > MAX_HEADER_BYTES:
+            raise ModelFileError(f"{bad}: its header claims {n:,} bytes, more than the "
+                                 f"{MAX_HEADER_BYTES // 2**20} MB any model needs.")
+        if 8 + n > size:
+            raise ModelFileError(f"{bad}: it is truncated (the header needs {n:,} bytes but "
+                                 f"only {size - 8:,} follow).")
+        raw = f.read(n)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("convscope")
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for bad headers
-        raise ModelFileError(f"{path} is not a valid safetensors model file "
-                             f"({str(exc).splitlines()[0][:160]}).") from None
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{bad}: its header is not JSON (is it a pickle or another "
+                             "format? convscope reads only safetensors).") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{bad}: its header is not a JSON object.")
+    data_len = size - 8 - n
+    spans = []
+    for key, info in header.items():
+        if key == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+                raise ModelFileError(f"{bad}: its __metadata__ is not a map of strings.")
+            continue
+        if not isinstance(info, dict) or info.get("dtype") not in DTYPE_SIZES:
+            raise ModelFileError(f"{bad}: tensor {key!r} has no valid dtype.")
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise ModelFileError(f"{bad}: tensor {key!r} has an invalid shape {shape!r}.")
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) for o in offsets) and 0 <= offsets[0] <= offsets[1]):
+            raise ModelFileError(f"{bad}: tensor {key!r} has invalid data offsets {offsets!r}.")
+        begin, end = offsets
+        if end > data_len:
+            raise ModelFileError(f"{bad}: tensor {key!r} ends at byte {end:,}, past the end of "
+                                 f"the data ({data_len:,} bytes); the file is truncated or "
+                                 "corrupt.")
+        numel = 1
+        for d in shape:
+            numel *= d
+        if end - begin != numel * DTYPE_SIZES[info["dtype"]]:
+            raise ModelFileError(f"{bad}: tensor {key!r} takes {end - begin:,} bytes but shape "
+                                 f"{shape} of {info['dtype']} needs "
+                                 f"{numel * DTYPE_SIZES[info['dtype']]:,}.")
+        spans.append((begin, end, key))
+    spans.sort()
+    for (_b1, e1, k1), (b2, _e2, k2) in zip(spans, spans[1:]):
+        if b2 < e1:
+            raise ModelFileError(f"{bad}: tensors {k1!r} and {k2!r} overlap in the file "
+                                 f"(bytes {b2:,}-{e1:,}); it was altered or corrupted.")
+    return header
+
+
+def read_meta(path: str | os.PathLike) -> ModelMeta:
+    """The metadata of a model file, read from its verified header without loading weights."""
+    header = verify_file(path)
+    raw = (header.get("__metadata__") or {}).get("convscope")
     if raw is None:
         raise ModelFileError(f"{path} is a safetensors file without convscope metadata; it is "
                              "not a convscope model (for plain weights use --weights FILE).")
@@ -118,11 +173,19 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Load the file's tensors into ``model``, which must match them exactly."""
     from safetensors.torch import load_model as st_load
 
+    header = verify_file(path)
+    expected = model.state_dict()
+    for key, info in header.items():
+        if key in expected and list(expected[key].shape) != info["shape"]:
+            raise ModelFileError(
+                f"{path}: tensor {key!r} has shape {info['shape']} but the model its metadata "
+                f"describes needs {list(expected[key].shape)}; the file was altered or is "
+                "corrupt.")
     try:
         missing, unexpected = st_load(model, str(path), strict=False)
-    except Exception as exc:  # noqa: BLE001 - shape mismatches and corrupt data alike
-        raise ModelFileError(f"{path}: the weights do not match the model described in its "
-                             f"metadata ({str(exc).splitlines()[0][:200]}).") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt data that passed the structural checks
+        raise ModelFileError(f"{path}: the weights could not be read "
+                             f"({str(exc).splitlines()[0][:200]}).") from None
     if missing or unexpected:
         raise ModelFileError(f"{path}: the weights do not match the model described in its "
                              f"metadata (missing {sorted(missing)[:3]}, unexpected "

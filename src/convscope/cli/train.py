@@ -52,12 +52,20 @@ def register(sub) -> None:
                    help=f"(default {d.label_smoothing})")
     p.add_argument("--augment", choices=AUGMENTS, default=d.augment,
                    help="auto: flip+crop for natural images, none for digits (default auto)")
+    p.add_argument("--max-grad-norm", type=nonneg_float,
+                   help="clip the gradient norm to this before each step")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
     add_device_arg(p)
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default runs/<model>-<data>-<time>)")
     p.add_argument("--force", action="store_true",
                    help="replace a model already in --out")
+    p.add_argument("--checkpoint-every", type=positive_int, metavar="STEPS",
+                   help="also checkpoint every STEPS steps (a checkpoint is always written "
+                        "at the end of each epoch and on Ctrl-C)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR from its last checkpoint, with its saved "
+                        "config (other training options are ignored)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -68,20 +76,31 @@ def _default_out(model: str, data: str) -> str:
 
 
 def run(args) -> int:
-    from convscope.api import train
+    from convscope.api import resume, train
 
+    if args.resume:
+        clf = resume(args.resume, progress=not args.quiet, data_root=args.data_root)
+        return _report(clf, args.resume)
     out = args.out or _default_out(args.model, args.data)
     if (Path(out) / "model.safetensors").exists() and not args.force:
         raise UsageError(f"{out} already holds a trained model; pass --force to replace it or "
                          "choose another --out.")
+    if (Path(out) / "checkpoint.safetensors").exists() and not args.force:
+        raise UsageError(f"{out} holds the checkpoint of an unfinished run; continue it with "
+                         f"--resume {out}, or pass --force to start over.")
     clf = train(
         args.data, model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed,
         device=args.device, data_root=args.data_root, image_size=args.image_size,
-        weights=args.weights, out=out, progress=not args.quiet,
+        weights=args.weights, max_grad_norm=args.max_grad_norm,
+        checkpoint_every=args.checkpoint_every, out=out, progress=not args.quiet,
     )
+    return _report(clf, out)
+
+
+def _report(clf, out) -> int:
     m = clf.meta.metrics
     print(f"\ntest top-1 {100 * m['test_acc']:.2f}%, top-5 {100 * m['test_top5']:.2f}%")
     print(f"wrote {out}/model.safetensors, {out}/metrics.jsonl, {out}/config.json")

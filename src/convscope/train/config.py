@@ -35,6 +35,8 @@ class TrainConfig:
     image_size: int | None = None
     weights: str | None = None  # ILSVRC models: DEFAULT or a local state dict
     eval_batch_size: int = 512
+    max_grad_norm: float | None = None  # clip the gradient norm to this before each step
+    checkpoint_every: int | None = None  # also checkpoint every N steps (always every epoch)
     out: str | None = None
     #: filled in by resolve(): what the run actually used
     resolved: dict = field(default_factory=dict)
@@ -56,6 +58,10 @@ class TrainConfig:
             (self.weight_decay is None or self.weight_decay >= 0,
              f"--weight-decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (self.max_grad_norm is None or self.max_grad_norm > 0,
+             f"--max-grad-norm must be positive, got {self.max_grad_norm}"),
+            (self.checkpoint_every is None or self.checkpoint_every >= 1,
+             f"--checkpoint-every must be at least 1, got {self.checkpoint_every}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,11 +19,19 @@ from convscope.classifier import Classifier, resolve_device
 from convscope.data import ImageDataset
 from convscope.errors import ConvscopeError
 from convscope.evaluate import evaluate_logits
+from convscope.fileio import write_text_atomic
 from convscope.modelfile import ModelMeta
 from convscope.models import ModelInput, build_model, canonical_name, parse_model_name
 from convscope.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from convscope.progress import progress_bar
 from convscope.train.augment import augment_batch, resolve_augment
+from convscope.train.checkpoint import (
+    CHECKPOINT_NAME,
+    LoopState,
+    read_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from convscope.train.config import TrainConfig
 
 
@@ -78,106 +89,211 @@ def make_classifier(dataset: ImageDataset, config: TrainConfig, device: torch.de
     return Classifier(model, meta, device)
 
 
+class Interrupted(ConvscopeError):
+    """Ctrl-C during training: a checkpoint was saved first."""
+
+    exit_code = 130
+
+
+@contextmanager
+def interrupt_flag() -> Iterator[dict]:
+    """Turn SIGINT into a flag the loop checks between steps, so that Ctrl-C stops at a
+    clean point and saves a checkpoint.  A second Ctrl-C stops at once."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    """One training run: set up from a config, run epoch by epoch, checkpoint, resume.
+
+    >>> clf = Trainer(load_dataset("digits"), TrainConfig(model="linear")).run()  # doctest: +SKIP
+    """
+
+    def __init__(self, dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,
+                 log: Callable[[str], None] = print) -> None:
+        config.resolve()
+        self.dataset, self.config, self.progress, self.log = dataset, config, progress, log
+        self.device = resolve_device(config.device)
+        self.clf = make_classifier(dataset, config, self.device)
+        self.n = len(dataset.train_labels)
+        if self.n == 0:
+            raise ConvscopeError(f"{dataset.name} has no training images.")
+        self.batch = min(config.batch_size, self.n)
+        self.steps = math.ceil(self.n / self.batch)
+        self.augment = resolve_augment(config.augment, dataset.natural)
+        self.optimizer, self.scheduler = make_optimizer(self.clf.model, config, self.steps)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.state = LoopState()
+        self.out = Path(config.out) if config.out else None
+        config.resolved = {
+            "model": canonical_name(*parse_model_name(config.model)),
+            "model_options": self.clf.meta.options,
+            "device": str(self.device),
+            "augment": self.augment,
+            "steps_per_epoch": self.steps,
+            "input_size": self.clf.meta.input_size,
+            "parameters": sum(p.numel() for p in self.clf.model.parameters()),
+            "dataset": {k: v for k, v in dataset.describe().items() if k != "notes"},
+            "threads": torch.get_num_threads(),
+        }
+
+    # ------------------------------------------------------------------ files
+    def start_files(self) -> None:
+        """A new run: write config.json and an empty metrics.jsonl."""
+        if self.out:
+            write_text_atomic(self.out / "config.json",
+                              json.dumps(self.config.to_dict(), indent=2) + "\n")
+            write_text_atomic(self.out / "metrics.jsonl", "")
+
+    def resume(self) -> None:
+        """Continue from ``out/checkpoint.safetensors``; metrics.jsonl is rewritten from the
+        checkpoint, so epochs a killed run logged after it are not counted twice."""
+        tensors, meta = read_checkpoint(self.out)
+        self.state = restore(tensors, meta, self.clf.model, self.optimizer, self.scheduler,
+                             self.generator)
+        lines = "".join(json.dumps(row) + "\n" for row in self.state.history)
+        write_text_atomic(self.out / "metrics.jsonl", lines)
+
+    def checkpoint(self) -> None:
+        if self.out:
+            save_checkpoint(self.out, self.clf.model, self.optimizer, self.scheduler,
+                            self.generator, self.state)
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> Classifier:
+        cfg, st = self.config, self.state
+        if st.epoch > cfg.epochs:
+            raise ConvscopeError(f"training in {self.out} already finished ({cfg.epochs} "
+                                 "epochs); nothing to resume.")
+        r = cfg.resolved
+        self.log(f"training {r['model']} ({r['parameters']:,} parameters) on "
+                 f"{self.dataset.name}: {self.n:,} train / {len(self.dataset.test_labels):,} "
+                 f"test images, {cfg.epochs} epochs, {cfg.optimizer} lr {cfg.lr:g}, augment "
+                 f"{self.augment}, {self.device}"
+                 + (f"; resuming at epoch {st.epoch}, step {st.step}" if st.global_step else ""))
+        with interrupt_flag() as flag:
+            while st.epoch <= cfg.epochs:
+                self.train_epoch(flag)
+                self.end_epoch()
+        self.clf.meta.train_config = cfg.to_dict()
+        self.clf.meta.metrics = dict(st.history[-1])
+        if self.out:
+            self.clf.save(self.out / "model.safetensors")
+        return self.clf
+
+    def train_epoch(self, flag: dict) -> None:
+        cfg, st, model = self.config, self.state, self.clf.model
+        images, labels = self.dataset.train_images, self.dataset.train_labels
+        model.train()
+        if st.order is None:  # a fresh epoch (a resumed one keeps its saved order)
+            st.order = torch.randperm(self.n, generator=self.generator)
+        start = time.perf_counter() - st.elapsed
+        bar = progress_bar(total=self.n, initial=st.seen, desc=f"epoch {st.epoch}/{cfg.epochs}",
+                           unit="img", enable=self.progress, leave=False)
+        with bar:
+            for i in range(st.step, self.steps):
+                idx = st.order[i * self.batch : (i + 1) * self.batch]
+                if len(idx) < 2 and st.seen:  # a batch of one breaks batch norm: skip it
+                    break
+                loss, correct = self.train_step(images[idx], labels[idx])
+                st.step, st.global_step = i + 1, st.global_step + 1
+                st.seen += len(idx)
+                st.loss_sum += loss * len(idx)
+                st.correct += correct
+                st.elapsed = time.perf_counter() - start
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{st.loss_sum / st.seen:.3f}",
+                                acc=f"{st.correct / st.seen:.3f}",
+                                img_s=f"{st.seen / max(st.elapsed, 1e-9):.0f}", refresh=False)
+                if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
+                    self.checkpoint()
+                if flag["stop"]:
+                    self.checkpoint()
+                    where = f"; resume with --resume {self.out}" if self.out else ""
+                    raise Interrupted(f"interrupted at epoch {st.epoch}, step {st.step}"
+                                      + (" (checkpoint saved)" if self.out else "") + where + ".")
+
+    def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """One optimisation step on a uint8 batch; returns (loss, correct predictions)."""
+        cfg, st = self.config, self.state
+        x = self.clf.preprocess(x_uint8.to(self.device, non_blocking=True))  # (B, C, H, W)
+        y = y.to(self.device, non_blocking=True)
+        x = augment_batch(x, self.augment, self.generator)
+        logits = self.clf.model(x)
+        loss = self.loss_fn(logits, y)
+        if not torch.isfinite(loss):
+            kept = (f"; the last good checkpoint is kept in {self.out}"
+                    if self.out and (self.out / CHECKPOINT_NAME).exists() else "")
+            raise ConvscopeError(
+                f"training diverged: the loss became {loss.item()} at epoch {st.epoch}, step "
+                f"{st.step + 1} (learning rate {self.scheduler.get_last_lr()[0]:.3g}); lower "
+                f"--lr or set --max-grad-norm{kept}.")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.clf.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item(), int((logits.argmax(1) == y).sum())
+
+    def end_epoch(self) -> None:
+        """Evaluate, log, write the metrics row, and checkpoint at the epoch boundary."""
+        cfg, st, ds = self.config, self.state, self.dataset
+        train_seconds = st.elapsed
+        t = time.perf_counter()
+        ev = evaluate_logits(self.clf.logits(ds.test_images, cfg.eval_batch_size),
+                             ds.test_labels, ds.classes)
+        row = {
+            "epoch": st.epoch,
+            "train_loss": round(st.loss_sum / st.seen, 6),
+            "train_acc": round(st.correct / st.seen, 6),
+            "test_acc": round(ev.top1, 6),
+            "test_top5": round(ev.top5, 6),
+            "lr": self.scheduler.get_last_lr()[0],
+            "seconds": round(train_seconds + time.perf_counter() - t, 3),
+            "train_seconds": round(train_seconds, 3),
+            "images_per_sec": round(st.seen / max(train_seconds, 1e-9), 1),
+        }
+        st.history.append(row)
+        self.log(f"epoch {st.epoch:>3}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
+                 f"train {100 * row['train_acc']:6.2f}%  test {100 * row['test_acc']:6.2f}%  "
+                 f"top-{ev.k} {100 * row['test_top5']:6.2f}%  {row['seconds']:.1f}s  "
+                 f"{row['images_per_sec']:.0f} img/s")
+        if self.out:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        st.epoch += 1
+        st.step = st.seen = st.correct = 0
+        st.loss_sum = st.elapsed = 0.0
+        st.order = None
+        self.checkpoint()
+
+
 def fit(dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,
-        log: Callable[[str], None] = print) -> Classifier:
+        log: Callable[[str], None] = print, resume: bool = False) -> Classifier:
     """Train a classifier on ``dataset`` as ``config`` says; write files if ``config.out``.
+
+    With ``resume=True``, continue from the checkpoint in ``config.out``.
 
     >>> clf = fit(load_dataset("digits"), TrainConfig(model="linear", epochs=1))  # doctest: +SKIP
     """
-    config.resolve()
-    device = resolve_device(config.device)
-    clf = make_classifier(dataset, config, device)
-    model, pre = clf.model, clf.preprocess
-    n = len(dataset.train_labels)
-    if n == 0:
-        raise ConvscopeError(f"{dataset.name} has no training images.")
-    batch = min(config.batch_size, n)
-    steps = math.ceil(n / batch)
-    augment = resolve_augment(config.augment, dataset.natural)
-    optimizer, scheduler = make_optimizer(model, config, steps)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    g = torch.Generator().manual_seed(config.seed)
-
-    config.resolved = {
-        "model": canonical_name(*parse_model_name(config.model)),
-        "model_options": clf.meta.options,
-        "device": str(device),
-        "augment": augment,
-        "steps_per_epoch": steps,
-        "input_size": clf.meta.input_size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "dataset": {k: v for k, v in dataset.describe().items() if k != "notes"},
-        "threads": torch.get_num_threads(),
-    }
-    out = Path(config.out) if config.out else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        (out / "metrics.jsonl").write_text("")
-    log(f"training {config.resolved['model']} ({config.resolved['parameters']:,} parameters) on "
-        f"{dataset.name}: {n:,} train / {len(dataset.test_labels):,} test images, "
-        f"{config.epochs} epochs, {config.optimizer} lr {config.lr:g}, augment {augment}, "
-        f"{device}")
-
-    images, labels = dataset.train_images, dataset.train_labels
-    history: list[dict] = []
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        start = time.perf_counter()
-        order = torch.randperm(n, generator=g)
-        seen, loss_sum, correct = 0, 0.0, 0
-        bar = progress_bar(total=n, desc=f"epoch {epoch}/{config.epochs}", unit="img",
-                           enable=progress, leave=False)
-        with bar:
-            for i in range(steps):
-                idx = order[i * batch : (i + 1) * batch]
-                if len(idx) < 2 and seen:  # a batch of one breaks batch norm; skip the remainder
-                    break
-                x = pre(images[idx].to(device, non_blocking=True))  # (B, C, H, W) float
-                y = labels[idx].to(device, non_blocking=True)
-                x = augment_batch(x, augment, g)
-                logits = model(x)
-                loss = loss_fn(logits, y)
-                if not torch.isfinite(loss):
-                    raise ConvscopeError(
-                        f"training diverged: the loss became {loss.item()} at epoch {epoch}, "
-                        f"step {i + 1} (lr {scheduler.get_last_lr()[0]:.3g}); lower --lr.")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                seen += len(idx)
-                loss_sum += loss.item() * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
-                elapsed = time.perf_counter() - start
-                bar.update(len(idx))
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                                img_s=f"{seen / max(elapsed, 1e-9):.0f}", refresh=False)
-        train_seconds = time.perf_counter() - start
-        ev = evaluate_logits(clf.logits(dataset.test_images, config.eval_batch_size),
-                             dataset.test_labels, dataset.classes)
-        row = {
-            "epoch": epoch,
-            "train_loss": round(loss_sum / seen, 6),
-            "train_acc": round(correct / seen, 6),
-            "test_acc": round(ev.top1, 6),
-            "test_top5": round(ev.top5, 6),
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": round(time.perf_counter() - start, 3),
-            "train_seconds": round(train_seconds, 3),
-            "images_per_sec": round(seen / train_seconds, 1),
-        }
-        history.append(row)
-        log(f"epoch {epoch:>3}/{config.epochs}  loss {row['train_loss']:.4f}  "
-            f"train {100 * row['train_acc']:6.2f}%  test {100 * row['test_acc']:6.2f}%  "
-            f"top-{ev.k} {100 * row['test_top5']:6.2f}%  {row['seconds']:.1f}s  "
-            f"{row['images_per_sec']:.0f} img/s")
-        if out:
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-
-    clf.meta.train_config = config.to_dict()
-    clf.meta.metrics = dict(history[-1])
-    if out:
-        clf.save(out / "model.safetensors")
-    return clf
+    trainer = Trainer(dataset, config, progress=progress, log=log)
+    if resume:
+        trainer.resume()
+    else:
+        trainer.start_files()
+    return trainer.run()
