@@ -42,6 +42,30 @@ def run_cli(*args: str, check: int | None = 0, timeout: int = 600) -> subprocess
     return proc
 
 
+def call_cli(*args: str, check: int | None = 0) -> subprocess.CompletedProcess:
+    """Run ``convscope ARGS`` in this process (fast: torch is already imported)."""
+    import contextlib
+    import io
+    import traceback
+
+    from convscope.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - a traceback is exactly what we test against
+            traceback.print_exc(file=err)
+            code = -1
+    proc = subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+    if check is not None:
+        assert code == check, f"exit {code} != {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
 @pytest.fixture(scope="session")
 def digits_model(tmp_path_factory) -> Path:
     """A small convnet trained on sklearn digits for two epochs, saved to a file."""

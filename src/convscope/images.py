@@ -16,6 +16,8 @@ from __future__ import annotations
 import io
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
@@ -27,9 +29,14 @@ from convscope.errors import ImageError
 
 #: Formats convscope decodes; anything else is refused even if Pillow could read it.
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP", "PPM"})
-#: File suffixes a folder dataset considers to be images.
+#: File suffixes a folder dataset considers to be images.  Suffixes of image formats
+#: outside the allow-list are included, so that such files are listed as skipped
+#: ("PCX images are not accepted") rather than silently ignored.
 IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+     ".pgm", ".pbm", ".pnm", ".mpo",
+     ".pcx", ".ico", ".icns", ".psd", ".tga", ".svg", ".heic", ".heif", ".avif", ".jp2",
+     ".j2k", ".xbm", ".xpm", ".eps", ".dds", ".sgi", ".im", ".msp", ".cur", ".fits"}
 )
 #: Largest image, in pixels, that is decoded (env CONVSCOPE_MAX_PIXELS overrides).
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -45,14 +52,10 @@ def _describe(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else "image data"
 
 
-def open_image(
-    source: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None
-) -> Image.Image:
-    """Decode a file (or bytes) into an upright 8-bit PIL image in mode "L" or "RGB".
-
-    ``draft_size`` (W, H) lets JPEG decoding skip detail finer than that size,
-    which makes thumbnails of big photos several times faster to decode.
-    """
+@contextmanager
+def _checked(source: str | os.PathLike | bytes) -> Iterator[Image.Image]:
+    """Open lazily (header only) and refuse what must not be decoded; every failure,
+    now or while the caller decodes inside the block, becomes one ImageError."""
     name = _describe(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -78,17 +81,37 @@ def open_image(
                     f"{name}: {w}x{h} = {w * h:,} pixels is above the limit of "
                     f"{max_pixels():,}; shrink the image or raise CONVSCOPE_MAX_PIXELS."
                 )
-            if draft_size is not None and img.format == "JPEG":
-                img.draft(img.mode, draft_size)
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return to_standard_mode(img)
+            yield img
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name}: not a readable image ({_reason(exc)}).") from None
+    except Image.DecompressionBombError:  # Pillow's own guard, which fires far above ours
+        raise ImageError(f"{name}: the image is above the limit of {max_pixels():,} pixels, "
+                         "like a decompression bomb; it was not decoded.") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a readable image (unknown or damaged format).") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise ImageError(f"{name}: the image is corrupt or truncated ({_reason(exc)}).") from None
+
+
+def probe_image(source: str | os.PathLike | bytes) -> tuple[int, int, str]:
+    """(width, height, mode) from the header, after the same checks as open_image."""
+    with _checked(source) as img:
+        return img.size[0], img.size[1], img.mode
+
+
+def open_image(
+    source: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None
+) -> Image.Image:
+    """Decode a file (or bytes) into an upright 8-bit PIL image in mode "L" or "RGB".
+
+    ``draft_size`` (W, H) lets JPEG decoding skip detail finer than that size,
+    which makes thumbnails of big photos several times faster to decode.
+    """
+    with _checked(source) as img:
+        if draft_size is not None and img.format == "JPEG":
+            img.draft(img.mode, draft_size)
+        img.load()
+        return to_standard_mode(ImageOps.exif_transpose(img))
 
 
 def _reason(exc: BaseException) -> str:
@@ -113,13 +136,11 @@ def to_standard_mode(img: Image.Image) -> Image.Image:
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
-    if mode in ("LA", "La", "PA"):
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "RGBa"):
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        rgba = img.convert("RGBA")
         background = Image.new("RGB", img.size, (255, 255, 255))
-        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
-        return background
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background.convert("L") if mode in ("LA", "La") else background
     return img.convert("RGB")
 
 

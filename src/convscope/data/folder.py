@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from convscope.data.base import ImageDataset, stratified_split
 from convscope.data.registry import register_dataset
 from convscope.errors import ConvscopeError, ImageError
-from convscope.images import IMAGE_SUFFIXES, fit_image, max_pixels, open_image
+from convscope.images import IMAGE_SUFFIXES, fit_image, open_image, probe_image
 from convscope.progress import progress_bar
 
 CACHE_VERSION = 1
@@ -129,15 +128,9 @@ def _layout(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]] | 
 def _header(path: Path) -> tuple[int, int, str] | str:
     """(width, height, mode) from the file header, or the reason it is unusable."""
     try:
-        if path.stat().st_size == 0:
-            return "empty file"
-        with Image.open(path) as img:
-            w, h = img.size
-            if w * h > max_pixels():
-                return f"{w}x{h} is above the pixel limit {max_pixels():,}"
-            return w, h, img.mode
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return str(exc).splitlines()[0][:120] or type(exc).__name__
+        return probe_image(path)
+    except ImageError as exc:
+        return str(exc).split(": ", 1)[-1]
 
 
 def _choose_size(headers: list[tuple[int, int, str]]) -> int:

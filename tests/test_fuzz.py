@@ -1,0 +1,143 @@
+"""Property-based fuzzing (hypothesis): only convscope's own errors may escape, quickly.
+
+The number of examples per target is fixed (see FUZZ_EXAMPLES) and the search is
+derandomised, so CI runs the same cases every time; README.md states the totals.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import convscope
+from convscope.errors import ConvscopeError, ImageError
+from convscope.images import open_image
+from tests.conftest import call_cli
+
+#: examples per fuzz target; README.md quotes these numbers
+FUZZ_EXAMPLES = {"image_bytes": 300, "image_mutations": 400, "model_file": 150, "cli": 150}
+
+FUZZ = dict(derandomize=True, database=None, deadline=3000,
+            suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                   HealthCheck.too_slow])
+
+
+def _encodings() -> list[bytes]:
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8))
+    out = []
+    for fmt, img in [("PNG", rgb), ("JPEG", rgb), ("GIF", rgb.convert("P")), ("BMP", rgb),
+                     ("TIFF", rgb), ("WEBP", rgb), ("PPM", rgb), ("PNG", rgb.convert("LA")),
+                     ("PNG", Image.fromarray(np.full((5, 5), 4000, np.uint16)))]:
+        buf = io.BytesIO()
+        img.save(buf, fmt)
+        out.append(buf.getvalue())
+    return out
+
+
+SEEDS = _encodings()
+
+
+def decode_or_image_error(data: bytes) -> None:
+    try:
+        img = open_image(data)
+    except ImageError as exc:
+        assert str(exc)  # one sentence, never empty
+        return
+    assert img.mode in ("L", "RGB")
+
+
+@settings(max_examples=FUZZ_EXAMPLES["image_bytes"], **FUZZ)
+@given(st.binary(max_size=2048))
+def test_random_bytes_never_crash_the_decoder(data):
+    decode_or_image_error(data)
+
+
+@st.composite
+def mutated_image(draw) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["flip", "truncate", "insert", "zero_run"]))
+        pos = draw(st.integers(0, max(0, len(data) - 1)))
+        if kind == "flip" and data:
+            data[pos] ^= draw(st.integers(1, 255))
+        elif kind == "truncate":
+            del data[pos:]
+        elif kind == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        elif kind == "zero_run":
+            data[pos:pos + draw(st.integers(1, 32))] = b"\x00" * 8
+    return bytes(data)
+
+
+@settings(max_examples=FUZZ_EXAMPLES["image_mutations"], **FUZZ)
+@given(mutated_image())
+def test_mutated_images_give_an_image_or_an_image_error(data):
+    decode_or_image_error(data)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_bytes(tmp_path_factory) -> bytes:
+    out = tmp_path_factory.mktemp("tiny")
+    convscope.train("fake:size=4,channels=1,classes=2,n=8,test=4", model="linear", epochs=1,
+                    out=str(out), progress=False, verbose=False)
+    return (out / "model.safetensors").read_bytes()
+
+
+@settings(max_examples=FUZZ_EXAMPLES["model_file"], **FUZZ)
+@given(data=st.data())
+def test_mutated_model_files_load_or_fail_cleanly(tiny_model_bytes, tmp_path_factory, data):
+    raw = bytearray(tiny_model_bytes)
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        action = data.draw(st.sampled_from(["flip", "truncate", "digit"]))
+        if action == "flip":
+            raw[pos] ^= data.draw(st.integers(1, 255))
+        elif action == "truncate":
+            del raw[pos:]
+            if not raw:
+                break
+        else:  # change a digit inside the JSON header, e.g. an offset or a shape
+            header_end = 8 + int.from_bytes(tiny_model_bytes[:8], "little")
+            digits = [i for i in range(8, min(header_end, len(raw))) if chr(raw[i]).isdigit()]
+            if digits:
+                raw[data.draw(st.sampled_from(digits))] = ord(str(data.draw(st.integers(0, 9))))
+    path = tmp_path_factory.mktemp("mut") / "model.safetensors"
+    path.write_bytes(bytes(raw))
+    try:
+        clf = convscope.load(path)
+    except ConvscopeError as exc:
+        assert str(exc)
+        return
+    clf.predict(np.zeros((1, 4, 4), np.uint8))  # whatever loaded must also run
+
+
+COMMANDS = ["train", "evaluate", "predict", "datasets", "models", "info", "samples"]
+FLAGS = ["--data", "--model", "--epochs", "--batch-size", "--lr", "--top-k", "--json",
+         "--optimizer", "--augment", "--device", "--out", "--image-size", "--seed", "--n",
+         "--resume", "--weights", "--schedule", "--help"]
+VALUES = ["digits", "fake:size=4", "fake:bogus", "folder:/nonexistent", "imagenet", "mnist5k",
+          "convnet", "convnet:n=0", "resnet:depth=7", "mlp:hidden=-1", "0", "-3", "1e999",
+          "nan", "abc", "", "sgd", "adamw", "cpu", "cuda", "5", "flip", "/dev/null",
+          "../../etc/passwd", "x.png"]
+
+
+@settings(max_examples=FUZZ_EXAMPLES["cli"], **{**FUZZ, "deadline": None})
+@given(st.lists(st.sampled_from(COMMANDS + FLAGS + VALUES), max_size=7))
+def test_cli_arguments_never_traceback(monkeypatch, tmp_path_factory, argv):
+    from convscope.train import loop
+
+    def no_training(self):
+        raise ConvscopeError("(fuzz) training reached")
+
+    monkeypatch.setattr(loop.Trainer, "run", no_training)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    proc = call_cli(*argv, check=None)  # asserts no traceback
+    assert proc.returncode in (0, 1, 2), (argv, proc.stderr)
+    if proc.returncode:
+        assert proc.stderr.strip(), argv
