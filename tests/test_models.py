@@ -13,12 +13,12 @@ SHAPES = [ModelInput(1, 10, (8, 8)), ModelInput(1, 10, (28, 28)), ModelInput(3, 
 
 
 def test_registry_names():
-    assert list_models() == ["linear", "mlp", "convnet", "resnet", "alexnet", "vgg16",
+    assert list_models() == ["linear", "mlp", "convnet", "resnet", "fastnet", "alexnet", "vgg16",
                              "googlenet", "resnet18", "resnet50", "resnet101", "densenet121"]
 
 
-@pytest.mark.parametrize("name", ["linear", "mlp", "convnet", "resnet", "alexnet", "vgg16",
-                                  "googlenet", "resnet18", "resnet50", "resnet101",
+@pytest.mark.parametrize("name", ["linear", "mlp", "convnet", "resnet", "fastnet", "alexnet",
+                                  "vgg16", "googlenet", "resnet18", "resnet50", "resnet101",
                                   "densenet121"])
 def test_every_model_builds_for_every_dataset_shape(name):
     entry = get_entry(name)

@@ -58,7 +58,8 @@ def test_save_load_round_trip(tmp_path, digits_model):
     assert np.allclose(p1.sum(1), 1, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["linear", "mlp", "convnet", "resnet:depth=8", "alexnet",
+@pytest.mark.parametrize("name", ["linear", "mlp", "convnet", "resnet:depth=8", "fastnet",
+                                  "alexnet",
                                   "vgg16", "googlenet", "resnet18", "resnet50", "resnet101",
                                   "densenet121"])
 def test_every_model_trains_saves_and_loads(tmp_path, name):

@@ -92,7 +92,7 @@ def _labels(labels, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
 
 
 def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes=None,
-               holdout: float = 0.1, data_root=None, image_size=None, natural=None,
+               holdout: float | None = None, data_root=None, image_size=None, natural=None,
                progress: bool = True) -> ImageDataset:
     """Turn whatever ``train`` was given into an ImageDataset."""
     if isinstance(data, ImageDataset):
@@ -106,7 +106,8 @@ def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes
                 name = f"folder:{name}"
             else:
                 raise
-        return load_dataset(name, data_root=data_root, image_size=image_size, progress=progress)
+        return load_dataset(name, data_root=data_root, image_size=image_size, holdout=holdout,
+                            progress=progress)
     if labels is None:
         raise ConvscopeError("train needs labels when given images: train(images, labels).")
     x = images_to_tensor(data)
@@ -121,20 +122,23 @@ def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes
         yt, _ = _labels(test_labels, names)
         return ImageDataset("arrays", names, x, torch.from_numpy(y), xt, torch.from_numpy(yt),
                             natural=is_natural)
+    holdout = 0.1 if holdout is None else holdout
     if not 0 < holdout < 1:
         raise ConvscopeError("holdout must be between 0 and 1, or pass test_images.")
     return from_arrays("arrays", x.numpy(), y, names, test_size=holdout, natural=is_natural,
                        notes=[f"held out {holdout:.0%} of the images for testing"])
 
 
-def train(data="mnist5k", labels=None, *, model: str = "convnet", test_images=None,
-          test_labels=None, classes: list[str] | None = None, holdout: float = 0.1,
-          progress: bool = True, verbose: bool = True, **options) -> Classifier:
+def train(data="mnist5k", labels=None, *, model: str | None = None, test_images=None,
+          test_labels=None, classes: list[str] | None = None, progress: bool = True,
+          verbose: bool = True, **options) -> Classifier:
     """Train a classifier and return it.
 
+    ``model`` defaults to the recipe's (``convnet``; ``fastnet`` for ``recipe="fast"``).
     ``data`` is a dataset name (``"mnist5k"``, ``"cifar10"``, ``"folder:PATH"``), a
-    folder of ``<class>/<image>`` files, or images with ``labels``.  Images given
-    as arrays are split ``holdout`` for testing unless ``test_images`` are given.
+    folder of ``<class>/<image>`` files, or images with ``labels``.  Images given as
+    arrays hold out ``holdout`` (default 0.1) for testing unless ``test_images`` are
+    given; folder datasets hold out 0.2 unless they have a test/ subfolder.
     Any :class:`TrainConfig` field (``epochs``, ``lr``, ``out``, ...) is accepted.
 
     >>> import convscope
@@ -143,7 +147,7 @@ def train(data="mnist5k", labels=None, *, model: str = "convnet", test_images=No
     """
     config = TrainConfig(model=model, **options)
     dataset = as_dataset(data, labels, test_images=test_images, test_labels=test_labels,
-                         classes=classes, holdout=holdout, data_root=config.data_root,
+                         classes=classes, holdout=config.holdout, data_root=config.data_root,
                          image_size=config.image_size, progress=progress)
     config.data = dataset.name
     log = print if verbose else (lambda _m: None)
@@ -176,7 +180,8 @@ def resume(out: str | os.PathLike, *, progress: bool = True, verbose: bool = Tru
         raise ConvscopeError("this run trained on arrays from the Python API; resume it with "
                              "convscope.train.fit(dataset, config, resume=True).")
     dataset = load_dataset(config.data, data_root=config.data_root,
-                           image_size=config.image_size, progress=progress)
+                           image_size=config.image_size, holdout=config.holdout,
+                           progress=progress)
     log = print if verbose else (lambda _m: None)
     return fit(dataset, config, progress=progress, log=log, resume=True)
 

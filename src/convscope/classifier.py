@@ -135,12 +135,29 @@ class Classifier:
                              "PIL images, arrays or tensors.")
 
     # ----------------------------------------------------------------- outputs
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores of a preprocessed batch, with the model's test-time augmentation:
+        level 1 averages the image and its mirror; level 2 also averages 1-pixel shifts
+        up-left and down-right (reflect-padded), weighted half and half."""
+        if self.meta.tta == 0:
+            return self.model(x)
+
+        def mirror(t):
+            return 0.5 * (self.model(t) + self.model(t.flip(-1)))
+
+        out = mirror(x)
+        if self.meta.tta >= 2:
+            h, w = x.shape[-2:]
+            p = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect" if min(h, w) > 1 else "replicate")
+            out = 0.5 * out + 0.25 * (mirror(p[..., :h, :w]) + mirror(p[..., 2:, 2:]))
+        return out
+
     @torch.no_grad()
     def logits(self, images, batch_size: int = 256) -> torch.Tensor:
         """Raw class scores, (N, K), on the CPU."""
         x = self.as_batch(images)
         self.model.eval()
-        out = [self.model(self.preprocess(x[i : i + batch_size].to(self.device))).float().cpu()
+        out = [self.scores(self.preprocess(x[i : i + batch_size].to(self.device))).float().cpu()
                for i in range(0, len(x), batch_size)]
         return torch.cat(out)
 

@@ -37,6 +37,8 @@ class ModelMeta:
     mean: list[float]
     std: list[float]
     dataset: str = ""
+    #: test-time augmentation used by predict/evaluate: 0 none, 1 mirror, 2 mirror + shifts
+    tta: int = 0
     train_config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from convscope.cli.common import add_data_args, add_device_arg, positive_int, print_json
 
 
@@ -13,6 +15,9 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="a model file written by `convscope train`")
     add_data_args(p)
     p.set_defaults(data=None)
+    p.add_argument("--split", choices=("auto", "test", "all", "train"), default="auto",
+                   help="which images: auto = the test split of the model's own training "
+                        "dataset, every image of any other dataset (default auto)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     add_device_arg(p)
     p.add_argument("--out", metavar="PNG", help="also draw the confusion matrix to this PNG")
@@ -22,7 +27,8 @@ def register(sub) -> None:
 
 
 def dataset_for(clf, args):
-    """The dataset to evaluate on: --data, or the one the model was trained on."""
+    """The dataset to evaluate on (--data, or the one the model was trained on), with the
+    evaluated split moved into its test images."""
     from convscope.data import load_dataset
     from convscope.errors import UsageError
 
@@ -32,8 +38,15 @@ def dataset_for(clf, args):
     size = args.image_size
     if size is None and name.startswith("folder:"):  # user folders take the model's size
         size = clf.image_size[0]
-    return load_dataset(name, data_root=args.data_root, image_size=size,
-                        progress=not args.quiet)
+    own = name == clf.meta.dataset or (
+        name.startswith("folder:") and clf.meta.dataset.startswith("folder:")
+        and Path(name[7:]).expanduser().resolve() == Path(clf.meta.dataset[7:]))
+    # the model's own data is split exactly as in training, so its test images stay unseen
+    holdout = clf.meta.train_config.get("holdout") if own else None
+    ds = load_dataset(name, data_root=args.data_root, image_size=size, holdout=holdout,
+                      progress=not args.quiet)
+    split = args.split if args.split != "auto" else ("test" if own else "all")
+    return ds.as_evaluation_split(split)
 
 
 def run(args) -> int:
@@ -50,7 +63,7 @@ def run(args) -> int:
     if args.json:
         print_json({"model": args.model, "data": data.name, **ev.to_dict()})
     else:
-        print(f"model       {args.model}\ndata        {data.name} (test split)")
+        print(f"model       {args.model}\ndata        {data.name}")
         print(ev.format())
         if args.out:
             print(f"\nwrote {args.out}")

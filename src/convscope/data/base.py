@@ -67,6 +67,21 @@ class ImageDataset:
             self._stats = ([round(float(m), 6) for m in mean], [round(float(s), 6) for s in std])
         return self._stats
 
+    def as_evaluation_split(self, split: str) -> ImageDataset:
+        """The dataset with ``split`` ("test", "train" or "all") as its test images."""
+        from dataclasses import replace
+
+        if split == "test":
+            return self
+        if split == "train":
+            x, y, files = self.train_images, self.train_labels, self.train_files
+        else:
+            x = torch.cat([self.train_images, self.test_images])
+            y = torch.cat([self.train_labels, self.test_labels])
+            files = (self.train_files + self.test_files) if self.train_files is not None else None
+        return replace(self, name=f"{self.name} ({split} images)", test_images=x, test_labels=y,
+                       test_files=files)
+
     def describe(self) -> dict:
         """What a user needs to know about the dataset, as plain data."""
         mean, std = self.normalization()

@@ -120,9 +120,13 @@ def _layout(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]] | 
         if test_dir is not None:
             test, ignored_test = _class_files(test_dir)
             return train, test, ignored + ignored_test, f"train/ and {test_dir.name}/ subfolders"
-        return train, None, ignored, "train/ subfolder, seeded 80/20 stratified split"
+        return train, None, ignored, "train/ subfolder"
     train, ignored = _class_files(root)
-    return train, None, ignored, "class subfolders, seeded 80/20 stratified split"
+    return train, None, ignored, "class subfolders"
+
+
+def test_dir_name(root: Path) -> str:
+    return next(n for n in ("test", "val") if (root / n).is_dir())
 
 
 def _header(path: Path) -> tuple[int, int, str] | str:
@@ -187,8 +191,10 @@ def _save_cache(path: Path, images: np.ndarray, meta: dict) -> None:
 @register_dataset("folder", "your own images as PATH/<class>/<image>; uses train/ and "
                   "test/ (or val/) subfolders when present; PATH may be a .tar(.gz) or .zip",
                   arg="PATH", arg_required=True)
-def load_folder(arg, *, image_size=None, progress=True, **_) -> ImageDataset:
-    root = Path(arg).expanduser()
+def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
+                **_) -> ImageDataset:
+    given = Path(arg).expanduser()
+    root = given
     if is_archive(root):
         root = _descend(extract_archive(root))
     elif not root.is_dir():
@@ -245,12 +251,21 @@ def load_folder(arg, *, image_size=None, progress=True, **_) -> ImageDataset:
 
     labels = np.asarray(meta["labels"], dtype=np.int64)
     is_test = np.asarray([s == "test" for s in meta["splits"]], dtype=bool)
-    if test_files is None:
-        tr, te = stratified_split(labels, TEST_FRACTION, SPLIT_SEED)
-    else:
+    if test_files is not None:
         tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+        split = f"{test_dir_name(root)}/ subfolder"
+    elif holdout:
+        size = int(holdout) if holdout >= 1 else float(holdout)
+        if isinstance(size, int) and size >= len(labels):
+            raise ConvscopeError(f"--holdout {size} leaves no training images out of "
+                                 f"{len(labels)}; hold out fewer.")
+        tr, te = stratified_split(labels, size, SPLIT_SEED)
+        split = f"seeded stratified split, {len(te):,} held out"
+    else:
+        tr, te = np.arange(len(labels)), np.arange(0)
+        split = "no test split (--holdout 0)"
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
-    notes = [f"layout: {layout}"]
+    notes = [f"layout: {layout}; test split: {split}"]
     if meta["skipped"]:
         listed = "; ".join(f"{f} ({r})" for f, r in list(meta["skipped"].items())[:20])
         more = len(meta["skipped"]) - 20
@@ -259,7 +274,7 @@ def load_folder(arg, *, image_size=None, progress=True, **_) -> ImageDataset:
     if meta["ignored"]:
         notes.append(f"ignored {meta['ignored']} file(s) without an image suffix")
     return ImageDataset(
-        f"folder:{arg}", classes, x[tr], y[tr], x[te], y[te], natural=True, notes=notes,
+        f"folder:{given.resolve()}", classes, x[tr], y[tr], x[te], y[te], natural=True, notes=notes,
         train_files=[meta["files"][i] for i in tr], test_files=[meta["files"][i] for i in te],
         skipped=dict(meta["skipped"]),
     )

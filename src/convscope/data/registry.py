@@ -70,9 +70,13 @@ def load_dataset(
     *,
     data_root: str | Path | None = None,
     image_size: int | None = None,
+    holdout: float | None = None,
     progress: bool = True,
 ) -> ImageDataset:
     """Load a dataset by name.
+
+    ``holdout`` (folder datasets without a test/ subfolder) is the test split: a
+    fraction below 1, a number of images, or 0 to train on everything.
 
     >>> ds = load_dataset("digits")
     >>> ds.image_size, ds.channels, len(ds.classes)
@@ -81,5 +85,13 @@ def load_dataset(
     entry, arg = parse_dataset_name(name)
     if image_size is not None and not 1 <= int(image_size) <= 4096:
         raise UsageError(f"--image-size must be between 1 and 4096, got {image_size}.")
-    ds = entry.loader(arg, data_root=data_root, image_size=image_size, progress=progress)
+    kwargs = {"data_root": data_root, "image_size": image_size, "progress": progress}
+    if holdout is not None:
+        if entry.name != "folder":
+            raise UsageError(f"--holdout applies to folder datasets; {entry.name} has a fixed "
+                             "test split.")
+        if holdout < 0:
+            raise UsageError(f"--holdout must be >= 0, got {holdout}.")
+        kwargs["holdout"] = holdout
+    ds = entry.loader(arg, **kwargs)
     return resized(ds, int(image_size)) if image_size else ds

@@ -27,6 +27,13 @@ def random_crop(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
     return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.contiguous_format)
 
 
+def alternating_flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror the images whose ``flip`` bit is set.  The trainer gives each image a fixed
+    random bit and inverts all bits every other epoch, so each image is seen both ways
+    in any two consecutive epochs (more diverse than independent coin flips)."""
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+
 def resolve_augment(augment: str, natural: bool) -> str:
     if augment == "auto":
         return "flip-crop" if natural else "none"
@@ -34,9 +41,15 @@ def resolve_augment(augment: str, natural: bool) -> str:
 
 
 def augment_batch(x: torch.Tensor, augment: str, g: torch.Generator) -> torch.Tensor:
-    """Apply the named augmentation (none, flip, crop, flip-crop) to a float batch."""
+    """Apply the named augmentation (none, flip, crop, flip-crop) to a float batch.
+
+    ``altflip-translate`` translates by up to 2 px here; its flip is applied by the
+    trainer, which knows the image indices and the epoch (``alternating_flip``).
+    """
     if augment in ("flip", "flip-crop"):
         x = random_flip(x, g)
     if augment in ("crop", "flip-crop"):
         x = random_crop(x, max(1, min(x.shape[-2:]) // 8), g)
+    if augment == "altflip-translate":
+        x = random_crop(x, min(2, min(x.shape[-2:]) - 1), g)
     return x

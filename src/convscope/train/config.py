@@ -4,59 +4,68 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from convscope.errors import UsageError
+from convscope.errors import UsageError, unknown_name
 
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adamw", "muon")
 SCHEDULES = ("cosine", "linear", "constant")
-AUGMENTS = ("auto", "none", "flip", "crop", "flip-crop")
-DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3}
-DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
+AUGMENTS = ("auto", "none", "flip", "crop", "flip-crop", "altflip-translate")
+AMP = ("auto", "off", "bf16", "fp16")
+DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3, "muon": 0.053}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05, "muon": 0.0}
 
 
 @dataclass
 class TrainConfig:
-    """Options of ``convscope train``; ``None`` means "resolve a sensible default"."""
+    """Options of ``convscope train``.  ``None`` means "the recipe's default" (see
+    ``convscope.train.recipes``); ``resolve()`` fills every one in."""
 
     data: str = "mnist5k"
-    model: str = "convnet"
-    epochs: int = 8
-    batch_size: int = 128
-    lr: float | None = None  # sgd 0.05, adamw 0.002
-    optimizer: str = "sgd"  # sgd (Nesterov momentum) or adamw
+    recipe: str = "default"
+    model: str | None = None  # default recipe: convnet; fast: fastnet
+    epochs: int | None = None  # default 8; fast 10
+    batch_size: int | None = None  # default 128; fast 2000 (at most a tenth of the data)
+    lr: float | None = None  # sgd 0.05, adamw 0.002, muon 0.053 (per example, SGD groups)
+    optimizer: str | None = None  # sgd (Nesterov momentum), adamw, or muon
     momentum: float = 0.9
     weight_decay: float | None = None  # sgd 5e-4, adamw 0.05
-    schedule: str = "cosine"  # after the warm-up: cosine or linear decay to 0, or constant
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    augment: str = "auto"  # auto: flip+crop for natural images, none for digits
+    schedule: str | None = None  # after the warm-up: cosine or linear decay to 0, or constant
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
+    augment: str | None = None  # auto: flip+crop for natural images, none for digits
+    tta: int | None = None  # test-time augmentation: 0 none, 1 mirror, 2 mirror + 1-px shifts
+    channels_last: bool | None = None
+    amp: str = "auto"  # mixed precision: auto = bf16 on CUDA, off on the CPU
+    compile: bool = False  # torch.compile the model, falling back to eager if it fails
     seed: int = 0
     device: str = "auto"
     data_root: str | None = None
     image_size: int | None = None
+    holdout: float | None = None  # folder datasets: test fraction or count (default 0.2), 0: none
     weights: str | None = None  # ILSVRC models: DEFAULT or a local state dict
-    eval_batch_size: int = 512
+    eval_batch_size: int = 500
     max_grad_norm: float | None = None  # clip the gradient norm to this before each step
     checkpoint_every: int | None = None  # also checkpoint every N steps (always every epoch)
     out: str | None = None
-    #: filled in by resolve(): what the run actually used
+    #: filled in by resolve() and the trainer: what the run actually used
     resolved: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (self.optimizer in OPTIMIZERS,
              f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES,
              f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.augment in AUGMENTS,
              f"--augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}"),
+            (self.amp in AMP, f"--amp must be one of {', '.join(AMP)}, got {self.amp!r}"),
+            (self.tta in (0, 1, 2), f"--tta must be 0, 1 or 2, got {self.tta}"),
             (0 <= self.label_smoothing < 1,
              f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
-            (self.weight_decay is None or self.weight_decay >= 0,
-             f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
             (self.max_grad_norm is None or self.max_grad_norm > 0,
              f"--max-grad-norm must be positive, got {self.max_grad_norm}"),
@@ -68,12 +77,22 @@ class TrainConfig:
                 raise UsageError(message + ".")
 
     def resolve(self) -> TrainConfig:
-        """Fill in the defaults that depend on other options."""
-        self.validate()
+        """Fill in the recipe's defaults and the defaults that depend on other options."""
+        from convscope.train.recipes import RECIPES
+
+        if self.recipe not in RECIPES:
+            raise unknown_name("recipe", self.recipe, list(RECIPES))
+        from_recipe = []
+        for key, value in RECIPES[self.recipe].defaults.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+                from_recipe.append(key)
+        self.resolved.setdefault("from_recipe", from_recipe)
         if self.lr is None:
-            self.lr = DEFAULT_LR[self.optimizer]
+            self.lr = DEFAULT_LR.get(self.optimizer, 0.0)
         if self.weight_decay is None:
-            self.weight_decay = DEFAULT_WEIGHT_DECAY[self.optimizer]
+            self.weight_decay = DEFAULT_WEIGHT_DECAY.get(self.optimizer, 0.0)
+        self.validate()
         return self
 
     def to_dict(self) -> dict:

@@ -24,7 +24,7 @@ from convscope.modelfile import ModelMeta
 from convscope.models import ModelInput, build_model, canonical_name, parse_model_name
 from convscope.models.zoo import IMAGENET_MEAN, IMAGENET_STD
 from convscope.progress import progress_bar
-from convscope.train.augment import augment_batch, resolve_augment
+from convscope.train.augment import alternating_flip, augment_batch, resolve_augment
 from convscope.train.checkpoint import (
     CHECKPOINT_NAME,
     LoopState,
@@ -33,37 +33,7 @@ from convscope.train.checkpoint import (
     save_checkpoint,
 )
 from convscope.train.config import TrainConfig
-
-
-def lr_lambda(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Linear warm-up for ``warmup_epochs``, then cosine/linear decay to 0 (or constant)."""
-    total = config.epochs * steps_per_epoch
-    warm = min(int(round(config.warmup_epochs * steps_per_epoch)), total // 2)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if config.schedule == "constant":
-            return 1.0
-        t = (step - warm) / max(1, total - warm)
-        return 0.5 * (1 + math.cos(math.pi * t)) if config.schedule == "cosine" else 1.0 - t
-
-    return factor
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
-    """SGD (Nesterov) or AdamW; no weight decay on biases and norm layers."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                              nesterov=config.momentum > 0)
-    else:
-        opt = torch.optim.AdamW(groups, lr=config.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config, steps_per_epoch))
-    return opt, sched
+from convscope.train.optim import make_optimizer
 
 
 def make_classifier(dataset: ImageDataset, config: TrainConfig, device: torch.device) -> Classifier:
@@ -87,6 +57,23 @@ def make_classifier(dataset: ImageDataset, config: TrainConfig, device: torch.de
         dataset=dataset.name,
     )
     return Classifier(model, meta, device)
+
+
+def init_from_data(model: nn.Module, dataset: ImageDataset, preprocess, limit: int = 5000) -> None:
+    """Data-dependent initialisation, for models that define ``init_from_data(images)``
+    (fastnet's whitening layer): called with up to ``limit`` normalised training images."""
+    init = getattr(model, "init_from_data", None)
+    if callable(init):
+        x = dataset.train_images[:limit]
+        with torch.no_grad():
+            init(torch.cat([preprocess(x[i : i + 500]) for i in range(0, len(x), 500)]).cpu())
+
+
+def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """Mixed precision for CUDA (bf16 by default); full precision on the CPU."""
+    if config.amp == "off" or (config.amp == "auto" and device.type != "cuda"):
+        return None
+    return torch.float16 if config.amp == "fp16" else torch.bfloat16
 
 
 class Interrupted(ConvscopeError):
@@ -131,12 +118,24 @@ class Trainer:
         self.n = len(dataset.train_labels)
         if self.n == 0:
             raise ConvscopeError(f"{dataset.name} has no training images.")
+        if "batch_size" in config.resolved["from_recipe"]:  # keep >= 10 steps per epoch
+            config.batch_size = min(config.batch_size, max(32, self.n // 10))
         self.batch = min(config.batch_size, self.n)
         self.steps = math.ceil(self.n / self.batch)
         self.augment = resolve_augment(config.augment, dataset.natural)
-        self.optimizer, self.scheduler = make_optimizer(self.clf.model, config, self.steps)
+        model = self.clf.model
+        init_from_data(model, dataset, self.clf.preprocess)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.optimizer, self.scheduler = make_optimizer(model, config, self.steps)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.amp = amp_dtype(config, self.device)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
+        self.forward = compile_model(model) if config.compile else model
         self.generator = torch.Generator().manual_seed(config.seed)
+        # alternating flip: each image gets a fixed random side, swapped every other epoch
+        self.flip_bits = torch.rand(self.n, generator=torch.Generator().manual_seed(
+            config.seed + 1)) < 0.5
         self.state = LoopState()
         self.out = Path(config.out) if config.out else None
         config.resolved = {
@@ -149,6 +148,8 @@ class Trainer:
             "parameters": sum(p.numel() for p in self.clf.model.parameters()),
             "dataset": {k: v for k, v in dataset.describe().items() if k != "notes"},
             "threads": torch.get_num_threads(),
+            "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
+            "from_recipe": config.resolved["from_recipe"],
         }
 
     # ------------------------------------------------------------------ files
@@ -209,7 +210,7 @@ class Trainer:
                 idx = st.order[i * self.batch : (i + 1) * self.batch]
                 if len(idx) < 2 and st.seen:  # a batch of one breaks batch norm: skip it
                     break
-                loss, correct = self.train_step(images[idx], labels[idx])
+                loss, correct = self.train_step(images[idx], labels[idx], idx)
                 st.step, st.global_step = i + 1, st.global_step + 1
                 st.seen += len(idx)
                 st.loss_sum += loss * len(idx)
@@ -227,14 +228,21 @@ class Trainer:
                     raise Interrupted(f"interrupted at epoch {st.epoch}, step {st.step}"
                                       + (" (checkpoint saved)" if self.out else "") + where + ".")
 
-    def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor,
+                   idx: torch.Tensor) -> tuple[float, int]:
         """One optimisation step on a uint8 batch; returns (loss, correct predictions)."""
         cfg, st = self.config, self.state
         x = self.clf.preprocess(x_uint8.to(self.device, non_blocking=True))  # (B, C, H, W)
         y = y.to(self.device, non_blocking=True)
+        if self.augment == "altflip-translate":
+            x = alternating_flip(x, self.flip_bits[idx] ^ (st.epoch % 2 == 0))
         x = augment_batch(x, self.augment, self.generator)
-        logits = self.clf.model(x)
-        loss = self.loss_fn(logits, y)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
+                            enabled=self.amp is not None):
+            logits = self.forward(x)
+            loss = self.loss_fn(logits.float(), y)
         if not torch.isfinite(loss):
             kept = (f"; the last good checkpoint is kept in {self.out}"
                     if self.out and (self.out / CHECKPOINT_NAME).exists() else "")
@@ -243,10 +251,12 @@ class Trainer:
                 f"{st.step + 1} (learning rate {self.scheduler.get_last_lr()[0]:.3g}); lower "
                 f"--lr or set --max-grad-norm{kept}.")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if cfg.max_grad_norm:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.clf.model.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         return loss.item(), int((logits.argmax(1) == y).sum())
 
@@ -255,23 +265,29 @@ class Trainer:
         cfg, st, ds = self.config, self.state, self.dataset
         train_seconds = st.elapsed
         t = time.perf_counter()
-        ev = evaluate_logits(self.clf.logits(ds.test_images, cfg.eval_batch_size),
-                             ds.test_labels, ds.classes)
+        last = st.epoch == cfg.epochs
+        self.clf.meta.tta = cfg.tta if last else 0  # test-time augmentation for the final score
+        ev = None
+        if len(ds.test_labels):
+            ev = evaluate_logits(self.clf.logits(ds.test_images, cfg.eval_batch_size),
+                                 ds.test_labels, ds.classes)
         row = {
             "epoch": st.epoch,
             "train_loss": round(st.loss_sum / st.seen, 6),
             "train_acc": round(st.correct / st.seen, 6),
-            "test_acc": round(ev.top1, 6),
-            "test_top5": round(ev.top5, 6),
+            "test_acc": round(ev.top1, 6) if ev else None,
+            "test_top5": round(ev.top5, 6) if ev else None,
             "lr": self.scheduler.get_last_lr()[0],
             "seconds": round(train_seconds + time.perf_counter() - t, 3),
             "train_seconds": round(train_seconds, 3),
             "images_per_sec": round(st.seen / max(train_seconds, 1e-9), 1),
+            "tta": self.clf.meta.tta,
         }
         st.history.append(row)
+        test = (f"test {100 * ev.top1:6.2f}%  top-{ev.k} {100 * ev.top5:6.2f}%" if ev
+                else "no test split")
         self.log(f"epoch {st.epoch:>3}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
-                 f"train {100 * row['train_acc']:6.2f}%  test {100 * row['test_acc']:6.2f}%  "
-                 f"top-{ev.k} {100 * row['test_top5']:6.2f}%  {row['seconds']:.1f}s  "
+                 f"train {100 * row['train_acc']:6.2f}%  {test}  {row['seconds']:.1f}s  "
                  f"{row['images_per_sec']:.0f} img/s")
         if self.out:
             with open(self.out / "metrics.jsonl", "a") as f:
@@ -281,6 +297,15 @@ class Trainer:
         st.loss_sum = st.elapsed = 0.0
         st.order = None
         self.checkpoint()
+
+
+def compile_model(model: nn.Module):
+    """torch.compile, falling back to eager execution where compilation fails."""
+    try:
+        return torch.compile(model)
+    except Exception as exc:  # noqa: BLE001 - any backend failure: run eagerly instead
+        print(f"note: torch.compile failed ({str(exc)[:100]}); training eagerly.")
+        return model
 
 
 def fit(dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,
