@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from convscope import distributed
 from convscope.classifier import Classifier, load
 from convscope.data import ImageDataset, from_arrays, load_dataset, parse_dataset_name
 from convscope.errors import ConvscopeError
@@ -146,11 +147,14 @@ def train(data="mnist5k", labels=None, *, model: str | None = None, test_images=
     >>> clf.predict(images)  # doctest: +SKIP
     """
     config = TrainConfig(model=model, **options)
-    dataset = as_dataset(data, labels, test_images=test_images, test_labels=test_labels,
-                         classes=classes, holdout=config.holdout, data_root=config.data_root,
-                         image_size=config.image_size, progress=progress)
+    d = distributed.init_from_env(config.device)  # a no-op outside torchrun
+    with distributed.main_first():  # rank 0 decodes and caches a folder; the others read it
+        dataset = as_dataset(data, labels, test_images=test_images, test_labels=test_labels,
+                             classes=classes, holdout=config.holdout,
+                             data_root=config.data_root, image_size=config.image_size,
+                             progress=progress and d.is_main)
     config.data = dataset.name
-    log = print if verbose else (lambda _m: None)
+    log = print if verbose and d.is_main else (lambda _m: None)
     for note in dataset.notes:
         log(f"note: {note}")
     return fit(dataset, config, progress=progress, log=log)
@@ -179,10 +183,12 @@ def resume(out: str | os.PathLike, *, progress: bool = True, verbose: bool = Tru
     if config.data == "arrays":
         raise ConvscopeError("this run trained on arrays from the Python API; resume it with "
                              "convscope.train.fit(dataset, config, resume=True).")
-    dataset = load_dataset(config.data, data_root=config.data_root,
-                           image_size=config.image_size, holdout=config.holdout,
-                           progress=progress)
-    log = print if verbose else (lambda _m: None)
+    d = distributed.init_from_env(config.device)
+    with distributed.main_first():
+        dataset = load_dataset(config.data, data_root=config.data_root,
+                               image_size=config.image_size, holdout=config.holdout,
+                               progress=progress and d.is_main)
+    log = print if verbose and d.is_main else (lambda _m: None)
     return fit(dataset, config, progress=progress, log=log, resume=True)
 
 

@@ -155,6 +155,8 @@ class Classifier:
     @torch.no_grad()
     def logits(self, images, batch_size: int = 256) -> torch.Tensor:
         """Raw class scores, (N, K), on the CPU."""
+        if isinstance(images, torch.Tensor) and images.ndim == 4 and len(images) == 0:
+            return torch.empty(0, len(self.classes))  # e.g. a process's empty share
         x = self.as_batch(images)
         self.model.eval()
         out = [self.scores(self.preprocess(x[i : i + batch_size].to(self.device))).float().cpu()

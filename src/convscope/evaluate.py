@@ -104,7 +104,12 @@ def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=Non
             raise ConvscopeError("evaluate needs labels when given images.")
         images = data
     labels = torch.as_tensor(np.asarray(labels)).long()
-    logits = clf.logits(images, batch_size)
+    if isinstance(images, torch.Tensor):  # under torchrun each process scores its share
+        from convscope.train.loop import sharded_logits
+
+        logits = sharded_logits(clf, images, batch_size)
+    else:
+        logits = clf.logits(images, batch_size)
     if len(logits) != len(labels):
         raise ConvscopeError(f"{len(logits)} images but {len(labels)} labels.")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(clf.classes)):

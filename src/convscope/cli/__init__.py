@@ -34,9 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse prints usage and exits 2
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 speaks
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
+        from convscope import distributed
+
+        distributed.init_from_env(getattr(args, "device", "auto"))  # no-op outside torchrun
         return int(args.func(args) or 0)
     except ConvscopeError as exc:
         print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
@@ -46,3 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `convscope predict ... | head`
         return 0
+    finally:
+        from convscope import distributed
+
+        distributed.shutdown()

@@ -72,7 +72,10 @@ def register(sub) -> None:
                    help="channels-last memory layout (default: recipe's)")
     p.add_argument("--amp", choices=AMP, default=d.amp,
                    help="mixed precision (default auto: bf16 on CUDA, off on the CPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (falls back to eager if compiling fails)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="torchrun on GPUs: batch-norm statistics over all processes")
     p.add_argument("--max-grad-norm", type=nonneg_float,
                    help="clip the gradient norm to this before each step")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
@@ -109,7 +112,7 @@ def _default_out(model: str, data: str) -> str:
 
 TRAIN_OPTIONS = ("recipe", "model", "epochs", "batch_size", "lr", "optimizer", "momentum",
                  "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "augment",
-                 "tta", "channels_last", "amp", "compile", "seed", "device", "data_root",
+                 "tta", "channels_last", "amp", "compile", "sync_bn", "seed", "device", "data_root",
                  "image_size", "holdout", "weights", "max_grad_norm", "checkpoint_every")
 
 
@@ -119,6 +122,11 @@ def run(args) -> int:
     if args.resume:
         clf = resume(args.resume, progress=not args.quiet, data_root=args.data_root)
         return _report(clf, args.resume)
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.out:
+        raise UsageError("under torchrun, pass --out DIR so that every process uses the same "
+                         "folder.")
     out = args.out or _default_out(args.model or args.recipe, args.data)
     if (Path(out) / "model.safetensors").exists() and not args.force:
         raise UsageError(f"{out} already holds a trained model; pass --force to replace it or "

@@ -75,15 +75,17 @@ def save_checkpoint(folder: str | os.PathLike, model, optimizer, scheduler,
     return path
 
 
-def read_checkpoint(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+def read_checkpoint(folder: str | os.PathLike,
+                    clean: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and metadata of ``folder``'s checkpoint, verified; temp files a killed
-    writer left behind are removed and never read."""
+    writer left behind are never read (and removed, if ``clean``)."""
     from safetensors.torch import load_file
 
     from convscope.modelfile import verify_file
 
     folder = Path(folder)
-    remove_stale_temps(folder, CHECKPOINT_NAME)
+    if clean:
+        remove_stale_temps(folder, CHECKPOINT_NAME)
     path = folder / CHECKPOINT_NAME
     if not path.is_file():
         raise ConvscopeError(f"{folder} has no {CHECKPOINT_NAME} to resume from; train with "

@@ -36,6 +36,7 @@ class TrainConfig:
     channels_last: bool | None = None
     amp: str = "auto"  # mixed precision: auto = bf16 on CUDA, off on the CPU
     compile: bool = False  # torch.compile the model, falling back to eager if it fails
+    sync_bn: bool = False  # torchrun on GPUs: batch-norm statistics over all processes
     seed: int = 0
     device: str = "auto"
     data_root: str | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from convscope import distributed
 from convscope.classifier import Classifier, resolve_device
 from convscope.data import ImageDataset
 from convscope.errors import ConvscopeError
@@ -112,8 +113,13 @@ class Trainer:
     def __init__(self, dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,
                  log: Callable[[str], None] = print) -> None:
         config.resolve()
-        self.dataset, self.config, self.progress, self.log = dataset, config, progress, log
+        self.dataset, self.config = dataset, config
+        self.dist = distributed.current()
+        self.progress = progress and self.dist.is_main
+        self.log = log if self.dist.is_main else (lambda _m: None)
         self.device = resolve_device(config.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.clf = make_classifier(dataset, config, self.device)
         self.n = len(dataset.train_labels)
         if self.n == 0:
@@ -131,7 +137,19 @@ class Trainer:
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.amp = amp_dtype(config, self.device)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
-        self.forward = compile_model(model) if config.compile else model
+        if config.sync_bn:
+            if not (self.dist.enabled and self.device.type == "cuda"):
+                raise ConvscopeError("--sync-bn needs a multi-GPU torchrun job (PyTorch's "
+                                     "SyncBatchNorm runs only on GPUs).")
+            model = self.clf.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.forward = model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if config.compile:
+            self.forward = CompiledWithFallback(self.forward, self.log)
         self.generator = torch.Generator().manual_seed(config.seed)
         # alternating flip: each image gets a fixed random side, swapped every other epoch
         self.flip_bits = torch.rand(self.n, generator=torch.Generator().manual_seed(
@@ -150,12 +168,13 @@ class Trainer:
             "threads": torch.get_num_threads(),
             "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
             "from_recipe": config.resolved["from_recipe"],
+            "processes": self.dist.world,
         }
 
     # ------------------------------------------------------------------ files
     def start_files(self) -> None:
         """A new run: write config.json and an empty metrics.jsonl."""
-        if self.out:
+        if self.out and self.dist.is_main:
             write_text_atomic(self.out / "config.json",
                               json.dumps(self.config.to_dict(), indent=2) + "\n")
             write_text_atomic(self.out / "metrics.jsonl", "")
@@ -163,23 +182,31 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``out/checkpoint.safetensors``; metrics.jsonl is rewritten from the
         checkpoint, so epochs a killed run logged after it are not counted twice."""
-        tensors, meta = read_checkpoint(self.out)
+        tensors, meta = read_checkpoint(self.out, clean=self.dist.is_main)
         self.state = restore(tensors, meta, self.clf.model, self.optimizer, self.scheduler,
                              self.generator)
-        lines = "".join(json.dumps(row) + "\n" for row in self.state.history)
-        write_text_atomic(self.out / "metrics.jsonl", lines)
+        if self.dist.is_main:
+            lines = "".join(json.dumps(row) + "\n" for row in self.state.history)
+            write_text_atomic(self.out / "metrics.jsonl", lines)
+        self.dist.barrier()
 
     def checkpoint(self) -> None:
-        if self.out:
+        """Rank 0 writes; the others wait, so nobody reads a checkpoint still being written."""
+        if self.out and self.dist.is_main:
             save_checkpoint(self.out, self.clf.model, self.optimizer, self.scheduler,
                             self.generator, self.state)
+        self.dist.barrier()
 
     # ------------------------------------------------------------------ loop
     def run(self) -> Classifier:
         cfg, st = self.config, self.state
         if st.epoch > cfg.epochs:
-            raise ConvscopeError(f"training in {self.out} already finished ({cfg.epochs} "
-                                 "epochs); nothing to resume.")
+            if not self.out or (self.out / "model.safetensors").exists():
+                raise ConvscopeError(f"training in {self.out} already finished ({cfg.epochs} "
+                                     "epochs); nothing to resume.")
+            # killed after the last checkpoint but before the model file: write it now
+            self.log("training had finished; writing the model from the last checkpoint")
+            return self.finish()
         r = cfg.resolved
         self.log(f"training {r['model']} ({r['parameters']:,} parameters) on "
                  f"{self.dataset.name}: {self.n:,} train / {len(self.dataset.test_labels):,} "
@@ -190,10 +217,17 @@ class Trainer:
             while st.epoch <= cfg.epochs:
                 self.train_epoch(flag)
                 self.end_epoch()
+        return self.finish()
+
+    def finish(self) -> Classifier:
+        """Record the config and final metrics in the model and write its file."""
+        cfg, st = self.config, self.state
+        self.clf.meta.tta = cfg.tta
         self.clf.meta.train_config = cfg.to_dict()
         self.clf.meta.metrics = dict(st.history[-1])
-        if self.out:
+        if self.out and self.dist.is_main:
             self.clf.save(self.out / "model.safetensors")
+        self.dist.barrier()
         return self.clf
 
     def train_epoch(self, flag: dict) -> None:
@@ -207,49 +241,62 @@ class Trainer:
                            unit="img", enable=self.progress, leave=False)
         with bar:
             for i in range(st.step, self.steps):
-                idx = st.order[i * self.batch : (i + 1) * self.batch]
-                if len(idx) < 2 and st.seen:  # a batch of one breaks batch norm: skip it
+                batch = st.order[i * self.batch : (i + 1) * self.batch]  # the global batch
+                if len(batch) < 2 * self.dist.world and st.seen:  # too small for batch norm
                     break
-                loss, correct = self.train_step(images[idx], labels[idx], idx)
+                part = self.dist.part(len(batch))  # this process's share of it
+                idx = batch[part]
+                loss_sum, correct, stop = self.train_step(images[idx], labels[idx], idx,
+                                                          len(batch), part, flag["stop"])
                 st.step, st.global_step = i + 1, st.global_step + 1
-                st.seen += len(idx)
-                st.loss_sum += loss * len(idx)
-                st.correct += correct
+                st.seen += len(batch)
+                st.loss_sum += loss_sum
+                st.correct += int(correct)
                 st.elapsed = time.perf_counter() - start
-                bar.update(len(idx))
+                bar.update(len(batch))
                 bar.set_postfix(loss=f"{st.loss_sum / st.seen:.3f}",
                                 acc=f"{st.correct / st.seen:.3f}",
                                 img_s=f"{st.seen / max(st.elapsed, 1e-9):.0f}", refresh=False)
                 if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
                     self.checkpoint()
-                if flag["stop"]:
+                if stop:
                     self.checkpoint()
                     where = f"; resume with --resume {self.out}" if self.out else ""
                     raise Interrupted(f"interrupted at epoch {st.epoch}, step {st.step}"
                                       + (" (checkpoint saved)" if self.out else "") + where + ".")
 
-    def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor,
-                   idx: torch.Tensor) -> tuple[float, int]:
-        """One optimisation step on a uint8 batch; returns (loss, correct predictions)."""
+    def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                   total: int, part: slice, stop: bool) -> tuple[float, float, bool]:
+        """One optimisation step on this process's ``part`` of a global batch of ``total``.
+
+        Returns the global batch's summed loss and correct count, and whether any
+        process was asked to stop.
+        """
         cfg, st = self.config, self.state
         x = self.clf.preprocess(x_uint8.to(self.device, non_blocking=True))  # (B, C, H, W)
         y = y.to(self.device, non_blocking=True)
         if self.augment == "altflip-translate":
             x = alternating_flip(x, self.flip_bits[idx] ^ (st.epoch % 2 == 0))
-        x = augment_batch(x, self.augment, self.generator)
+        x = augment_batch(x, self.augment, self.generator, total, part)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
                             enabled=self.amp is not None):
             logits = self.forward(x)
             loss = self.loss_fn(logits.float(), y)
-        if not torch.isfinite(loss):
+        # one collective per step: the batch's loss and accuracy, divergence, Ctrl-C
+        loss_sum, correct, bad, stop = self.dist.all_sum(
+            loss.item() * len(y), float((logits.argmax(1) == y).sum()),
+            float(not torch.isfinite(loss)), float(stop))
+        if bad:
             kept = (f"; the last good checkpoint is kept in {self.out}"
                     if self.out and (self.out / CHECKPOINT_NAME).exists() else "")
             raise ConvscopeError(
-                f"training diverged: the loss became {loss.item()} at epoch {st.epoch}, step "
-                f"{st.step + 1} (learning rate {self.scheduler.get_last_lr()[0]:.3g}); lower "
-                f"--lr or set --max-grad-norm{kept}.")
+                f"training diverged: the loss became {loss_sum / total} at epoch {st.epoch}, "
+                f"step {st.step + 1} (learning rate {self.scheduler.get_last_lr()[0]:.3g}); "
+                f"lower --lr or set --max-grad-norm{kept}.")
+        if self.dist.enabled:  # DDP averages gradients over processes: weight by share
+            loss = loss * (len(y) * self.dist.world / total)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.max_grad_norm:
@@ -258,7 +305,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.item(), int((logits.argmax(1) == y).sum())
+        return loss_sum, correct, bool(stop)
 
     def end_epoch(self) -> None:
         """Evaluate, log, write the metrics row, and checkpoint at the epoch boundary."""
@@ -269,7 +316,7 @@ class Trainer:
         self.clf.meta.tta = cfg.tta if last else 0  # test-time augmentation for the final score
         ev = None
         if len(ds.test_labels):
-            ev = evaluate_logits(self.clf.logits(ds.test_images, cfg.eval_batch_size),
+            ev = evaluate_logits(sharded_logits(self.clf, ds.test_images, cfg.eval_batch_size),
                                  ds.test_labels, ds.classes)
         row = {
             "epoch": st.epoch,
@@ -289,7 +336,7 @@ class Trainer:
         self.log(f"epoch {st.epoch:>3}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
                  f"train {100 * row['train_acc']:6.2f}%  {test}  {row['seconds']:.1f}s  "
                  f"{row['images_per_sec']:.0f} img/s")
-        if self.out:
+        if self.out and self.dist.is_main:
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
         st.epoch += 1
@@ -299,13 +346,35 @@ class Trainer:
         self.checkpoint()
 
 
-def compile_model(model: nn.Module):
-    """torch.compile, falling back to eager execution where compilation fails."""
-    try:
-        return torch.compile(model)
-    except Exception as exc:  # noqa: BLE001 - any backend failure: run eagerly instead
-        print(f"note: torch.compile failed ({str(exc)[:100]}); training eagerly.")
-        return model
+class CompiledWithFallback:
+    """torch.compile's module, falling back to eager execution if compiling fails.
+
+    Compilation happens at the first call, so that is where a missing compiler or an
+    unsupported operation shows up; the run then continues eagerly with a note.
+    """
+
+    def __init__(self, module: nn.Module, log: Callable[[str], None]) -> None:
+        self.eager, self.log = module, log
+        self.compiled = torch.compile(module)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:  # noqa: BLE001 - any backend failure: run eagerly
+                self.log(f"note: torch.compile failed ({str(exc).splitlines()[0][:120]}); "
+                         "training eagerly.")
+                self.compiled = None
+        return self.eager(x)
+
+
+def sharded_logits(clf: Classifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """clf.logits over ``images``; in a torchrun job each process scores a share of whole
+    batches and every process gets all scores back, in order."""
+    d = distributed.current()
+    batches = d.part(-(-len(images) // batch_size))
+    share = images[batches.start * batch_size : batches.stop * batch_size]
+    return d.gather_rows(clf.logits(share, batch_size))
 
 
 def fit(dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,

@@ -1,0 +1,81 @@
+"""Feature extraction: the one pass over a dataset that every "look inside" view uses.
+
+It runs batched, in eval mode under ``no_grad``, with hooks that are removed when it
+ends; callers ask for every layer they need at once, so a command reads its data
+once.  Under torchrun each process handles a contiguous share of the images and
+the results are gathered back in order, so the output equals a single process's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from convscope import distributed
+from convscope.classifier import Classifier
+from convscope.inspect.hooks import capture, get_layer
+from convscope.progress import progress_bar
+
+REDUCTIONS = ("none", "flatten", "avg")
+
+
+def iterate(clf: Classifier, images: torch.Tensor, layers: list[str], *, batch_size: int = 256,
+            progress: bool = True, desc: str = "features",
+            shard: bool = True) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Yield ``(indices, {layer: activations})`` batch by batch, activations on the CPU.
+
+    ``images`` are uint8 ``(N, C, H, W)`` at the model's image size.  With ``shard``
+    (the default) a torchrun process sees only its share of the batches; ``indices``
+    are always positions in the full ``images``, so streaming consumers can merge
+    shares.
+    """
+    for name in layers:
+        get_layer(clf.model, name)  # unknown names fail before any work
+    d = distributed.current()
+    start, stop = 0, len(images)
+    if shard:  # whole batches per process, so every batch is the one a single process runs
+        batches = d.part(-(-len(images) // batch_size))
+        start, stop = batches.start * batch_size, min(batches.stop * batch_size, len(images))
+    was_training = clf.model.training
+    clf.model.eval()
+    try:
+        with capture(clf.model, layers) as acts, torch.no_grad(), progress_bar(
+            total=stop - start, desc=desc, unit="img", enable=progress and d.is_main
+        ) as bar:
+            for i in range(start, stop, batch_size):
+                j = min(i + batch_size, stop)
+                clf.model(clf.preprocess(images[i:j].to(clf.device)))
+                yield torch.arange(i, j), {k: v.float().cpu() for k, v in acts.items()}
+                bar.update(j - i)
+    finally:
+        clf.model.train(was_training)
+
+
+def reduce(act: torch.Tensor, how: str) -> torch.Tensor:
+    """(N, C, H, W) maps as they are ("none"), flattened, or averaged over space ("avg")."""
+    if act.ndim <= 2 or how == "none":
+        return act
+    if how == "avg":
+        return act.mean(dim=tuple(range(2, act.ndim)))
+    return act.flatten(1)
+
+
+def extract(clf: Classifier, images: torch.Tensor, layers: list[str], *, reduction: str = "none",
+            batch_size: int = 256, progress: bool = True) -> dict[str, torch.Tensor]:
+    """Every requested layer's activations for every image, ``{layer: (N, ...)}``.
+
+    >>> feats = extract(clf, ds.test_images, ["fc1_relu"])  # doctest: +SKIP
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}")
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    for _idx, acts in iterate(clf, images, layers, batch_size=batch_size, progress=progress):
+        for name in layers:
+            parts[name].append(reduce(acts[name], reduction))
+    d = distributed.current()
+    out = {}
+    for name in layers:
+        local = torch.cat(parts[name]) if parts[name] else torch.empty(0)
+        out[name] = d.gather_rows(local)
+    return out
