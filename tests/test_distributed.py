@@ -143,4 +143,6 @@ def test_torchrun_needs_out(tmp_path):
     proc = torchrun("-m", "convscope", "train", "--data", "digits", "--model", "linear",
                     check=False)
     assert proc.returncode != 0
-    assert "under torchrun, pass --out DIR" in proc.stderr and "Traceback" not in proc.stderr
+    assert "under torchrun, pass --out DIR" in proc.stderr
+    # torchrun itself reports a failed worker with its own traceback; ours has none
+    assert "src/convscope" not in proc.stderr
