@@ -12,6 +12,7 @@ from convscope.classifier import Classifier, load
 from convscope.data import ImageDataset, from_arrays, load_dataset, parse_dataset_name
 from convscope.errors import ConvscopeError
 from convscope.images import load_image
+from convscope.models import parse_model_name
 from convscope.train import TrainConfig, fit
 
 
@@ -142,6 +143,7 @@ def train(data="mnist5k", labels=None, *, model: str = "convnet", test_images=No
     >>> clf.predict(images)  # doctest: +SKIP
     """
     config = TrainConfig(model=model, **options)
+    parse_model_name(model)  # a bad name or spec fails before any data is loaded
     dataset = as_dataset(data, labels, test_images=test_images, test_labels=test_labels,
                          classes=classes, holdout=holdout, data_root=config.data_root,
                          image_size=config.image_size, progress=progress)
