@@ -42,6 +42,18 @@ def run_cli(*args: str, check: int | None = 0, timeout: int = 600) -> subprocess
     return proc
 
 
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """Run ``convscope ARGS`` in this process (faster than ``run_cli``): (status, out, err)."""
+    from convscope.cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture(scope="session")
 def digits_model(tmp_path_factory) -> Path:
     """A small convnet trained on sklearn digits for two epochs, saved to a file."""

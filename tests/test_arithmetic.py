@@ -19,6 +19,7 @@ from convscope.models.arithmetic import (
     pool_arithmetic,
 )
 from tests.conftest import run_cli
+from tests.conftest import run_main as cli
 
 
 # ----------------------------------------------------------------- the lecture's examples
@@ -159,10 +160,10 @@ def test_output_size_is_torchs_floor(n, f, s, p):
 
 
 # ----------------------------------------------------------------- the command
-def test_cli_conv_prints_the_worked_example():
-    out = run_cli("conv", "--input", "32x32x3", "--filters", "10", "--size", "5", "--stride",
-                  "1", "--pad", "2").stdout
-    assert "output volume   32x32x10" in out
+def test_cli_conv_prints_the_worked_example(capsys):
+    code, out, _ = cli(capsys, "conv", "--input", "32x32x3", "--filters", "10", "--size", "5",
+                       "--stride", "1", "--pad", "2")
+    assert code == 0 and "output volume   32x32x10" in out
     assert "5*5*3 + 1 = 76" in out and "760" in out
 
 
@@ -172,9 +173,12 @@ def test_cli_conv_no_fit_is_one_sentence_exit_1():
     assert "(7 - 3)/3 + 1 = 2.33" in proc.stderr and proc.stderr.count("\n") == 1
 
 
-def test_cli_conv_pool_and_json():
-    data = json.loads(run_cli("conv", "--input", "32x32x64", "--pool", "--size", "2",
-                              "--json").stdout)
+def test_cli_conv_pool_and_json(capsys):
+    code, out, _ = cli(capsys, "conv", "--input", "32x32x64", "--pool", "--size", "2", "--json")
+    data = json.loads(out)
     assert data["output"] == {"width": 16, "height": 16, "depth": 64} and data["params"] == 0
     assert data["config"]["pool"] == "max"
-    run_cli("conv", "--input", "32x32x3", "--size", "3", check=2)  # no --filters, no --pool
+    code, _, err = cli(capsys, "conv", "--input", "32x32x3", "--size", "3")
+    assert code == 2 and "needs --filters K" in err
+    code, _, err = cli(capsys, "conv", "--input", "7x7x3", "--size", "3", "--pool", "--pad", "same")
+    assert code == 2 and "whole-number --pad" in err

@@ -259,3 +259,25 @@ def test_trace_records_calls_and_multiply_adds():
     assert t.layers["0"].output_shape == (10, 8, 8) and t.layers[""].calls == 1
     with pytest.raises(Exception, match="does not accept a 9x9x3 input"):
         trace(net, (3, 9, 9))
+
+
+def test_an_op_the_rules_cannot_parse_never_breaks_the_forward_pass(monkeypatch):
+    import convscope.inspect.geometry as geometry
+
+    real = geometry.output_geometry
+
+    def fragile(func, *args):  # as if the rules met an argument spelling they can't read
+        if geometry.op_name(func) == "mul":
+            raise TypeError("unparsed")
+        return real(func, *args)
+
+    monkeypatch.setattr(geometry, "output_geometry", fragile)
+
+    class Twice(nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), Twice(), nn.Conv2d(1, 1, 3, padding=1))
+    fields = receptive_fields(net, (1, 8, 8))
+    assert fields["0"].exact and not fields["1"].exact and not fields["2"].exact
+    assert fields["2"].box(0, 0) == (0, 0, 8, 8)  # an over-estimate: the whole image

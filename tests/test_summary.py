@@ -14,6 +14,7 @@ from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.hooks import get_layer
 from convscope.models.summary import layer_table, summarize
 from tests.conftest import run_cli
+from tests.conftest import run_main as cli
 
 
 def _meta(name: str) -> nn.Module:
@@ -139,14 +140,15 @@ def test_pickled_modules_are_refused_not_unpickled(tmp_path):
     assert "never unpickles" in proc.stderr and not marker.exists()
 
 
-def test_cli_errors_are_one_sentence(tmp_path):
-    proc = run_cli("summary", "lenet", check=2)
-    assert "neither a file nor a model name" in proc.stderr
-    run_cli("summary", tmp_path / "missing.safetensors", check=1)
-    proc = run_cli("summary", "convnet:m=1,k=0", "--input", "4x4x1", "--classes", "3")
-    assert "conv1_1" in proc.stdout
-    proc = run_cli("summary", "mlp", "--input", "0x3x3", check=2)
-    assert "positive" in proc.stderr
+def test_cli_errors_are_one_sentence(tmp_path, capsys):
+    code, _, err = cli(capsys, "summary", "lenet")
+    assert code == 2 and "neither a file nor a model name" in err and err.count("\n") == 1
+    code, _, err = cli(capsys, "summary", tmp_path / "missing.safetensors")
+    assert code == 1 and "does not exist" in err
+    code, out, _ = cli(capsys, "summary", "convnet:m=1,k=0", "--input", "4x4x1", "--classes", "3")
+    assert code == 0 and "conv1_1" in out and "on a 4x4x1 input" in out
+    code, _, err = cli(capsys, "summary", "mlp", "--input", "0x3x3")
+    assert code == 2 and "positive" in err
 
 
 def test_torchvision_names_and_an_unseen_architecture():

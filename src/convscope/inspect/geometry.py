@@ -428,15 +428,16 @@ def macs_of(func, args, kwargs, out) -> int:
 
 
 # ----------------------------------------------------------------- the mode
-def _tensors(obj):
+def tensors_in(obj):
+    """The tensors in nested lists, tuples and dicts, in order."""
     if isinstance(obj, torch.Tensor):
         yield obj
     elif isinstance(obj, (list, tuple)):
         for o in obj:
-            yield from _tensors(o)
+            yield from tensors_in(o)
     elif isinstance(obj, dict):
         for o in obj.values():
-            yield from _tensors(o)
+            yield from tensors_in(o)
 
 
 @dataclass(frozen=True)
@@ -491,17 +492,25 @@ class GeometryMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        tensors = list(_tensors((args, kwargs)))
+        tensors = list(tensors_in((args, kwargs)))
         inputs = [(t, g) for t in tensors if (g := self.get(t)) is not None]
-        if inputs:
-            for t in _tensors(out):
+        try:
+            for t in tensors_in(out) if inputs else ():
                 if t.ndim >= 1 and t.is_floating_point():  # not indices or shapes
                     self._set(t, output_geometry(func, args, kwargs, inputs, t))
-        macs = macs_of(func, args, kwargs, out)
-        window = window_of(op_name(func), args, kwargs, out)
+            macs = macs_of(func, args, kwargs, out)
+            window = window_of(op_name(func), args, kwargs, out)
+        except (TypeError, ValueError, IndexError, AttributeError):
+            # an op spelled in a way these rules don't parse: never fail the user's forward
+            # pass; its outputs see everything their inputs saw, marked as an estimate
+            if inputs:
+                guess = _merge_global([g.globalized(x.shape, exact=False) for x, g in inputs])
+                for t in tensors_in(out):
+                    self._set(t, guess)
+            macs, window = 0, None
         owner = next((self.owners[id(t)] for t in tensors if id(t) in self.owners), None)
         if macs or window or owner is not None:
-            first = next(_tensors(out), None)
+            first = next(tensors_in(out), None)
             self.events.append(OpEvent(
                 self.tick(), self.current, owner, macs, window,
                 tuple(first.shape[1:]) if first is not None else None,

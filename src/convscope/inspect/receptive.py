@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from convscope.errors import ConvscopeError, UsageError
-from convscope.inspect.geometry import Geometry, GeometryMode, Window
+from convscope.inspect.geometry import Geometry, GeometryMode, Window, tensors_in
 
 
 @dataclass(frozen=True)
@@ -124,15 +124,7 @@ def to_field(geo: Geometry, shape: Sequence[int], input_size: Sequence[int]) -> 
 
 
 def _first_tensor(obj) -> torch.Tensor | None:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, (list, tuple)):
-        for o in obj:
-            if (t := _first_tensor(o)) is not None:
-                return t
-    if isinstance(obj, dict):
-        return _first_tensor(list(obj.values()))
-    return None
+    return next(tensors_in(obj), None)
 
 
 def _hooks(model: nn.Module, mode: GeometryMode, records: dict[str, LayerRecord]):
