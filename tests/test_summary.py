@@ -79,6 +79,10 @@ def test_spec_table_and_output_volumes():
     assert table.totals["params"] == table.totals["model_params"]
     with pytest.raises(ConvscopeError, match="spec layer pool3 .* 3.5"):
         summarize("spec:[(CONV3-32-RELU)*2-POOL2]*3-FC", "28x28x1")
+    stem = "spec:CONV7-64/S2/P3-BN-RELU-MAXPOOL3/S2/P1-[(CONV3-64-BN-RELU)*2]*2-GAP-FC"
+    assert summarize(stem, "225x225x3").row("pool1").volume == "57x57x64"  # '/' is no path
+    with pytest.raises(ConvscopeError, match=r"\(224 - 7 \+ 2\*3\)/2 \+ 1 = 112.5"):
+        summarize(stem, "224x224x3")
 
 
 def test_model_file_table_and_cli(digits_model):

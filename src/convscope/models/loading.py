@@ -207,7 +207,7 @@ def open_network(target, input: str | Volume | None = None, classes: int | None 
         if path.suffix == ".pt2":
             return open_exported(path, _volume(input, None))
         return open_torchscript(path, _volume(input, None))
-    if path.suffix in FILE_SUFFIXES or os.sep in text:
+    if ":" not in text and (path.suffix in FILE_SUFFIXES or os.sep in text):
         raise ConvscopeError(f"{text} does not exist; give a model file, a model name "
                              "(`convscope models`), spec:... or torchvision:NAME.")
     return _by_name(text, input, classes, device)
