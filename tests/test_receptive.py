@@ -163,6 +163,7 @@ def test_functional_ops_layouts_slicing_and_ceil_mode():
     assert rf["dilated"].size == (13, 13)  # 3, then pool: 3 + 2 = 5 (jump 2), then 5 + 2*2*2
     # a Linear over channels (B, H, W, C) is pointwise: same field, map found on dims 1, 2
     assert rf["mix"].size == rf["dilated"].size and rf["mix"].map_size == (8, 8)
+    assert rf["mix"].axes == (1, 2) and rf["dilated"].axes == (2, 3)
 
 
 def test_broadcast_gate_makes_the_field_global():

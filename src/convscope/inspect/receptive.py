@@ -37,7 +37,8 @@ class ReceptiveField:
     negative when it reaches into the padding.  ``map_size`` is the layer's
     output (H, W), None when the output has no spatial layout (after flatten).
     ``exact`` is False where an op convscope does not model made the field an
-    over-estimate (never an under-estimate).
+    over-estimate (never an under-estimate).  ``axes`` are the dims of the layer's
+    output (batch included) that hold (y, x): (2, 3) for NCHW, (1, 2) channels-last.
     """
 
     size: tuple[int, int]
@@ -46,6 +47,7 @@ class ReceptiveField:
     map_size: tuple[int, int] | None
     input_size: tuple[int, int]
     exact: bool = True
+    axes: tuple[int, int] | None = None
 
     @property
     def is_global(self) -> bool:
@@ -83,7 +85,8 @@ class ReceptiveField:
     def to_dict(self) -> dict:
         return {"size": list(self.size), "jump": list(self.jump), "start": list(self.start),
                 "map_size": list(self.map_size) if self.map_size else None,
-                "global": self.is_global, "exact": self.exact}
+                "global": self.is_global, "exact": self.exact,
+                "axes": list(self.axes) if self.axes else None}
 
 
 @dataclass
@@ -120,7 +123,7 @@ def to_field(geo: Geometry, shape: Sequence[int], input_size: Sequence[int]) -> 
     map_size = (int(shape[geo.axes[0]]), int(shape[geo.axes[1]])) if geo.axes else None
     return ReceptiveField((geo.y.size, geo.x.size), (geo.y.jump, geo.x.jump),
                           (geo.y.start, geo.x.start), map_size,
-                          (int(input_size[0]), int(input_size[1])), geo.exact)
+                          (int(input_size[0]), int(input_size[1])), geo.exact, geo.axes)
 
 
 def _first_tensor(obj) -> torch.Tensor | None:
