@@ -66,6 +66,12 @@ def call_cli(*args: str, check: int | None = 0) -> subprocess.CompletedProcess:
     return proc
 
 
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """``call_cli`` as (status, stdout, stderr)."""
+    proc = call_cli(*args, check=None)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 @pytest.fixture(scope="session")
 def digits_model(tmp_path_factory) -> Path:
     """A small convnet trained on sklearn digits for two epochs, saved to a file."""

@@ -13,22 +13,41 @@ from convscope.classifier import Classifier, load  # noqa: E402
 from convscope.data import ImageDataset, list_datasets, load_dataset  # noqa: E402
 from convscope.errors import ConvscopeError  # noqa: E402
 from convscope.evaluate import Evaluation  # noqa: E402
+from convscope.inspect.receptive import ReceptiveField, receptive_fields  # noqa: E402
 from convscope.models import build_model, list_models  # noqa: E402
+from convscope.models.arithmetic import (  # noqa: E402
+    DoesNotFit,
+    Volume,
+    conv_arithmetic,
+    pool_arithmetic,
+)
+from convscope.models.spec import build_spec, parse_spec  # noqa: E402
+from convscope.models.summary import layer_table, summarize  # noqa: E402
 from convscope.train import TrainConfig  # noqa: E402
 
 __all__ = [
     "Classifier",
     "ConvscopeError",
+    "DoesNotFit",
     "Evaluation",
     "ImageDataset",
+    "ReceptiveField",
     "TrainConfig",
+    "Volume",
     "__version__",
     "build_model",
+    "build_spec",
+    "conv_arithmetic",
+    "layer_table",
     "list_datasets",
     "list_models",
     "load",
     "load_dataset",
+    "parse_spec",
+    "pool_arithmetic",
     "predict",
     "resume",
+    "receptive_fields",
+    "summarize",
     "train",
 ]

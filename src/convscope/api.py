@@ -13,6 +13,7 @@ from convscope.classifier import Classifier, load
 from convscope.data import ImageDataset, from_arrays, load_dataset, parse_dataset_name
 from convscope.errors import ConvscopeError
 from convscope.images import load_image
+from convscope.models import parse_model_name
 from convscope.train import TrainConfig, fit
 
 
@@ -147,6 +148,8 @@ def train(data="mnist5k", labels=None, *, model: str | None = None, test_images=
     >>> clf.predict(images)  # doctest: +SKIP
     """
     config = TrainConfig(model=model, **options)
+    if model:
+        parse_model_name(model)  # a bad name or spec fails before any data is loaded
     d = distributed.init_from_env(config.device)  # a no-op outside torchrun
     with distributed.main_first():  # rank 0 decodes and caches a folder; the others read it
         dataset = as_dataset(data, labels, test_images=test_images, test_labels=test_labels,

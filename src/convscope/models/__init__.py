@@ -1,6 +1,6 @@
 """Models by name from one registry: ``build_model("convnet", ModelInput(1, 10, (28, 28)))``."""
 
-from convscope.models import classic, fast, zoo  # noqa: F401  (registration)
+from convscope.models import classic, fast, spec, zoo  # noqa: F401  (registration)
 from convscope.models.registry import (
     ModelEntry,
     ModelInput,

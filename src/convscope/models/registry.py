@@ -39,6 +39,9 @@ class ModelEntry:
     pretrained: bool = False
     #: a free-form argument follows "name:" (spec:STRING) instead of key=value options
     free_arg: str | None = None
+    #: check(options) validates options without building (e.g. a spec's syntax), so a bad
+    #: name fails wherever it is parsed, before any data is loaded
+    check: Callable[[dict], None] | None = None
 
     @property
     def usage(self) -> str:
@@ -98,7 +101,10 @@ def parse_model_name(name: str) -> tuple[ModelEntry, dict]:
     if entry.free_arg:
         if not arg:
             raise UsageError(f"model {key!r} needs an argument: {entry.usage}.")
-        return entry, {entry.free_arg.lower(): arg}
+        options = {entry.free_arg.lower(): arg}
+        if entry.check:
+            entry.check(options)
+        return entry, options
     options = dict(entry.defaults)
     for part in filter(None, arg.split(",")):
         k, eq, v = part.partition("=")

@@ -1,0 +1,107 @@
+"""convscope conv / summary: ConvNet arithmetic for one layer, and the layer table of a model."""
+
+from __future__ import annotations
+
+import argparse
+
+from convscope.cli.common import positive_int, print_json
+
+
+def _pad(text: str):
+    if text in ("same", "valid"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, same or valid, got "
+                                         f"{text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "conv", help="output volume and parameters of one conv or pool layer",
+        description="The lecture's conv arithmetic: W2 = (W1 - F + 2P)/S + 1, D2 = K, "
+                    "F*F*D1 + 1 parameters per filter, with the numbers filled in. A setting "
+                    "that doesn't fit is an error showing the arithmetic.",
+        epilog="examples:\n"
+               "  convscope conv --input 32x32x3 --filters 10 --size 5 --stride 1 --pad 2\n"
+               "  convscope conv --input 7x7x3 --filters 1 --size 3 --stride 3   # no fit\n"
+               "  convscope conv --input 224x224x64 --pool --size 2\n"
+               "  convscope conv --input 56x56x64 --filters 32 --size 1           # 1x1 conv",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, metavar="WxHxD",
+                   help="input volume W1xH1xD1, e.g. 32x32x3")
+    p.add_argument("--filters", "-K", type=positive_int, metavar="K",
+                   help="number of filters K (convolution)")
+    p.add_argument("--size", "-F", type=positive_int, required=True, metavar="F",
+                   help="spatial extent F of the filters or pooling window")
+    p.add_argument("--stride", "-S", type=positive_int, metavar="S",
+                   help="stride S (default 1; pooling: F)")
+    p.add_argument("--pad", "-P", type=_pad, default=0, metavar="P",
+                   help="zero padding P, or same ((F-1)/2) / valid (0) (default 0)")
+    p.add_argument("--dilation", type=positive_int, default=1, metavar="D",
+                   help="dilation: the filter spans D(F-1)+1 (default 1)")
+    p.add_argument("--pool", nargs="?", const="max", choices=["max", "avg"],
+                   help="a pooling layer (max, or avg) instead of a convolution")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.set_defaults(func=run_conv)
+
+    p = sub.add_parser(
+        "summary", help="layer table: volumes, parameters, receptive fields, multiply-adds",
+        description="One row per layer: name (as --layer accepts it), K/F/S/P, output volume "
+                    "WxHxD, weights and biases, receptive field size and jump on the input, "
+                    "multiply-adds; then totals. Volumes come from the formulas and are "
+                    "cross-checked against a real forward pass.",
+        epilog="MODEL is a model file (convscope .safetensors, torch.export .pt2, TorchScript),\n"
+               "a model name (`convscope models`), spec:\"...\" or torchvision:NAME.\n\n"
+               "examples:\n"
+               "  convscope summary runs/demo/model.safetensors\n"
+               "  convscope summary vgg16\n"
+               "  convscope summary spec:\"[(CONV3-32-RELU)*2-POOL2]*3-(FC256-RELU)*1-FC\" "
+               "--input 32x32x3",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--input", metavar="WxHxD",
+                   help="input volume (default: a model file's own; 224x224x3 for the ILSVRC "
+                        "nets; 32x32x3 otherwise)")
+    p.add_argument("--classes", type=positive_int, metavar="N",
+                   help="classes when building a model by name (default 1000 for the ILSVRC "
+                        "nets, 10 otherwise)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.set_defaults(func=run_summary)
+
+
+def run_conv(args) -> int:
+    from convscope.errors import UsageError
+    from convscope.models.arithmetic import Volume, conv_arithmetic, pool_arithmetic
+
+    vol = Volume.parse(args.input)
+    if args.pool:
+        if args.filters:
+            raise UsageError("--filters applies to convolutions; pooling keeps the depth.")
+        if args.pad == "same":
+            raise UsageError("pooling takes a whole-number --pad (usually 0).")
+        r = pool_arithmetic(vol, args.size, args.stride, args.pad if args.pad != "valid" else 0,
+                            args.dilation, mode=args.pool)
+    else:
+        if not args.filters:
+            raise UsageError("a convolution needs --filters K; for a pooling layer pass --pool.")
+        r = conv_arithmetic(vol, args.filters, args.size, args.stride or 1, args.pad,
+                            args.dilation)
+    if args.json:
+        print_json({"config": {k: v for k, v in vars(args).items() if k != "func"},
+                    **r.to_dict()})
+    else:
+        print(r.explain())
+    return 0
+
+
+def run_summary(args) -> int:
+    from convscope.models.summary import summarize
+
+    table = summarize(args.model, args.input, args.classes)
+    print_json(table.to_dict()) if args.json else print(table.format())
+    return 0

@@ -1,0 +1,367 @@
+"""The layer table: one row per layer with the lecture's quantities, cross-checked.
+
+>>> table = layer_table(build_model("convnet", ModelInput(1, 10, (28, 28))), (1, 28, 28))
+>>> print(table.format())                                    # doctest: +SKIP
+>>> table.totals["params"], table.totals["macs"]             # doctest: +SKIP
+
+Each row's output volume comes from the conv/pool formula and is compared with
+what the forward pass produced; weights and biases come from the formulas
+(F*F*D1*K + K for a conv, in*out + out for an FC layer, 2C for batch norm) and
+their totals from the rows, so a wrong formula shows as a total that differs
+from the model's ``sum(p.numel())``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from convscope.errors import UsageError
+from convscope.inspect.receptive import LayerRecord, ReceptiveField, resolve_input, trace
+from convscope.models.arithmetic import (
+    LayerArithmetic,
+    Volume,
+    conv_arithmetic,
+    exact_size,
+    pool_arithmetic,
+    uncovered,
+)
+
+Pair = tuple[int, int]
+
+
+@dataclass
+class LayerRow:
+    """One layer of the table; ``output`` is the forward pass's shape without the batch."""
+
+    name: str
+    type: str
+    output: tuple[int, ...] | None
+    weights: int = 0
+    biases: int = 0
+    macs: int = 0
+    K: int | None = None
+    F: Pair | None = None
+    S: Pair | None = None
+    P: Pair | None = None
+    field: ReceptiveField | None = None
+    arithmetic: LayerArithmetic | None = None
+    #: "ok" when the formula's output equals the forward pass's, a message when not,
+    #: None for layers without a formula
+    check: str | None = None
+    ran: bool = True
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def volume(self) -> str:
+        return volume_text(self.output)
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "type": self.type, "K": self.K,
+             "F": list(self.F) if self.F else None, "S": list(self.S) if self.S else None,
+             "P": list(self.P) if self.P else None, "output": self.volume,
+             "output_shape": list(self.output) if self.output else None,
+             "weights": self.weights, "biases": self.biases, "params": self.params,
+             "macs": self.macs, "receptive_field": self.field.to_dict() if self.field else None,
+             "check": self.check, "ran": self.ran}
+        if self.arithmetic is not None:
+            d["fits"] = self.arithmetic.fits
+            d["formula"] = {"W2": self.arithmetic.axis_formula("W"),
+                            "H2": self.arithmetic.axis_formula("H")}
+        return d
+
+
+def volume_text(shape) -> str:
+    """(C, H, W) -> 'WxHxC' (the lecture's order); (F,) -> '1x1xF'."""
+    if not shape:
+        return "?"
+    if len(shape) == 3:
+        return f"{shape[2]}x{shape[1]}x{shape[0]}"
+    if len(shape) == 1:
+        return f"1x1x{shape[0]}"
+    return "x".join(str(s) for s in shape)
+
+
+@dataclass
+class LayerTable:
+    """The rows, their totals, and what was summarised (``config``)."""
+
+    rows: list[LayerRow]
+    input: Volume
+    model_params: int  # sum(p.numel()) over the model's distinct parameters
+    config: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict:
+        w = sum(r.weights for r in self.rows)
+        b = sum(r.biases for r in self.rows)
+        return {"weights": w, "biases": b, "params": w + b,
+                "macs": sum(r.macs for r in self.rows), "model_params": self.model_params}
+
+    @property
+    def checked(self) -> list[LayerRow]:
+        return [r for r in self.rows if r.check is not None]
+
+    def row(self, name: str) -> LayerRow:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise UsageError(f"no layer {name!r} in the table.")
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "input": self.input.to_dict(),
+                "layers": [r.to_dict() for r in self.rows], "totals": self.totals,
+                "notes": self.notes}
+
+    def format(self) -> str:
+        return format_table(self)
+
+
+# ----------------------------------------------------------------- rows
+def _direct_params(module: nn.Module) -> tuple[int, int]:
+    """(weights, biases) counted from a module's own tensors (names ending in 'bias')."""
+    w = b = 0
+    for name, p in module.named_parameters(recurse=False):
+        if name.endswith("bias"):
+            b += p.numel()
+        else:
+            w += p.numel()
+    return w, b
+
+
+def _formula_params(module: nn.Module, arith: LayerArithmetic | None) -> tuple[int, int] | None:
+    """(weights, biases) by the lecture's formulas, for the layers it has formulas for."""
+    if arith is not None and arith.kind == "conv":
+        return arith.weights, arith.biases
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features, (module.out_features
+                                                          if module.bias is not None else 0)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+        return module.num_features, module.num_features
+    return None
+
+
+def _arithmetic(rec: LayerRecord) -> LayerArithmetic | None:
+    """The formula's view of the one conv or pool call a layer made, on the input the
+    forward pass gave it (layers with several such calls, like blocks, get none)."""
+    if len(rec.windows) != 1:
+        return None
+    w = rec.windows[0]
+    vol = Volume.from_chw(w.input_shape)
+    if w.kind == "conv":
+        return conv_arithmetic(vol, w.filters, w.size, w.stride, w.pad, w.dilation, w.groups,
+                               w.bias, strict=False)
+    return pool_arithmetic(vol, w.size, w.stride, w.pad, w.dilation, w.ceil_mode, w.kind,
+                           strict=False)
+
+
+def _expected(module: nn.Module, rec: LayerRecord, arith: LayerArithmetic | None):
+    """(formula's output shape, forward pass's), or None when the layer has no formula."""
+    if arith is not None:
+        return ((arith.output.depth, arith.output.height, arith.output.width),
+                rec.windows[0].output_shape)
+    got = tuple(rec.output_shape or ())
+    if isinstance(module, nn.Linear) and rec.input_shape:
+        return (*rec.input_shape[:-1], module.out_features), got
+    if (isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))
+            and rec.input_shape and len(rec.input_shape) == 3):
+        size = module.output_size
+        size = (size, size) if isinstance(size, int) else size
+        c, h, w = rec.input_shape
+        return (c, size[0] or h, size[1] or w), got
+    return None
+
+
+def _row(rec: LayerRecord, field_: ReceptiveField | None, types: dict[str, str]) -> LayerRow:
+    module = rec.module
+    arith = _arithmetic(rec)
+    kind = types.get(rec.name) or type(module).__name__
+    row = LayerRow(rec.name or "(model)", kind, rec.output_shape, macs=rec.macs, field=field_,
+                   arithmetic=arith)
+    held = _direct_params(module)
+    formula = _formula_params(module, arith)
+    row.weights, row.biases = formula if formula is not None else held
+    if formula is not None and formula != held:
+        row.check = (f"the formula gives {sum(formula):,} parameters but the module holds "
+                     f"{sum(held):,}")
+    if arith is not None:
+        row.F, row.S, row.P = arith.size, arith.stride, arith.pad
+        row.K = arith.filters or None
+    if isinstance(module, nn.Linear):
+        row.K = module.out_features
+    expected = _expected(module, rec, arith)
+    if expected is not None and row.check is None:
+        want, got = (tuple(e) for e in expected)
+        row.check = "ok" if want == got else (
+            f"the formula gives {volume_text(want)} but the forward pass gave "
+            f"{volume_text(got)}")
+    return row
+
+
+def _is_row(name: str, module: nn.Module, rec: LayerRecord | None) -> bool:
+    """Leaves, plus containers with their own parameters or multiply-adds."""
+    own = sum(p.numel() for p in module.parameters(recurse=False))
+    return not any(True for _ in module.children()) or own > 0 or (rec is not None and rec.macs)
+
+
+def layer_table(model, input_shape: Sequence[int] | None = None, config: dict | None = None,
+                types: dict[str, str] | None = None) -> LayerTable:
+    """One row per layer of ``model`` for a (C, H, W) input (a Classifier: its own).
+
+    Rows are the leaf modules in the order they ran (plus containers that own
+    parameters or compute in their own ``forward``), named as ``--layer`` accepts.
+    K/F/S/P and the volume formula come from the conv or pool call each layer
+    made, so functional calls and exported programs get them too; ``types``
+    names the layers' original classes where the module lost them (export).
+
+    >>> t = layer_table(nn.Sequential(nn.Conv2d(3, 10, 5, padding=2)), (3, 32, 32))
+    >>> t.rows[0].volume, t.rows[0].params
+    ('32x32x10', 760)
+    """
+    net, shape = resolve_input(model, input_shape)
+    t = trace(net, shape)
+    types = types or {}
+    rows = [_row(rec, t.field(name), types) for name, rec in t.layers.items()
+            if _is_row(name, rec.module, rec)]
+    for name, module in net.named_modules():  # layers the forward pass never called
+        if name not in t.layers and _is_row(name, module, None):
+            w, b = _direct_params(module)
+            if w or b:
+                rows.append(LayerRow(name, type(module).__name__, None, w, b, ran=False))
+    unique = {id(p): p.numel() for p in net.parameters()}
+    table = LayerTable(rows, Volume(shape[2], shape[1], shape[0]), sum(unique.values()),
+                       dict(config or {}, input=str(Volume(shape[2], shape[1], shape[0]))))
+    table.notes = _notes(table)
+    return table
+
+
+def _rounding_notes(name: str, a: LayerArithmetic) -> list[str]:
+    """The formula of each axis whose division is not exact, and what torch drops."""
+    notes, seen = [], set()
+    for axis, i, n, what in (("W", 1, a.input.width, "columns"), ("H", 0, a.input.height, "rows")):
+        f, s, p, d = a.size[i], a.stride[i], a.pad[i], a.dilation[i]
+        if exact_size(n, f, s, p, d).is_integer() or (n, f, s, p, d) in seen:
+            continue
+        seen.add((n, f, s, p, d))
+        lost = uncovered(n, f, s, p, d)
+        what = what if lost > 1 else what[:-1]
+        extra = (f" (the last {lost} {what} of the padded input {'are' if lost > 1 else 'is'} "
+                 "never read)"
+                 if lost and not a.ceil_mode else "")
+        notes.append(f"{name}: {a.axis_formula(axis)}{extra}")
+    return notes
+
+
+def _notes(table: LayerTable) -> list[str]:
+    notes = []
+    for r in table.rows:
+        a = r.arithmetic
+        if a is not None and not a.fits:
+            notes += _rounding_notes(r.name, a)
+    bad = [r for r in table.rows if r.check not in (None, "ok")]
+    for r in bad:
+        notes.append(f"{r.name}: {r.check}")
+    not_run = [r.name for r in table.rows if not r.ran]
+    if not_run:
+        notes.append(f"{len(not_run)} layers not called as modules by the forward pass, their "
+                     f"parameters still counted ({', '.join(not_run[:6])}"
+                     f"{', ...' if len(not_run) > 6 else ''}); a scripted TorchScript file "
+                     "inlines its layers, a torch.export .pt2 keeps them")
+    inexact = [r.name for r in table.rows if r.field is not None and not r.field.exact]
+    if inexact:
+        notes.append("~ receptive field over-estimated (an op convscope does not model, e.g. "
+                     f"interpolation): {', '.join(inexact[:8])}"
+                     + (" ..." if len(inexact) > 8 else ""))
+    return notes
+
+
+# ----------------------------------------------------------------- text
+def _pair_text(p: Pair | None) -> str:
+    if p is None:
+        return ""
+    return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
+
+
+def _field_text(f: ReceptiveField | None) -> tuple[str, str]:
+    if f is None:
+        return "?", "?"
+    size = ("~" if not f.exact else "") + _pair_text(f.size)
+    return size, "-" if f.is_global else _pair_text(f.jump)
+
+
+def _si(n: int) -> str:
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3f} {unit}"
+    return str(n)
+
+
+def format_table(table: LayerTable) -> str:
+    """The table as text: rows, totals, then what the cross-checks found."""
+    head = ["layer", "type", "K", "F", "S", "P", "output", "weights", "bias", "RF", "jump",
+            "mult-adds"]
+    lines = []
+    for r in table.rows:
+        rf, jump = _field_text(r.field)
+        mark = "*" if r.arithmetic is not None and not r.arithmetic.fits else ""
+        out = r.volume + mark if r.ran else "(not run)"
+        lines.append([r.name, r.type, "" if r.K is None else str(r.K), _pair_text(r.F),
+                      _pair_text(r.S), _pair_text(r.P), out, f"{r.weights:,}",
+                      f"{r.biases:,}", rf, jump, f"{r.macs:,}"])
+    t = table.totals
+    total = ["total", "", "", "", "", "", "", f"{t['weights']:,}", f"{t['biases']:,}", "", "",
+             f"{t['macs']:,}"]
+    widths = [max(len(row[i]) for row in [head, total, *lines]) for i in range(len(head))]
+    right = {2, 3, 4, 5, 7, 8, 9, 10, 11}
+
+    def fmt(row):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    title = f"{table.config.get('model', 'model')} on a {table.input} input (WxHxD)"
+    out = [title, "", fmt(head), *(fmt(r) for r in lines), "-" * len(fmt(head)), fmt(total), ""]
+    same = "equal to" if t["params"] == t["model_params"] else "but the model holds"
+    out.append(f"parameters      {t['params']:,} ({t['weights']:,} weights + "
+               f"{t['biases']:,} biases), {same} sum(p.numel()) = {t['model_params']:,}")
+    out.append(f"multiply-adds   {t['macs']:,} per image ({_si(t['macs'])})")
+    checked = table.checked
+    agree = sum(r.check == "ok" for r in checked)
+    out.append(f"volumes         the formula agrees with the forward pass for {agree} of "
+               f"{len(checked)} conv/pool/FC layers")
+    out.append("RF              receptive field size on the input and its jump "
+               "(effective stride); - : global")
+    if table.notes:
+        out += ["", "notes (* : the division is not exact; torch rounds):"]
+        out += [f"  {n}" for n in table.notes]
+    return "\n".join(out)
+
+
+def summarize(target, input: str | Volume | None = None, classes: int | None = None) -> LayerTable:
+    """The layer table of a model file, a model name, ``spec:...`` or a module.
+
+    >>> print(summarize("spec:[(CONV3-32-RELU)*2-POOL2]*3-FC", "32x32x3").format())  # doctest: +SKIP
+    >>> summarize("resnet18").totals["params"]                                      # doctest: +SKIP
+    11689512
+    """
+    from convscope.models.loading import open_network
+
+    def table(device: str) -> LayerTable:
+        opened = open_network(target, input, classes, device=device)
+        vol = opened.input
+        return layer_table(opened.module, (vol.depth, vol.height, vol.width),
+                           config={"model": opened.name, "classes": classes},
+                           types=opened.types)
+
+    try:  # names build on the meta device: shapes without weights, instantly
+        return table("meta")
+    except NotImplementedError:  # an op without a meta kernel: build it for real
+        return table("cpu")
+
+
+__all__ = ["LayerRow", "LayerTable", "layer_table", "summarize"]
