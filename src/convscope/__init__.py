@@ -13,18 +13,38 @@ from convscope.classifier import Classifier, load  # noqa: E402
 from convscope.data import ImageDataset, list_datasets, load_dataset  # noqa: E402
 from convscope.errors import ConvscopeError  # noqa: E402
 from convscope.evaluate import Evaluation  # noqa: E402
+from convscope.inspect.attribution import (  # noqa: E402
+    Attribution,
+    ExplainConfig,
+    explain,
+    explain_many,
+    list_methods,
+)
+from convscope.inspect.faithfulness import (  # noqa: E402
+    FaithfulnessConfig,
+    FaithfulnessResult,
+    faithfulness,
+)
 from convscope.models import build_model, list_models  # noqa: E402
 from convscope.train import TrainConfig  # noqa: E402
 
 __all__ = [
+    "Attribution",
     "Classifier",
     "ConvscopeError",
     "Evaluation",
+    "ExplainConfig",
+    "FaithfulnessConfig",
+    "FaithfulnessResult",
     "ImageDataset",
     "TrainConfig",
     "__version__",
     "build_model",
+    "explain",
+    "explain_many",
+    "faithfulness",
     "list_datasets",
+    "list_methods",
     "list_models",
     "load",
     "load_dataset",
