@@ -71,3 +71,16 @@ def test_bad_options(digits_model):
         faithfulness(digits_model, "digits", n=2, methods=("lime",))
     with pytest.raises(UsageError, match="at least one method"):
         faithfulness(digits_model, "digits", n=2, methods=())
+
+
+def test_any_images_will_do_since_the_target_is_the_prediction(digits_model):
+    # RGB 12x12 images of 3 classes, scored by an 8x8 grayscale 10-class model
+    r = faithfulness(digits_model, "fake:size=12,channels=3,classes=3", n=4, steps=2,
+                     methods=("saliency",))
+    assert r.deletion["saliency"].shape == (4, 3) and set(r.methods) == {"saliency", "random"}
+    import convscope
+
+    clf = convscope.load(digits_model)
+    clf.meta.dataset = "arrays"
+    with pytest.raises(UsageError, match="trained on arrays.*pass --data"):
+        faithfulness(clf, n=2)

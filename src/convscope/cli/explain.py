@@ -154,18 +154,18 @@ def run_explain(args) -> int:
 
 def run_faithfulness(args) -> int:
     from convscope.classifier import open_model
-    from convscope.cli.evaluate import dataset_for
     from convscope.inspect.faithfulness import FaithfulnessConfig, faithfulness
 
     clf = open_model(args.model, args.weights, args.device)
-    data = dataset_for(clf, args)
+    data = args.data or clf.meta.dataset
     config = FaithfulnessConfig(
         n=args.n, methods=tuple(dict.fromkeys(args.methods)), steps=args.steps,
         deletion_baseline=args.deletion_baseline, insertion_baseline=args.insertion_baseline,
         seed=args.seed, explain=explain_config(args))
-    result = faithfulness(clf, data, config, progress=not args.quiet)
+    result = faithfulness(clf, args.data, config, progress=not args.quiet,
+                          data_root=args.data_root, image_size=args.image_size)
     record = {"command": "faithfulness", "model": str(args.model), "weights": args.weights,
-              "data": data.name, **result.to_dict()}
+              "data": data, **result.to_dict()}
     if args.out:
         from convscope.render.attribution import faithfulness_figure
         from convscope.render.figures import save_figure
@@ -175,7 +175,7 @@ def run_faithfulness(args) -> int:
     if args.json:
         print_json(record)
     else:
-        print(f"model  {args.model}\ndata   {data.name} ({record['n']} test images; target: "
+        print(f"model  {args.model}\ndata   {data} ({record['n']} test images; target: "
               "the predicted class)\n")
         print(result.format())
         if args.out:

@@ -167,12 +167,14 @@ class _ResizedNet(nn.Module):
 def attribution_copy(model: nn.Module) -> nn.Module:
     """A deep copy to attribute on: eval mode, frozen weights, non-in-place ReLUs.
 
-    Hook-based guided backprop rewrites the gradient at every ReLU call.  torchvision's
-    ResNets apply one in-place ReLU module several times per block; in-place ops on hooked
-    tensors are what breaks hook-based gradient rewriting, so the copy's ReLUs write new
-    tensors (captum hooks each call's own tensors, so reuse is then harmless: see
-    tests/test_attribution.py).  Working on a copy also means no hook, flag or
-    ``requires_grad`` of the user's model is ever changed, even if a method fails.
+    Guided backprop rewrites the gradient at every ReLU call with hooks.  torchvision's
+    ResNets apply one in-place ReLU module several times per block: torch refuses a module
+    backward hook on an in-place ReLU ("a view ... is being modified inplace"), and a hook
+    that keeps per-module state mixes up the calls of a reused one.  captum 0.9 hooks each
+    call's own tensors and copes with both, but the copy's ReLUs write new tensors so that
+    no method depends on it (tests/test_attribution.py checks the in-place, reused net
+    against its separate, non-in-place twin).  Working on a copy also means no hook, flag
+    or ``requires_grad`` of the user's model is ever changed, even if a method fails.
     """
     twin = copy.deepcopy(model)
     twin.eval()

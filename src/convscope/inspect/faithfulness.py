@@ -132,13 +132,24 @@ def perturbation_curves(clf: Classifier, start: torch.Tensor, end: torch.Tensor,
     return torch.cat(out).numpy()
 
 
-def sample_images(clf: Classifier, data, n: int, seed: int) -> torch.Tensor:
-    """n test images of ``data`` (a dataset name, an ImageDataset or images), seeded."""
-    from convscope.data import ImageDataset, load_dataset
+def sample_images(clf: Classifier, data, n: int, seed: int, **load_options) -> torch.Tensor:
+    """n test images, seeded, at the model's size and channels, (n, C, H, W) uint8.
 
+    ``data`` is a dataset name (None: the one the model was trained on), an ImageDataset,
+    or images.  Only the picked images are resized, so a 224 px model can be scored on
+    CIFAR-10 without resizing all of it.
+    """
+    from convscope.data import ImageDataset, load_dataset, parse_dataset_name
+
+    if data is None:
+        data = clf.meta.dataset
+        try:
+            parse_dataset_name(data)
+        except UsageError:
+            raise UsageError(f"this model was trained on {data or 'arrays'}, which convscope "
+                             "cannot load; pass --data NAME.") from None
     if isinstance(data, str):
-        size = clf.image_size[0] if data.startswith("folder:") else None
-        data = load_dataset(data, image_size=size, progress=False)
+        data = load_dataset(data, **load_options)
     if isinstance(data, ImageDataset):
         data = data.test_images
     if not (isinstance(data, torch.Tensor) and data.ndim == 4):
@@ -146,15 +157,17 @@ def sample_images(clf: Classifier, data, n: int, seed: int) -> torch.Tensor:
     if len(data) == 0:
         raise UsageError("there are no test images to score.")
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    return clf.as_batch(data[pick.sort().values])  # (n, C, H, W) uint8, the model's size
+    return clf.as_batch(data[pick.sort().values])
 
 
-def faithfulness(model, data, config: FaithfulnessConfig | None = None, *,
-                 progress: bool = False, **options) -> FaithfulnessResult:
+def faithfulness(model, data=None, config: FaithfulnessConfig | None = None, *,
+                 progress: bool = False, data_root=None, image_size: int | None = None,
+                 **options) -> FaithfulnessResult:
     """Deletion and insertion curves of each method's maps on ``n`` test images.
 
-    ``model``: a Classifier, model file or torchvision name; ``data``: a dataset name, an
-    ImageDataset, or images.  The target is each image's predicted class.
+    ``model``: a Classifier, model file or torchvision name; ``data``: a dataset name (None:
+    the model's own), an ImageDataset, or images.  The target is each image's predicted
+    class, so the data's classes need not be the model's.
 
     >>> r = faithfulness("runs/demo/model.safetensors", "mnist5k", n=50)   # doctest: +SKIP
     >>> print(r.format())                                                  # doctest: +SKIP
@@ -162,7 +175,8 @@ def faithfulness(model, data, config: FaithfulnessConfig | None = None, *,
     clf = as_classifier(model)
     config = replace(config or FaithfulnessConfig(), **options)
     _check(config)
-    images = sample_images(clf, data, config.n, config.seed)   # (n, C, H, W) uint8
+    images = sample_images(clf, data, config.n, config.seed, data_root=data_root,
+                           image_size=image_size, progress=progress)   # (n, C, H, W) uint8
 
     # ---- the maps, and a random one as the baseline
     maps = explain_many(clf, images, config.methods, replace(config.explain, target=None),
