@@ -13,6 +13,18 @@ from convscope.classifier import Classifier, load  # noqa: E402
 from convscope.data import ImageDataset, list_datasets, load_dataset  # noqa: E402
 from convscope.errors import ConvscopeError  # noqa: E402
 from convscope.evaluate import Evaluation  # noqa: E402
+from convscope.inspect.attribution import (  # noqa: E402
+    Attribution,
+    ExplainConfig,
+    explain,
+    explain_many,
+    list_methods,
+)
+from convscope.inspect.faithfulness import (  # noqa: E402
+    FaithfulnessConfig,
+    FaithfulnessResult,
+    faithfulness,
+)
 from convscope.inspect.receptive import ReceptiveField, receptive_fields  # noqa: E402
 from convscope.models import build_model, list_models  # noqa: E402
 from convscope.models.arithmetic import (  # noqa: E402
@@ -26,28 +38,36 @@ from convscope.models.summary import layer_table, summarize  # noqa: E402
 from convscope.train import TrainConfig  # noqa: E402
 
 __all__ = [
+    "__version__",
+    "Attribution",
+    "build_model",
+    "build_spec",
     "Classifier",
+    "conv_arithmetic",
     "ConvscopeError",
     "DoesNotFit",
     "Evaluation",
+    "explain",
+    "explain_many",
+    "ExplainConfig",
+    "faithfulness",
+    "FaithfulnessConfig",
+    "FaithfulnessResult",
     "ImageDataset",
-    "ReceptiveField",
-    "TrainConfig",
-    "Volume",
-    "__version__",
-    "build_model",
-    "build_spec",
-    "conv_arithmetic",
     "layer_table",
     "list_datasets",
+    "list_methods",
     "list_models",
     "load",
     "load_dataset",
     "parse_spec",
     "pool_arithmetic",
     "predict",
-    "resume",
     "receptive_fields",
+    "ReceptiveField",
+    "resume",
     "summarize",
     "train",
+    "TrainConfig",
+    "Volume",
 ]

@@ -41,11 +41,23 @@ class Preprocess(nn.Module):
         self.input_size = tuple(int(s) for s in input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() - self.mean) / self.std
-        if tuple(x.shape[-2:]) != self.input_size:  # e.g. MNIST digits into AlexNet
-            x = nn.functional.interpolate(x, size=self.input_size, mode="bilinear",
-                                          align_corners=False)
+        return self.resize(self.normalize(x))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (or float 0-255) pixels -> the normalised float image, at the image's size."""
+        return (x.float() - self.mean) / self.std
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """A normalised image -> the network's input size (differentiable; attribution maps
+        stay at the image's own size because they are taken before this step)."""
+        return resize_input(x, self.input_size)
+
+
+def resize_input(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a float (B, C, H, W) batch to ``size``; a no-op at that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
         return x
+    return nn.functional.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def is_image_like(x) -> bool:
