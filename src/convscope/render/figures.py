@@ -94,3 +94,28 @@ def confusion_figure(evaluation, title: str = ""):
     ax.set_title(title or f"top-1 {100 * evaluation.top1:.2f}%  top-{evaluation.k} "
                  f"{100 * evaluation.top5:.2f}%  ({evaluation.n:,} images)")
     return fig
+
+
+def image_grid(images, titles=(), cols: int | None = None, cell: float = 1.8, title: str = ""):
+    """Images (PIL, or HWC uint8 arrays) in a grid with a caption under each, drawn with
+    nearest-neighbour pixels so that small (32x32) images stay sharp."""
+    plt = _plt()
+    arrays = [np.asarray(im) for im in images]
+    n = len(arrays)
+    cols = cols or min(n, 10 if n > 16 else 8 if n > 8 else n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, (cell + 0.35) * rows),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        arr = arrays[i][..., 0] if arrays[i].ndim == 3 and arrays[i].shape[-1] == 1 else arrays[i]
+        ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=255,
+                  interpolation="nearest")
+        if i < len(titles):
+            ax.set_title(titles[i], fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
