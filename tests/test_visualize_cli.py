@@ -21,7 +21,9 @@ def test_every_mnist_class_becomes_top1_with_the_default_recipe(mnist_model):
     proba = clf.predict_proba(res.uint8())  # the 8-bit images a PNG holds
     assert list(proba.argmax(1)) == list(range(10))
     assert proba[np.arange(10), np.arange(10)].min() > 0.9, proba.diagonal()
-    assert (res.objective[-1] > res.objective[0] + 2).all()  # logits rise well above the start
+    # S_c + 3 log p_c from a grey start; the grey image already reads as a "1" (p ~ 0.5)
+    rise = res.objective[-1] - res.objective[0]
+    assert (rise > 0).all() and rise.mean() > 5, rise
     # a real picture: strokes on a background, not flat and not saturated noise
     img = res.uint8().float() / 255
     assert 0.05 < float(img.std()) and float((img > 0.99).float().mean()) < 0.5

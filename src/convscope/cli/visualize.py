@@ -23,6 +23,8 @@ OVERRIDES = [
     ("--clip-norm", "clip_norm", nonneg_float, "zero this percentile of small-norm pixels"),
     ("--clip-contrib", "clip_contrib", nonneg_float,
      "zero this percentile of small-contribution pixels"),
+    ("--logprob", "logprob", nonneg_float,
+     "classes: maximise the score plus this times the log-probability"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
@@ -102,9 +103,9 @@ def image_grid(images, titles=(), cols: int | None = None, cell: float = 1.8, ti
     plt = _plt()
     arrays = [np.asarray(im) for im in images]
     n = len(arrays)
-    cols = cols or min(n, 10 if n > 16 else 8 if n > 8 else n)
+    cols = cols or (n if n <= 10 else math.ceil(math.sqrt(2 * n)))  # wide rather than tall
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, (cell + 0.35) * rows),
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, (cell + 0.5) * rows + 0.3),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")

@@ -114,6 +114,13 @@ def class_logit(index: Index) -> Objective:
                      needs_logits=True)
 
 
+def class_logprob(index: Index) -> Objective:
+    """log p_c(I), the log-softmax of the class score: it also pushes the other classes down,
+    so the image ends up the model's top-1 even where two classes share their features."""
+    return Objective(lambda ctx: _pick(torch.log_softmax(ctx.logits, dim=1), index),
+                     f"class_logprob:{_label(index)}", needs_logits=True)
+
+
 def channel(layer: str, c: Index) -> Objective:
     """The mean activation of channel ``c`` of ``layer`` over all positions; for a layer with
     no spatial map, (B, K), unit ``c`` itself."""
@@ -152,6 +159,7 @@ def layer_l2(layer: str) -> Objective:
 #: objective factories by name (what ``--objective``-style choices read)
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "class_logit": class_logit,
+    "class_logprob": class_logprob,
     "channel": channel,
     "neuron": neuron,
     "layer_l2": layer_l2,

@@ -26,9 +26,6 @@ class Regularizer:
     """A penalty ``penalty(image) -> (B,)``, subtracted from the objective, and/or an
     operator ``apply_(param, grad, step)`` run after each update."""
 
-    name = "regularizer"
-    needs_pixels = False
-
     def penalty(self, image: torch.Tensor, center: torch.Tensor) -> torch.Tensor | None:
         return None
 
@@ -67,8 +64,6 @@ def high_frequency_energy(image: torch.Tensor, cutoff: float = 0.25) -> torch.Te
 class L2Decay(Regularizer):
     """Penalise ``weight * mean((I - mean image)^2)``: the lecture's lambda * ||I||^2."""
 
-    name = "l2"
-
     def __init__(self, weight: float):
         self.weight = float(weight)
 
@@ -78,8 +73,6 @@ class L2Decay(Regularizer):
 
 class TotalVariation(Regularizer):
     """Penalise ``weight * TV(I)``, favouring piecewise-smooth images."""
-
-    name = "tv"
 
     def __init__(self, weight: float):
         self.weight = float(weight)
@@ -107,9 +100,6 @@ def _zero_below(param: PixelParam, score: torch.Tensor, pct: float) -> None:
 class GaussianBlur(Regularizer):
     """Blur the pixels with a Gaussian of width ``sigma`` every ``every`` steps."""
 
-    name = "blur"
-    needs_pixels = True
-
     def __init__(self, sigma: float, every: int = 4):
         self.sigma = float(sigma)
         self.every = max(1, int(every))
@@ -130,34 +120,33 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return TF.gaussian_blur(image, kernel_size=[k, k], sigma=[sigma, sigma])
 
 
-class ClipNorm(Regularizer):
-    """Zero the ``pct`` percent of pixels with the smallest norm across channels."""
-
-    name = "clip_norm"
-    needs_pixels = True
+class _PercentileClip(Regularizer):
+    """Zero the ``pct`` percent of pixels with the lowest ``score`` (B, H, W)."""
 
     def __init__(self, pct: float):
         self.pct = float(pct)
 
+    def score(self, p: PixelParam, grad: torch.Tensor | None) -> torch.Tensor | None:
+        raise NotImplementedError
+
     @torch.no_grad()
     def apply_(self, param, grad, step):
         p = _pixels(param)
-        if self.pct > 0:
-            _zero_below(p, p.offset.norm(dim=1), self.pct)
+        score = self.score(p, grad) if self.pct > 0 else None
+        if score is not None:
+            _zero_below(p, score, self.pct)
 
 
-class ClipContribution(Regularizer):
+class ClipNorm(_PercentileClip):
+    """Zero the ``pct`` percent of pixels with the smallest norm across channels."""
+
+    def score(self, p, grad):
+        return p.offset.norm(dim=1)
+
+
+class ClipContribution(_PercentileClip):
     """Zero the ``pct`` percent of pixels contributing least to the objective, measured as
     |sum_c x_c * dObjective/dx_c| (the first-order change if the pixel were the mean)."""
 
-    name = "clip_contrib"
-    needs_pixels = True
-
-    def __init__(self, pct: float):
-        self.pct = float(pct)
-
-    @torch.no_grad()
-    def apply_(self, param, grad, step):
-        p = _pixels(param)
-        if self.pct > 0 and grad is not None:
-            _zero_below(p, (p.offset * grad).sum(1).abs(), self.pct)
+    def score(self, p, grad):
+        return None if grad is None else (p.offset * grad).sum(1).abs()

@@ -9,7 +9,8 @@ choices come from the same registry):
 * ``yosinski``: the better-regularised one, pixels with jitter, L2 decay, Gaussian blur
   every few steps and clipping of small-norm pixels (Yosinski et al. 2015);
 * ``fourier``: a decorrelated Fourier parameterisation with jitter, scale and rotation
-  (Olah et al. 2017, as in lucid/lucent).
+  (Olah et al. 2017, as in lucid/lucent), the default: on convscope's own 28x28 MNIST
+  and 32x32 CIFAR-10 convnets it draws the most recognisable class images.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from convscope.inspect.synthesis.param import fourier_image, pixel_image
 class VisualizeConfig:
     """Every setting of a visualisation job; None takes the preset's value."""
 
-    preset: str = "yosinski"
+    preset: str = "fourier"
     steps: int | None = None
     lr: float | None = None  # Adam's step, in [0, 1] pixel units for the pixel parameterisation
     param: str | None = None  # "pixel" or "fourier"
@@ -46,6 +47,7 @@ class VisualizeConfig:
     blur_every: int | None = None  # blur every k steps
     clip_norm: float | None = None  # percentile of small-norm pixels zeroed each step
     clip_contrib: float | None = None  # percentile of small-contribution pixels zeroed
+    logprob: float | None = None  # class images maximise S_c + logprob * log p_c
     seed: int = 0
     batch_size: int = 16  # images optimised together
 
@@ -103,17 +105,18 @@ register_preset(
     "simonyan", "the lecture's plain version: class score minus lambda*||I||^2, from the mean "
     "image, no transforms (Simonyan et al. 2014)",
     steps=200, lr=0.02, param="pixel", init_sd=0.0, jitter=0.0, scale=0.0, rotate=0.0,
-    l2=3.0, tv=0.0, **_NO_YOSINSKI)
+    l2=3.0, tv=0.0, logprob=0.0, **_NO_YOSINSKI)
 register_preset(
     "yosinski", "pixels with jitter, L2 decay, blur every 4 steps and clipping of small-norm "
-    "pixels (Yosinski et al. 2015): the default",
+    "pixels (Yosinski et al. 2015)",
     steps=200, lr=0.02, param="pixel", init_sd=0.01, jitter=1 / 16, scale=0.0, rotate=0.0,
-    l2=1.0, tv=0.0, blur_sigma=0.5, blur_every=4, clip_norm=10.0, clip_contrib=0.0)
+    l2=0.3, tv=0.0, blur_sigma=0.5, blur_every=4, clip_norm=10.0, clip_contrib=0.0,
+    logprob=3.0)
 register_preset(
     "fourier", "decorrelated Fourier parameterisation with jitter, scale and rotation "
-    "(Olah et al. 2017)",
+    "(Olah et al. 2017): the default, the clearest on small models",
     steps=200, lr=0.05, param="fourier", init_sd=0.01, jitter=1 / 16, scale=0.05, rotate=5.0,
-    l2=0.0, tv=0.0, **_NO_YOSINSKI)
+    l2=0.0, tv=0.0, logprob=3.0, **_NO_YOSINSKI)
 
 
 # ----------------------------------------------------------------- building a run
@@ -192,12 +195,23 @@ def class_images(clf, classes: Sequence[str | int], config: VisualizeConfig | No
                  progress=True) -> SynthesisResult:
     """One image per class (name or index) that the model scores as that class.
 
+    The objective is the class score S_c (Simonyan et al. 2014) plus ``config.logprob``
+    times log p_c: the score alone draws the class's features vividly, but on a weak model
+    it can raise a confusable class as much (a cat image that the model calls a dog); the
+    log-probability term keeps the target on top, and alone it would fade the image, since
+    its gradient vanishes once the model is sure.
+
     >>> res = class_images(clf, ["cat", "ship"])    # doctest: +SKIP
     >>> res.pil()[0].save("cat.png")                # doctest: +SKIP
     """
     idx = [class_index(clf, c) for c in classes]
-    return _batched(clf, idx, obj.class_logit, [clf.classes[i] for i in idx], config, progress,
-                    "classes")
+    weight = (config or VisualizeConfig()).resolved().logprob
+
+    def make(chunk):
+        score = obj.class_logit(chunk)
+        return score + weight * obj.class_logprob(chunk) if weight else score
+
+    return _batched(clf, idx, make, [clf.classes[i] for i in idx], config, progress, "classes")
 
 
 def channel_images(clf, layer: str, channels: Sequence[int], neuron: tuple[int, int] | None = None,
