@@ -62,6 +62,8 @@ def test_objectives_pick_units_and_compose():
     assert obj.neuron("conv", 2, 0, 1)(ctx).tolist() == [9.0, 21.0]
     assert obj.neuron("conv", 0)(ctx).tolist() == [3.0, 15.0]  # centre (1, 1) by default
     assert obj.layer_l2("fc")(ctx).tolist() == [14.0, 77.0]  # sum of squares
+    lse = torch.log(torch.exp(torch.tensor([1.0, 2.0, 3.0])).sum())  # log-sum-exp of row 0
+    assert obj.class_logprob(0)(ctx).tolist() == pytest.approx([1 - lse.item(), 4 - lse.item() - 3])
     combo = obj.class_logit(2) + 2 * obj.channel("fc", 0) - obj.neuron("conv", 0) / 3 + 1
     assert combo(ctx).tolist() == pytest.approx([3 + 2 - 1 + 1, 6 + 8 - 5 + 1])
     assert combo.layers == ("fc", "conv") and combo.needs_logits

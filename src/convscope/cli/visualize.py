@@ -7,23 +7,26 @@ import dataclasses
 
 from convscope.cli.common import add_device_arg, nonneg_float, positive_int, print_json
 from convscope.errors import UsageError
+from convscope.inspect.synthesis.param import PARAMS
 
-#: --flag -> (VisualizeConfig field, type, help): overrides of the preset's values
+#: --flag -> (VisualizeConfig field, argparse options, help): overrides of the preset's values
 OVERRIDES = [
-    ("--steps", "steps", positive_int, "gradient-ascent steps"),
-    ("--lr", "lr", nonneg_float, "step size (Adam)"),
-    ("--param", "param", ["pixel", "fourier"], "image parameterisation: pixel or fourier"),
-    ("--jitter", "jitter", nonneg_float, "largest shift, as a fraction of the image side"),
-    ("--scale", "scale", nonneg_float, "random zoom in [1-S, 1+S]"),
-    ("--rotate", "rotate", nonneg_float, "random rotation in [-D, D] degrees"),
-    ("--l2", "l2", nonneg_float, "L2 decay weight (lambda)"),
-    ("--tv", "tv", nonneg_float, "total-variation weight"),
-    ("--blur", "blur_sigma", nonneg_float, "Gaussian blur width in pixels (0: none)"),
-    ("--blur-every", "blur_every", positive_int, "blur every K steps"),
-    ("--clip-norm", "clip_norm", nonneg_float, "zero this percentile of small-norm pixels"),
-    ("--clip-contrib", "clip_contrib", nonneg_float,
+    ("--steps", "steps", {"type": positive_int}, "gradient-ascent steps"),
+    ("--lr", "lr", {"type": nonneg_float}, "step size (Adam)"),
+    ("--param", "param", {"choices": list(PARAMS)}, "image parameterisation"),
+    ("--jitter", "jitter", {"type": nonneg_float},
+     "largest shift, as a fraction of the image side"),
+    ("--scale", "scale", {"type": nonneg_float}, "random zoom in [1-S, 1+S]"),
+    ("--rotate", "rotate", {"type": nonneg_float}, "random rotation in [-D, D] degrees"),
+    ("--l2", "l2", {"type": nonneg_float}, "L2 decay weight (lambda)"),
+    ("--tv", "tv", {"type": nonneg_float}, "total-variation weight"),
+    ("--blur", "blur_sigma", {"type": nonneg_float}, "Gaussian blur width in pixels (0: none)"),
+    ("--blur-every", "blur_every", {"type": positive_int}, "blur every K steps"),
+    ("--clip-norm", "clip_norm", {"type": nonneg_float},
+     "zero this percentile of small-norm pixels"),
+    ("--clip-contrib", "clip_contrib", {"type": nonneg_float},
      "zero this percentile of small-contribution pixels"),
-    ("--logprob", "logprob", nonneg_float,
+    ("--logprob", "logprob", {"type": nonneg_float},
      "classes: maximise the score plus this times the log-probability"),
 ]
 
@@ -67,9 +70,9 @@ def register(sub) -> None:
                         "channel's mean over all positions)")
     p.add_argument("--reg", default=VisualizeConfig.preset, choices=list(PRESETS),
                    help=f"recipe (default {VisualizeConfig.preset})")
-    for flag, name, kind, text in OVERRIDES:
-        how = {"choices": kind} if isinstance(kind, list) else {"type": kind, "metavar": "X"}
-        p.add_argument(flag, dest=name, help=text + " (default: preset)", **how)
+    for flag, name, how, text in OVERRIDES:
+        p.add_argument(flag, dest=name, help=text + " (default: preset)",
+                       **({"metavar": "X"} if "type" in how else {}), **how)
     p.add_argument("--batch-size", type=positive_int, default=VisualizeConfig.batch_size,
                    help="images optimised together (default 16)")
     p.add_argument("--zoom", type=positive_int, default=1,

@@ -155,12 +155,3 @@ def layer_l2(layer: str) -> Objective:
     return Objective(lambda ctx: _act(ctx, layer).pow(2).flatten(1).sum(1),
                      f"layer_l2:{layer}", [layer])
 
-
-#: objective factories by name (what ``--objective``-style choices read)
-OBJECTIVES: dict[str, Callable[..., Objective]] = {
-    "class_logit": class_logit,
-    "class_logprob": class_logprob,
-    "channel": channel,
-    "neuron": neuron,
-    "layer_l2": layer_l2,
-}

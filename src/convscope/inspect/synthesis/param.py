@@ -133,5 +133,5 @@ def fourier_image(shape: Shape, sd: float = 0.01, decay_power: float = 1.0,
     return param
 
 
-#: parameterisations by name
+#: parameterisations by name (the choices of ``VisualizeConfig.param`` and ``--param``)
 PARAMS = {"pixel": pixel_image, "fourier": fourier_image}

@@ -26,7 +26,7 @@ from convscope.inspect.synthesis import objectives as obj
 from convscope.inspect.synthesis import regularizers as regs
 from convscope.inspect.synthesis import transforms as tf
 from convscope.inspect.synthesis.core import SynthesisResult, ascend, model_center
-from convscope.inspect.synthesis.param import fourier_image, pixel_image
+from convscope.inspect.synthesis.param import PARAMS, fourier_image, pixel_image
 
 
 @dataclass
@@ -59,8 +59,8 @@ class VisualizeConfig:
             if values[key] is None:
                 values[key] = value
         cfg = VisualizeConfig(**values)
-        if cfg.param not in ("pixel", "fourier"):
-            raise UsageError(f"unknown parameterisation {cfg.param!r}; use pixel or fourier.")
+        if cfg.param not in PARAMS:
+            raise unknown_name("parameterisation", cfg.param, list(PARAMS))
         if cfg.param == "fourier" and (cfg.blur_sigma or cfg.clip_norm or cfg.clip_contrib):
             raise UsageError("blur and pixel clipping edit pixels; use them with param pixel, "
                              "not fourier.")
