@@ -101,6 +101,22 @@ def cifar_tar() -> Path:
     return CIFAR_TAR
 
 
+@pytest.fixture(scope="session")
+def cifar_subset(cifar_tar, tmp_path_factory) -> Path:
+    """500 images per class in folder: layout, as links into an extracted copy."""
+    import tarfile
+
+    base = tmp_path_factory.mktemp("cifar")
+    with tarfile.open(cifar_tar) as tf:
+        tf.extractall(base / "all", filter="data")
+    sub = base / "subset"
+    for cls in sorted((base / "all" / "train").iterdir()):
+        (sub / cls.name).mkdir(parents=True)
+        for f in sorted(cls.iterdir())[:500]:
+            (sub / cls.name / f.name).symlink_to(f)
+    return sub
+
+
 def write_image_folder(root: Path, classes=("cat", "dog"), per_class=6, size=(12, 10),
                        mode="RGB", seed=0) -> Path:
     """A folder dataset of random PNG/JPEG images, class-dependent in colour."""

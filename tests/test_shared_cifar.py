@@ -6,27 +6,12 @@ Skipped when the shared folder is absent.
 from __future__ import annotations
 
 import json
-import tarfile
 
 import pytest
 
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.shared_data
-
-
-@pytest.fixture(scope="module")
-def cifar_subset(cifar_tar, tmp_path_factory):
-    """500 images per class in folder: layout, as links into an extracted copy."""
-    base = tmp_path_factory.mktemp("cifar")
-    with tarfile.open(cifar_tar) as tf:
-        tf.extractall(base / "all", filter="data")
-    sub = base / "subset"
-    for cls in sorted((base / "all" / "train").iterdir()):
-        (sub / cls.name).mkdir(parents=True)
-        for f in sorted(cls.iterdir())[:500]:
-            (sub / cls.name / f.name).symlink_to(f)
-    return sub
 
 
 def test_train_then_evaluate_agree(cifar_subset, tmp_path):

@@ -144,9 +144,14 @@ def to_standard_mode(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def fit_image(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Resize (shorter side, then centre crop) and convert to (C, H, W) uint8."""
+def fit_image(img: Image.Image, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+    """Resize (shorter side, then centre crop) and convert to (C, H, W) uint8.
+
+    ``size`` None keeps the image's own size.
+    """
     img = to_standard_mode(img)
+    if size is None:
+        size = (img.height, img.width)
     if channels == 1 and img.mode != "L":
         img = img.convert("L")
     elif channels == 3 and img.mode != "RGB":
@@ -165,8 +170,8 @@ def fit_image(img: Image.Image, size: tuple[int, int], channels: int) -> np.ndar
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def load_image(source: ImageLike, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Any supported image input as a (C, H, W) uint8 array of the given size.
+def load_image(source: ImageLike, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+    """Any supported image input as a (C, H, W) uint8 array of the given size (None: its own).
 
     Accepts a path, encoded bytes, a PIL image, a uint8 HWC/HW numpy array, or a
     tensor (uint8 CHW, or float CHW in [0, 1]).

@@ -30,6 +30,18 @@ def forward_hooks(model: nn.Module, hooks: dict[str, callable]) -> Iterator[None
 
 
 @contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode; give each its own training flag back on exit."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+@contextmanager
 def capture(model: nn.Module, layers: list[str], detach: bool = True) -> Iterator[dict]:
     """Record the output of each named layer during the forward passes inside the block.
 
@@ -90,15 +102,12 @@ def trace_layers(model: nn.Module, x: torch.Tensor) -> list[LayerCall]:
             calls.append(LayerCall(names[id(module)], module, tuple(out.shape[1:]), id(out)))
 
     handles = [m.register_forward_hook(hook) for n, m in model.named_modules() if n]
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
         alive.clear()
     return calls
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
@@ -93,4 +94,29 @@ def confusion_figure(evaluation, title: str = ""):
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     ax.set_title(title or f"top-1 {100 * evaluation.top1:.2f}%  top-{evaluation.k} "
                  f"{100 * evaluation.top5:.2f}%  ({evaluation.n:,} images)")
+    return fig
+
+
+def image_grid(images, titles=(), cols: int | None = None, cell: float = 1.8, title: str = ""):
+    """Images (PIL, or HWC uint8 arrays) in a grid with a caption under each, drawn with
+    nearest-neighbour pixels so that small (32x32) images stay sharp."""
+    plt = _plt()
+    arrays = [np.asarray(im) for im in images]
+    n = len(arrays)
+    cols = cols or (n if n <= 10 else math.ceil(math.sqrt(2 * n)))  # wide rather than tall
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, (cell + 0.5) * rows + 0.3),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        arr = arrays[i][..., 0] if arrays[i].ndim == 3 and arrays[i].shape[-1] == 1 else arrays[i]
+        ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=255,
+                  interpolation="nearest")
+        if i < len(titles):
+            ax.set_title(titles[i], fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig

@@ -1,0 +1,244 @@
+"""convscope visualize / dream: images made by gradient ascent on a model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from convscope.cli.common import add_device_arg, nonneg_float, positive_int, print_json
+from convscope.errors import UsageError
+from convscope.inspect.synthesis.param import PARAMS
+
+#: --flag -> (VisualizeConfig field, argparse options, help): overrides of the preset's values
+OVERRIDES = [
+    ("--steps", "steps", {"type": positive_int}, "gradient-ascent steps"),
+    ("--lr", "lr", {"type": nonneg_float}, "step size (Adam)"),
+    ("--param", "param", {"choices": list(PARAMS)}, "image parameterisation"),
+    ("--jitter", "jitter", {"type": nonneg_float},
+     "largest shift, as a fraction of the image side"),
+    ("--scale", "scale", {"type": nonneg_float}, "random zoom in [1-S, 1+S]"),
+    ("--rotate", "rotate", {"type": nonneg_float}, "random rotation in [-D, D] degrees"),
+    ("--l2", "l2", {"type": nonneg_float}, "L2 decay weight (lambda)"),
+    ("--tv", "tv", {"type": nonneg_float}, "total-variation weight"),
+    ("--blur", "blur_sigma", {"type": nonneg_float}, "Gaussian blur width in pixels (0: none)"),
+    ("--blur-every", "blur_every", {"type": positive_int}, "blur every K steps"),
+    ("--clip-norm", "clip_norm", {"type": nonneg_float},
+     "zero this percentile of small-norm pixels"),
+    ("--clip-contrib", "clip_contrib", {"type": nonneg_float},
+     "zero this percentile of small-contribution pixels"),
+    ("--logprob", "logprob", {"type": nonneg_float},
+     "classes: maximise the score plus this times the log-probability"),
+]
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL",
+                   help="a model file written by `convscope train`, or a torchvision "
+                        "classifier such as resnet18")
+    p.add_argument("--weights", metavar="DEFAULT|FILE",
+                   help="torchvision models: DEFAULT downloads ImageNet weights; FILE reads a "
+                        "local state dict (default: random weights)")
+    add_device_arg(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def register(sub) -> None:
+    from convscope.inspect.synthesis import PRESETS, VisualizeConfig
+
+    presets = "\n".join(f"  {p.name:<9} {p.summary}" for p in PRESETS.values())
+    p = sub.add_parser(
+        "visualize", help="images that maximise a class score, a channel or a neuron",
+        description="Synthesise images by gradient ascent: one per class (--class) or per "
+                    "channel of a layer (--layer/--channel, --neuron for one position). One "
+                    "target writes the image itself; several write a labelled grid.",
+        epilog=f"presets (--reg):\n{presets}\n\nexamples:\n"
+               "  convscope visualize runs/cifar/model.safetensors --class all --out classes.png\n"
+               "  convscope visualize runs/mnist/model.safetensors --class 3 --reg simonyan "
+               "--out three.png\n"
+               "  convscope visualize runs/cifar/model.safetensors --layer conv2_1 --channel 0 1 "
+               "2 3 --out channels.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--class", dest="classes", nargs="+", metavar="NAME_OR_INDEX",
+                        help="classes to draw, by name or index; `all` for every class")
+    target.add_argument("--layer", metavar="L", help="a layer to visualise (with --channel)")
+    p.add_argument("--channel", nargs="+", type=int, metavar="C", help="channels of --layer")
+    p.add_argument("--neuron", metavar="Y,X",
+                   help="one neuron at this position of the layer's map (default: the "
+                        "channel's mean over all positions)")
+    p.add_argument("--reg", default=VisualizeConfig.preset, choices=list(PRESETS),
+                   help=f"recipe (default {VisualizeConfig.preset})")
+    for flag, name, how, text in OVERRIDES:
+        p.add_argument(flag, dest=name, help=text + " (default: preset)",
+                       **({"metavar": "X"} if "type" in how else {}), **how)
+    p.add_argument("--batch-size", type=positive_int, default=VisualizeConfig.batch_size,
+                   help="images optimised together (default 16)")
+    p.add_argument("--zoom", type=positive_int, default=1,
+                   help="enlarge a single image N times, nearest-neighbour (default 1)")
+    p.add_argument("--out", required=True, metavar="PNG", help="output image")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_visualize)
+
+    p = sub.add_parser(
+        "dream", help="DeepDream: amplify what a layer sees in an image",
+        description="DeepDream (maximise the sum of a layer's squared activations) with "
+                    "octaves, jitter and gradient normalisation, at the image's own size.",
+        epilog="example:\n  convscope dream runs/cifar/model.safetensors photo.jpg --layer "
+               "relu2_2 --out dream.png --frames frames/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
+    p.add_argument("image", metavar="IMAGE", help="the image to dream on")
+    p.add_argument("--layer", metavar="L",
+                   help="layer to amplify (default: the last layer with a spatial map)")
+    p.add_argument("--octaves", type=positive_int, default=4, help="scales (default 4)")
+    p.add_argument("--octave-scale", type=float, default=1.4, metavar="S",
+                   help="size ratio between octaves (default 1.4)")
+    p.add_argument("--steps", type=positive_int, default=10, help="steps per octave (default 10)")
+    p.add_argument("--lr", type=nonneg_float, default=0.01,
+                   help="pixels move LR x normalised gradient per step (default 0.01)")
+    p.add_argument("--jitter", type=int, default=32, help="random roll in pixels (default 32)")
+    p.add_argument("--max-size", type=positive_int, metavar="PX",
+                   help="shrink the image so its longer side is at most PX")
+    p.add_argument("--out", required=True, metavar="PNG", help="output image")
+    p.add_argument("--frames", metavar="DIR", help="also save the image after each step here")
+    p.add_argument("--frame-every", type=positive_int, default=1, metavar="K",
+                   help="with --frames, save every K-th step (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_dream)
+
+
+def check_out(path: str, what: str = "--out") -> None:
+    """An output PNG path that can be written (its folder is created when missing)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix.lower() != ".png":
+        raise UsageError(f"{what} {path!r} must end in .png (the PNG carries the job's settings).")
+    if p.is_dir():
+        raise UsageError(f"{what} {path!r} is a folder; give a file name ending in .png.")
+
+
+# ----------------------------------------------------------------- visualize
+def parse_neuron(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--neuron takes Y,X (two whole numbers), got {text!r}.") from None
+    return y, x
+
+
+def _config(args):
+    from convscope.inspect.synthesis import VisualizeConfig
+
+    overrides = {name: getattr(args, name) for _, name, _, _ in OVERRIDES
+                 if getattr(args, name) is not None}
+    return VisualizeConfig(preset=args.reg, seed=args.seed, batch_size=args.batch_size,
+                           **overrides).resolved()
+
+
+def run_visualize(args) -> int:
+    from convscope.classifier import open_model
+    from convscope.inspect.synthesis import channel_images, class_images
+
+    check_out(args.out)
+    cfg = _config(args)
+    if args.layer and not args.channel:
+        raise UsageError("--layer needs --channel C [C ...]: the channels to visualise.")
+    if args.channel and not args.layer:
+        raise UsageError("--channel needs --layer L.")
+    clf = open_model(args.model, args.weights, args.device)
+    if args.classes:
+        wanted = list(range(len(clf.classes))) if args.classes == ["all"] else args.classes
+        res = class_images(clf, wanted, cfg, progress=not args.quiet)
+    else:
+        res = channel_images(clf, args.layer, args.channel, parse_neuron(args.neuron), cfg,
+                             progress=not args.quiet)
+    rows = _describe(clf, res, bool(args.classes))
+    _write_visualization(res, rows, args, clf)
+    if args.json:
+        print_json({"out": args.out, "config": res.config, "images": rows})
+    else:
+        for r in rows:
+            line = f"{r['target']}: objective {r['objective_start']:.3g} -> {r['objective_end']:.3g}"
+            if "probability" in r:
+                line += f", p={r['probability']:.3f}, top-1 {r['top1']}"
+            print(line)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _describe(clf, res, classes: bool) -> list[dict]:
+    """Per image: the target, the objective at the first and last step, and for classes the
+    model's probability of the target on the saved (uint8) image and its top-1 class."""
+    rows = [{"target": label, "objective_start": float(res.objective[0, i]),
+             "objective_end": float(res.objective[-1, i])} for i, label in enumerate(res.labels)]
+    if classes:
+        proba = clf.predict_proba(res.uint8())
+        for i, r in enumerate(rows):
+            r["probability"] = float(proba[i, clf.classes.index(r["target"])])
+            r["top1"] = clf.classes[int(proba[i].argmax())]
+    return rows
+
+
+def _write_visualization(res, rows, args, clf) -> None:
+    from PIL import Image
+
+    from convscope.render.figures import image_grid, save_figure, save_image
+
+    config = {"job": "visualize", "model": str(args.model), "targets": res.labels, **res.config}
+    images = res.pil()
+    if len(images) == 1:
+        img = images[0]
+        if args.zoom > 1:
+            img = img.resize((img.width * args.zoom, img.height * args.zoom), Image.NEAREST)
+        save_image(img, args.out, config=config)
+        return
+    titles = [r["target"] + (f"\np={r['probability']:.2f}" if "probability" in r else "")
+              for r in rows]
+    save_figure(image_grid(images, titles, title=f"{args.model} — {args.reg}"), args.out,
+                config=config)
+
+
+# ----------------------------------------------------------------- dream
+def run_dream(args) -> int:
+    from pathlib import Path
+
+    from convscope.classifier import open_model
+    from convscope.inspect.dream import DreamConfig, dream
+    from convscope.render.figures import save_image
+
+    cfg = DreamConfig(layer=args.layer, octaves=args.octaves, octave_scale=args.octave_scale,
+                      steps=args.steps, lr=args.lr, jitter=args.jitter, max_size=args.max_size,
+                      seed=args.seed)
+    cfg.check()
+    check_out(args.out)
+    frames = Path(args.frames) if args.frames else None
+    if frames is not None and frames.exists() and not frames.is_dir():
+        raise UsageError(f"--frames {args.frames!r} is a file; give a folder for the frames.")
+    clf = open_model(args.model, args.weights, args.device)
+    config = {"job": "dream", "model": str(args.model), "image": str(args.image),
+              **dataclasses.asdict(cfg)}
+
+    def save_frame(i, image):
+        if i % args.frame_every == 0:
+            arr = (image * 255).round().byte().permute(1, 2, 0).numpy()
+            save_image(arr, frames / f"frame_{i:04d}.png", config={**config, "frame": i})
+
+    res = dream(clf, args.image, cfg, progress=not args.quiet,
+                on_frame=save_frame if frames else None)
+    save_image(res.pil(), args.out, config={**config, **res.config})
+    summary = {"out": args.out, "layer": res.layer, "energy_before": res.energy_before,
+               "energy_after": res.energy_after, "gain": res.gain,
+               "size": list(res.image.shape[-2:]), "octaves": [list(s) for s in res.sizes],
+               "config": res.config}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"sum of squared activations at {res.layer}: {res.energy_before:.4g} -> "
+              f"{res.energy_after:.4g} (x{res.gain:.1f})")
+        print(f"wrote {args.out}" + (f" and frames in {frames}" if frames else ""))
+    return 0
