@@ -20,12 +20,19 @@ from convscope.inspect.attribution import (  # noqa: E402
     explain_many,
     list_methods,
 )
+from convscope.inspect.dream import DreamConfig, dream  # noqa: E402
 from convscope.inspect.faithfulness import (  # noqa: E402
     FaithfulnessConfig,
     FaithfulnessResult,
     faithfulness,
 )
 from convscope.inspect.receptive import ReceptiveField, receptive_fields  # noqa: E402
+from convscope.inspect.synthesis.visualize import (  # noqa: E402
+    VisualizeConfig,
+    channel_images,
+    class_images,
+    visualize,
+)
 from convscope.models import build_model, list_models  # noqa: E402
 from convscope.models.arithmetic import (  # noqa: E402
     DoesNotFit,
@@ -42,10 +49,14 @@ __all__ = [
     "Attribution",
     "build_model",
     "build_spec",
+    "channel_images",
+    "class_images",
     "Classifier",
     "conv_arithmetic",
     "ConvscopeError",
     "DoesNotFit",
+    "dream",
+    "DreamConfig",
     "Evaluation",
     "explain",
     "explain_many",
@@ -69,5 +80,7 @@ __all__ = [
     "summarize",
     "train",
     "TrainConfig",
+    "visualize",
+    "VisualizeConfig",
     "Volume",
 ]
