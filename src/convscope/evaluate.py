@@ -152,12 +152,19 @@ def dataset_for_model(clf, name: str | None = None, *, data_root=None,
     stay unseen.  A folder dataset is decoded at the model's image size when ``fit_folder``
     (what evaluation needs), otherwise only when it is the model's own.
     """
-    from convscope.data import load_dataset
+    from convscope.data import load_dataset, parse_dataset_name
     from convscope.errors import UsageError
 
-    name = name or clf.meta.dataset
-    if not name or name == "arrays":
-        raise UsageError("this model was trained on arrays from the Python API; pass --data.")
+    if not name:
+        name = clf.meta.dataset
+        if not name or name == "arrays":
+            raise UsageError("this model was trained on arrays from the Python API; pass "
+                             "--data.")
+        try:
+            parse_dataset_name(name)
+        except UsageError:
+            raise UsageError(f"this model was trained on {name}, which convscope cannot "
+                             "load; pass --data NAME.") from None
     own = name == clf.meta.dataset or (
         name.startswith("folder:") and str(clf.meta.dataset).startswith("folder:")
         and Path(name[7:]).expanduser().resolve() == Path(clf.meta.dataset[7:]))

@@ -46,6 +46,18 @@ def _common(p, layer_help: str, out: bool = True, data: bool = False) -> None:
         p.add_argument("--out", required=True, metavar="PNG", help="the figure")
 
 
+def _images_args(p, split: bool = False, reduction: bool = False) -> None:
+    """Which images (--split) and how a layer's maps become one vector (--reduction)."""
+    if split:
+        p.add_argument("--split", choices=SPLITS, default="auto",
+                       help="auto: the test images of the model's own data, every image of "
+                            "any other (default auto)")
+    if reduction:
+        p.add_argument("--reduction", choices=("flatten", "avg"), default="flatten",
+                       help="a spatial layer as one vector: flatten (default), or avg over "
+                            "positions")
+
+
 def register(sub) -> None:
     p = _parser(sub, "layers", "layer names with their output shapes",
                 "List every layer a view's --layer accepts, with its type, its output "
@@ -96,8 +108,7 @@ def register(sub) -> None:
                    help=f"queries drawn (default {d.show})")
     p.add_argument("--database", type=positive_int, metavar="N",
                    help="search a seeded sample of N training images (default: all)")
-    p.add_argument("--reduction", choices=("flatten", "avg"), default=d.reduction,
-                   help="a spatial layer as one vector: flatten, or avg over positions")
+    _images_args(p, reduction=True)
     p.add_argument("--seed", type=int, default=d.seed, help="which queries (default 0)")
     p.add_argument("--json", action="store_true",
                    help="print the neighbours' indices, distances and labels as JSON")
@@ -115,11 +126,7 @@ def register(sub) -> None:
                    help="tsne (default) or pca")
     p.add_argument("--n", type=count_or_all, default=e.n, metavar="N|all",
                    help=f"images, a seeded sample (default {e.n})")
-    p.add_argument("--split", choices=SPLITS, default=e.split,
-                   help="auto: the test images of the model's own data, every image of any "
-                        "other (default auto)")
-    p.add_argument("--reduction", choices=("flatten", "avg"), default=e.reduction,
-                   help="a spatial layer as one vector: flatten, or avg over positions")
+    _images_args(p, split=True, reduction=True)
     p.add_argument("--perplexity", type=float, default=e.perplexity,
                    help=f"t-SNE perplexity (default {e.perplexity:g})")
     p.add_argument("--iterations", type=positive_int, default=e.iterations,
@@ -147,9 +154,7 @@ def register(sub) -> None:
     p.add_argument("--channels", type=channel_list, metavar="LIST",
                    help="channels, e.g. 0-15 or 3,7,9 (default: the first 16)")
     p.add_argument("--top", type=positive_int, default=9, help="patches per channel (default 9)")
-    p.add_argument("--split", choices=SPLITS, default="auto",
-                   help="auto: the test images of the model's own data, every image of any "
-                        "other (default auto)")
+    _images_args(p, split=True)
     p.add_argument("--n", type=count_or_all, default=None, metavar="N|all",
                    help="search a seeded sample of N images (default all)")
     p.add_argument("--seed", type=int, default=0, help="which sample (default 0)")

@@ -118,7 +118,9 @@ def default_activation_layer(calls: list[LayerCall]) -> str:
         c = calls[i]
         if isinstance(c.module, nn.Conv2d) or len(c.output_shape) != 3:
             break
-        if isinstance(c.module, ACTIVATIONS):
+        # an activation module, or the block around the conv (a conv-bn-relu module whose
+        # forward applies a functional ReLU, as in GoogLeNet)
+        if isinstance(c.module, ACTIVATIONS) or calls[conv].name.startswith(c.name + "."):
             name = _outermost(calls, i)
             if uses[name] == 1:  # a reused ReLU's output would be its last call's
                 return name

@@ -60,7 +60,8 @@ def image_set(clf: Classifier, data=None, split: str = "auto", *, n: int | None 
                                progress=progress)
         chosen = resolve_split(split, own)
         ev = ds.as_evaluation_split(chosen)
-        images, labels, classes, name = ev.test_images, ev.test_labels, ds.classes, ev.name
+        images, labels, classes = ev.test_images, ev.test_labels, ds.classes
+        name = f"{ds.name} ({chosen} images)"
     else:
         images = data if isinstance(data, torch.Tensor) and data.ndim == 4 and \
             data.dtype == torch.uint8 else clf.as_batch(data)
