@@ -160,6 +160,28 @@ def test_features_beat_pixels_on_mnist(mnist, mnist_data):
     assert js["queries"][0]["feature"]["labels"][0] == mnist_data.classes[int(r.feature.labels[0, 0])]
 
 
+def test_images_of_another_size_and_channels_are_converted():
+    from convscope.inspect.features import ModelImages, model_images
+    from convscope.models import ModelInput, build_model
+
+    torch.manual_seed(0)
+    clf = wrap(build_model("convnet:width=4,fc=8", ModelInput(3, 10, (16, 16))), channels=3,
+               image=16, classes=10)
+    ds = convscope.load_dataset("digits")                      # 8x8 grayscale
+    view = model_images(clf, ds.test_images)
+    assert isinstance(view, ModelImages) and len(view) == len(ds.test_images)
+    assert view[3:5].shape == (2, 3, 16, 16)
+    assert torch.equal(view[3:5], clf.as_batch(ds.test_images[3:5]))
+    r = neighbors(clf, ds, k=2, queries=10)
+    q, i = r.query_indices[4], r.feature.indices[4, 0]
+    x = clf.as_batch(torch.stack([ds.test_images[q], ds.train_images[i]]))
+    with capture(clf.model, ["fc1_relu"]) as acts, torch.no_grad():
+        clf.model(clf.preprocess(x))
+    f = acts["fc1_relu"]
+    assert float(r.feature.distances[4, 0]) == pytest.approx(float((f[0] - f[1]).norm()),
+                                                             abs=1e-4)
+
+
 def test_neighbors_errors(digits_model):
     with pytest.raises(UsageError, match="--k 2000 is more than the 1,437 training images"):
         neighbors(digits_model, k=2000)

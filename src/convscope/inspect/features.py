@@ -35,10 +35,13 @@ class ModelImages:
         return len(self.images)
 
     def __getitem__(self, index) -> torch.Tensor:
+        """``[i]`` -> (C, H, W); a slice -> (n, C, H, W), converted."""
         if isinstance(index, int):
             return self.clf.as_batch(self.images[index : index + 1])[0]
-        return self.clf.as_batch(self.images[index]) if len(self.images[index]) else (
-            torch.empty((0, self.clf.channels, *self.clf.image_size), dtype=torch.uint8))
+        part = self.images[index]
+        if len(part) == 0:
+            return torch.empty((0, self.clf.channels, *self.clf.image_size), dtype=torch.uint8)
+        return self.clf.as_batch(part)
 
 
 def model_images(clf: Classifier, images: torch.Tensor) -> torch.Tensor | ModelImages:

@@ -4,11 +4,11 @@ just before the classifier, the lecture's "FC7") and in pixel space, side by sid
 The label agreement of each space (the share of a query's k neighbours with the query's
 label) says in one number why features beat pixels.
 
->>> r = neighbors("runs/mnist/model.safetensors", "mnist5k", k=5)   # doctest: +SKIP
+>>> r = neighbors("runs/mnist3/model.safetensors", "mnist5k", k=5, queries=1000)  # doctest: +SKIP
 >>> r.agreement                                                      # doctest: +SKIP
-{'feature': 0.97, 'pixel': 0.93}
+{'feature': 0.974, 'pixel': 0.897}
 >>> r.feature.indices.shape                                          # doctest: +SKIP
-torch.Size([100, 5])
+torch.Size([1000, 5])
 """
 
 from __future__ import annotations
@@ -102,9 +102,9 @@ class Neighbours:
 
 
 # --------------------------------------------------------------------------- search
-def _prepared(x: torch.Tensor, metric: str) -> torch.Tensor:
-    """Rows as float vectors (uint8 pixels in [0, 1]); unit length for cosine."""
-    x = x.flatten(1).float()
+def _rows(x: torch.Tensor, metric: str) -> torch.Tensor:
+    """Rows as float vectors (uint8 pixels scaled to [0, 1]); unit length for cosine."""
+    x = x.flatten(1).float() / (255 if x.dtype == torch.uint8 else 1)
     return torch.nn.functional.normalize(x, dim=1) if metric == "cosine" else x
 
 
@@ -119,13 +119,11 @@ def knn(queries: torch.Tensor, database: torch.Tensor, k: int, metric: str = "l2
     """
     if metric not in METRICS:
         raise unknown_name("metric", metric, list(METRICS))
-    scale = (lambda t: t.float() / 255) if database.dtype == torch.uint8 else (  # noqa: E731
-        lambda t: t.float())
-    q = _prepared(scale(queries), metric)                              # (Q, D)
+    q = _rows(queries, metric)                                           # (Q, D)
     best_d = torch.empty(len(q), 0)
     best_i = torch.empty(len(q), 0, dtype=torch.long)
     for start in range(0, len(database), chunk):
-        x = _prepared(scale(database[start:start + chunk]), metric)      # (c, D)
+        x = _rows(database[start:start + chunk], metric)                 # (c, D)
         if metric == "cosine":
             d = (1 - q @ x.T).clamp_min(0)
         else:

@@ -9,9 +9,9 @@ all activations of a layer; each hit is cut from its image at the receptive fiel
 image index, then position, so the answer is reproducible, and under torchrun each
 process's candidates merge into exactly the single-process top-k.
 
->>> p = patches("runs/mnist/model.safetensors", "mnist5k", layer="conv2_2", top=9)  # doctest: +SKIP
->>> h = p.hits[0][0]; h.image, (h.y, h.x), h.activation, h.box                     # doctest: +SKIP
-(412, (5, 3), 7.91, (6, 2, 20, 16))
+>>> p = patches("runs/mnist3/model.safetensors", "mnist5k", layer="conv2_2")  # doctest: +SKIP
+>>> h = p.hits[0][0]; h.image, (h.y, h.x), round(h.activation, 3), h.box     # doctest: +SKIP
+(518, (6, 8), 2.748, (6, 10, 20, 24))
 """
 
 from __future__ import annotations
