@@ -21,11 +21,23 @@ from convscope.inspect.attribution import (  # noqa: E402
     list_methods,
 )
 from convscope.inspect.dream import DreamConfig, dream  # noqa: E402
+from convscope.inspect.embedding import EmbedConfig, Embedding, embed  # noqa: E402
 from convscope.inspect.faithfulness import (  # noqa: E402
     FaithfulnessConfig,
     FaithfulnessResult,
     faithfulness,
 )
+from convscope.inspect.filters import (  # noqa: E402
+    Activations,
+    ActivationsConfig,
+    Filters,
+    FiltersConfig,
+    activations,
+    filters,
+)
+from convscope.inspect.layers import LayerList, list_layers  # noqa: E402
+from convscope.inspect.neighbors import NeighborsConfig, Neighbours, neighbors  # noqa: E402
+from convscope.inspect.patches import Patches, PatchesConfig, patches  # noqa: E402
 from convscope.inspect.receptive import ReceptiveField, receptive_fields  # noqa: E402
 from convscope.inspect.synthesis.visualize import (  # noqa: E402
     VisualizeConfig,
@@ -46,6 +58,23 @@ from convscope.train import TrainConfig  # noqa: E402
 
 __all__ = [
     "__version__",
+    "activations",
+    "Activations",
+    "ActivationsConfig",
+    "embed",
+    "EmbedConfig",
+    "Embedding",
+    "filters",
+    "Filters",
+    "FiltersConfig",
+    "LayerList",
+    "list_layers",
+    "neighbors",
+    "NeighborsConfig",
+    "Neighbours",
+    "patches",
+    "Patches",
+    "PatchesConfig",
     "Attribution",
     "build_model",
     "build_spec",

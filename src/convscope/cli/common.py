@@ -48,17 +48,6 @@ def add_model_arg(p: argparse.ArgumentParser, default: str = "convnet") -> None:
                      "`convscope models` lists them")
 
 
-def add_target_args(p: argparse.ArgumentParser) -> None:
-    """MODEL (what `open_model` opens), --weights and --device: every look-inside command."""
-    p.add_argument("model", metavar="MODEL",
-                   help="a model file written by `convscope train`, or a torchvision "
-                        "classifier such as resnet18")
-    p.add_argument("--weights", metavar="DEFAULT|FILE",
-                   help="torchvision models: DEFAULT downloads ImageNet weights, FILE reads a "
-                        "local state dict (default: random weights)")
-    add_device_arg(p)
-
-
 def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where to compute (default: auto, CUDA when available)")
@@ -67,3 +56,14 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """MODEL (a model file or a torchvision classifier), --weights and --device."""
+    p.add_argument("model", metavar="MODEL",
+                   help="a model file written by `convscope train`, or a torchvision "
+                        "classifier such as resnet18")
+    p.add_argument("--weights", metavar="DEFAULT|FILE",
+                   help="torchvision models: DEFAULT downloads ImageNet weights, FILE reads a "
+                        "local state dict (default: random weights)")
+    add_device_arg(p)

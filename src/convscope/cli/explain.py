@@ -7,7 +7,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from convscope.cli.common import add_data_args, add_target_args, positive_int, print_json
+from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json
 from convscope.inspect.attribution import BASELINES, ExplainConfig, list_methods
 
 
@@ -19,10 +19,6 @@ def position(text: str) -> tuple[int, int]:
     if y < 0 or x < 0:
         raise argparse.ArgumentTypeError(f"a position is at least 0,0, got {text}")
     return y, x
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    add_target_args(p)
 
 
 def add_map_args(p: argparse.ArgumentParser) -> None:
