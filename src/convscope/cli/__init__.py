@@ -14,7 +14,7 @@ import sys
 from convscope.errors import ConvscopeError
 
 #: modules under convscope.cli, each with register(subparsers); order is the --help order
-COMMAND_MODULES = ("train", "evaluate", "predict", "catalog")
+COMMAND_MODULES = ("train", "evaluate", "predict", "style", "catalog")
 
 
 def build_parser() -> argparse.ArgumentParser:
