@@ -235,6 +235,9 @@ def test_gray_backbone_transfers_luminance(digits_model):
     assert any("one channel" in n for n in r.config.notices)
     content = read_rgb("sample:chelsea", 32)
     assert chroma_distance(torch.from_numpy(r.image).permute(2, 0, 1) / 255, content) < 0.01
+    with pytest.raises(ConvscopeError, match="choose convolutional layers"):  # fc1 needs 8 px
+        stylize("sample:chelsea", "sample:ihc", backbone=str(digits_model), size=32, steps=1,
+                style_layers=["fc1"], progress=False)
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -285,3 +288,13 @@ def test_cli_refuses_to_overwrite_inputs_and_outputs(tmp_path):
                    "--out", tmp_path / "o.png", "--size", "16", "--steps", "1", "--backbone",
                    TINY, check=1)
     assert "the mask has 1 colour(s) covering 1% of it or more, but 2 styles" in proc.stderr
+
+
+def test_a_module_with_a_fixed_input_size_needs_named_layers():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 8 * 8, 2))  # traces only at 8 px
+    with pytest.raises(UsageError, match="--content-layer and --style-layers"):
+        stylize("sample:chelsea", "sample:ihc", backbone=net, size=16, steps=1, progress=False)
+    r = stylize("sample:chelsea", "sample:ihc", backbone=net, size=16, steps=2, progress=False,
+                content_layer="1", style_layers=["0", "1"])
+    assert r.image.shape == (11, 16, 3) and r.config.style_layers == ["0", "1"]

@@ -346,7 +346,10 @@ def from_module(net: nn.Module, name: str = "model", mean=IMAGENET_MEAN, std=IMA
     fully connected head fixes it)."""
     backbone = StyleBackbone(net, name, "", [], mean=tuple(mean), std=tuple(std),
                              channels=channels, aliases=conventional_aliases(net))
-    backbone.content_layer, backbone.style_layers = default_layers(net, backbone.prepare, size)
+    try:
+        backbone.content_layer, backbone.style_layers = default_layers(net, backbone.prepare, size)
+    except RuntimeError:  # the net refuses a size x size input: the caller must name layers
+        pass
     return backbone
 
 

@@ -27,7 +27,7 @@ class StyleConfig:
     #: longer side of the output, px
     size: int = 256
     #: optimisation steps at each scale (one forward and backward pass each)
-    steps: int = 200
+    steps: int = 100
     optimizer: str = "lbfgs"
     #: step size; None: 1.0 for L-BFGS, 0.02 for Adam
     lr: float | None = None

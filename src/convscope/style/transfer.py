@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from convscope.errors import UsageError
 from convscope.images import fit_image, load_image_scaled, to_pil
 from convscope.progress import progress_bar
 from convscope.samples import resolve as resolve_sample
@@ -113,6 +114,10 @@ class Job:
     def __init__(self, config: StyleConfig, backbone: StyleBackbone, device: torch.device,
                  content, styles: list, fine_style=None):
         self.config, self.backbone, self.device = config, backbone, device
+        if not (config.content_layer or backbone.content_layer) or \
+                not (config.style_layers or backbone.style_layers):
+            raise UsageError(f"no default layers could be traced in {backbone.name}; name "
+                             "them with --content-layer and --style-layers.")
         self.content_layer = backbone.resolve(config.content_layer or backbone.content_layer)
         self.style_layers = [backbone.resolve(n) for n in config.style_layers or backbone.style_layers]
         self.luminance = config.preserve_color == "luminance" or backbone.channels == 1
