@@ -147,3 +147,24 @@ def test_torchrun_needs_out(tmp_path):
     assert "under torchrun, pass --out DIR" in proc.stderr
     # torchrun itself reports a failed worker with its own traceback; ours has none
     assert "src/convscope" not in proc.stderr
+
+
+# (no "--n": torchrun's own parser would take it for an abbreviation of its options)
+@pytest.mark.parametrize("view", [
+    ["patches", "--layer", "conv1_2", "--channels", "0-3", "--top", "5"],
+    ["neighbors", "--queries", "40", "--k", "3"],
+    ["embed", "--method", "pca"],
+])
+def test_views_under_torchrun_match_one_process(tmp_path, digits_model, view):
+    """Sharded extraction gives exactly the single-process top-k patches, neighbours and
+    embedding coordinates."""
+    def result(text):
+        data = json.loads(text)
+        data.pop("config", None)
+        return data
+
+    one = run_cli(view[0], digits_model, *view[1:], "--json", "--quiet", "--out",
+                  tmp_path / "one.png").stdout
+    two = torchrun("-m", "convscope", view[0], digits_model, *view[1:], "--json", "--quiet",
+                   "--out", tmp_path / "two.png").stdout
+    assert result(one) == result(two)
