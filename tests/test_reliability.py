@@ -20,8 +20,8 @@ from convscope.errors import ConvscopeError
 from convscope.train.checkpoint import CHECKPOINT_NAME
 from tests.conftest import ROOT, run_cli
 
-# long enough to be killed mid-epoch: 2 epochs of 94 steps with random crop+flip on
-TRAIN = ["train", "--data", "fake:size=16,n=1500,test=100,classes=4", "--model",
+# long enough to be killed mid-epoch: 2 epochs of 50 steps with random crop+flip on
+TRAIN = ["train", "--data", "fake:size=12,n=800,test=100,classes=4", "--model",
          "convnet:width=8,fc=32,dropout=0.2", "--epochs", "2", "--batch-size", "16", "--seed",
          "3", "--quiet"]
 
@@ -62,14 +62,14 @@ def test_kill_mid_epoch_then_resume_gives_identical_weights(uninterrupted, tmp_p
     where = None
     while time.time() < deadline and proc.poll() is None:
         where = checkpoint_step(out)
-        if where and where[0] == 1 and where[1] >= 30:
+        if where and where[0] == 1 and where[1] >= 20:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.02)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     where = checkpoint_step(out)
-    assert where[0] == 1 and 0 < where[1] < 94  # the checkpoint resumed from is mid-epoch
+    assert where[0] == 1 and 0 < where[1] < 50  # the checkpoint resumed from is mid-epoch
     assert not (out / "model.safetensors").exists()
 
     proc = run_cli("train", "--resume", out, "--quiet")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import sys
 
 import numpy as np
@@ -51,7 +52,9 @@ def test_the_page_is_one_offline_document(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     page = r.text
-    assert "http://" not in page and "https://" not in page and "<script src" not in page
+    # nothing fetched from anywhere else: no URL in a src or href, no external script
+    assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", page)
+    assert "<script src" not in page and "@import" not in page
     assert 'id="file"' in page and 'id="drop"' in page
     csp = r.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp
@@ -97,6 +100,68 @@ def test_browsing_test_images_by_index(client, dataset):
     item = client.get("/api/test/10").json()
     assert item["index"] == 10 and item["label"] == page["items"][0]["label"]
     assert len(item["top5"]) == 5 and len(item["overlays"]) == 5
+
+
+def test_neighbours_of_a_test_image_equal_issue_4s_search(client, clf, dataset):
+    """The app's neighbours are the same search as `convscope neighbors` (whose knn is
+    tested against scikit-learn): the nearest training images by features and by pixels."""
+    from convscope.inspect.features import extract
+    from convscope.inspect.layers import choose_layer
+    from convscope.inspect.neighbors import knn
+
+    item = client.get("/api/test/7").json()
+    nb = item["neighbours"]
+    layer = choose_layer(clf, None, "neighbors")
+    assert nb["layer"] == layer and nb["database"] == len(dataset.train_images)
+    feats = extract(clf, dataset.train_images, [layer], reduction="flatten",
+                    progress=False)[layer].flatten(1)
+    q = extract(clf, dataset.test_images[7:8], [layer], reduction="flatten",
+                progress=False)[layer].flatten(1)
+    _, fi = knn(q, feats, 6)
+    _, pi = knn(dataset.test_images[7:8], dataset.train_images, 6)
+    assert [n["index"] for n in nb["feature"]] == fi[0].tolist()
+    assert [n["index"] for n in nb["pixel"]] == pi[0].tolist()
+    first = nb["pixel"][0]
+    assert first["label"] == dataset.classes[int(dataset.train_labels[first["index"]])]
+    assert np.array_equal(decoded(first["src"]), dataset.train_images[first["index"], 0].numpy())
+
+
+def test_layers_filters_and_activations(client, clf, dataset):
+    from convscope.inspect.filters import activations, filters
+
+    layers = client.get("/api/layers").json()
+    names = [layer["name"] for layer in layers["layers"]]
+    assert names[0] == "conv1_1" and layers["defaults"]["filters"] == "conv1_1"
+    f = client.get("/api/filters?layer=conv2_1").json()
+    assert f["layer"] == "conv2_1" and f["describe"] == filters(clf, layer="conv2_1").describe()
+    assert np.array_equal(decoded(f["src"])[..., :3], filters(clf, layer="conv2_1").render())
+    a = client.get("/api/activations?layer=relu1_1&index=5").json()
+    expected = activations(clf, dataset.test_images[5], layer="relu1_1")
+    assert a["describe"] == expected.describe()
+    assert np.array_equal(decoded(a["src"])[..., :3], expected.render())
+    upload = png_bytes(dataset.test_images[5, 0].numpy())
+    b = client.post("/api/activations?layer=relu1_1", content=upload).json()
+    assert b["describe"] == a["describe"]
+    r = client.get("/api/filters?layer=relu1_1")  # a ReLU has no filters: said, not failed
+    assert r.status_code == 400 and "has no filters to draw" in r.json()["error"]
+    r = client.get("/api/filters?layer=../../etc/passwd")
+    assert r.status_code == 400 and "unknown layer" in r.json()["error"]
+
+
+def test_the_tsne_map(client, dataset):
+    m = client.get("/api/tsne").json()
+    n = min(ServeConfig().tsne_n, len(dataset.test_images))
+    assert m["n"] == n == len(m["points"]) and m["classes"] == dataset.classes
+    xy = np.array([p[:2] for p in m["points"]])
+    assert xy.min() == 0 and xy.max() == 1 and xy.std(0).min() > 0.1
+    for _x, _y, index, label in m["points"][:50]:
+        assert label == int(dataset.test_labels[index])
+    # t-SNE of trained features keeps classes together: a point's nearest point on the map
+    # shares its label far more often than chance (10 classes: 10%)
+    labels = np.array([p[3] for p in m["points"]])
+    d = ((xy[:, None] - xy[None]) ** 2).sum(-1) + np.eye(len(xy)) * 9
+    assert (labels[d.argmin(1)] == labels).mean() > 0.5
+    assert client.get("/api/tsne").json() == m  # computed once
 
 
 def test_an_oversized_upload_gets_413(client):

@@ -21,11 +21,23 @@ from convscope.inspect.attribution import (  # noqa: E402
     list_methods,
 )
 from convscope.inspect.dream import DreamConfig, dream  # noqa: E402
+from convscope.inspect.embedding import EmbedConfig, Embedding, embed  # noqa: E402
 from convscope.inspect.faithfulness import (  # noqa: E402
     FaithfulnessConfig,
     FaithfulnessResult,
     faithfulness,
 )
+from convscope.inspect.filters import (  # noqa: E402
+    Activations,
+    ActivationsConfig,
+    Filters,
+    FiltersConfig,
+    activations,
+    filters,
+)
+from convscope.inspect.layers import LayerList, list_layers  # noqa: E402
+from convscope.inspect.neighbors import NeighborsConfig, Neighbours, neighbors  # noqa: E402
+from convscope.inspect.patches import Patches, PatchesConfig, patches  # noqa: E402
 from convscope.inspect.receptive import ReceptiveField, receptive_fields  # noqa: E402
 from convscope.inspect.synthesis.visualize import (  # noqa: E402
     VisualizeConfig,
@@ -42,10 +54,14 @@ from convscope.models.arithmetic import (  # noqa: E402
 )
 from convscope.models.spec import build_spec, parse_spec  # noqa: E402
 from convscope.models.summary import layer_table, summarize  # noqa: E402
+from convscope.style import StyleConfig, stylize  # noqa: E402
 from convscope.train import TrainConfig  # noqa: E402
 
 __all__ = [
     "__version__",
+    "activations",
+    "Activations",
+    "ActivationsConfig",
     "Attribution",
     "build_model",
     "build_spec",
@@ -57,6 +73,9 @@ __all__ = [
     "DoesNotFit",
     "dream",
     "DreamConfig",
+    "embed",
+    "EmbedConfig",
+    "Embedding",
     "Evaluation",
     "explain",
     "explain_many",
@@ -64,19 +83,32 @@ __all__ = [
     "faithfulness",
     "FaithfulnessConfig",
     "FaithfulnessResult",
+    "filters",
+    "Filters",
+    "FiltersConfig",
     "ImageDataset",
     "layer_table",
+    "LayerList",
     "list_datasets",
+    "list_layers",
     "list_methods",
     "list_models",
     "load",
     "load_dataset",
+    "neighbors",
+    "NeighborsConfig",
+    "Neighbours",
     "parse_spec",
+    "Patches",
+    "patches",
+    "PatchesConfig",
     "pool_arithmetic",
     "predict",
     "receptive_fields",
     "ReceptiveField",
     "resume",
+    "StyleConfig",
+    "stylize",
     "summarize",
     "train",
     "TrainConfig",

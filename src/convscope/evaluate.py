@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -136,3 +137,50 @@ def check_compatible(clf, data) -> None:
             f"has {data.image_size[0]}x{data.image_size[1]}; pass --image-size "
             f"{clf.image_size[0]} to resize the data."
         )
+
+
+SPLITS = ("auto", "test", "train", "all")
+
+
+def dataset_for_model(clf, name: str | None = None, *, data_root=None,
+                      image_size: int | None = None, fit_folder: bool = True,
+                      progress: bool = True):
+    """``(dataset, own)``: the dataset called ``name`` (None: the one the model was trained
+    on), and whether it is the model's own training data.
+
+    The model's own data is split exactly as in training (its holdout), so its test images
+    stay unseen.  A folder dataset is decoded at the model's image size when ``fit_folder``
+    (what evaluation needs), otherwise only when it is the model's own.
+    """
+    from convscope.data import load_dataset, parse_dataset_name
+    from convscope.errors import UsageError
+
+    if not name:
+        name = clf.meta.dataset
+        if not name or name == "arrays":
+            raise UsageError("this model was trained on arrays from the Python API; pass "
+                             "--data.")
+        try:
+            parse_dataset_name(name)
+        except UsageError:
+            raise UsageError(f"this model was trained on {name}, which convscope cannot "
+                             "load; pass --data NAME.") from None
+    own = name == clf.meta.dataset or (
+        name.startswith("folder:") and str(clf.meta.dataset).startswith("folder:")
+        and Path(name[7:]).expanduser().resolve() == Path(clf.meta.dataset[7:]))
+    size = image_size
+    if size is None and name.startswith("folder:") and (fit_folder or own):
+        size = clf.image_size[0]  # user folders take the model's size
+    holdout = clf.meta.train_config.get("holdout") if own else None
+    ds = load_dataset(name, data_root=data_root, image_size=size, holdout=holdout,
+                      progress=progress)
+    return ds, own
+
+
+def resolve_split(split: str, own: bool) -> str:
+    """``auto`` is the test split of the model's own data and every image of any other."""
+    from convscope.errors import unknown_name
+
+    if split not in SPLITS:
+        raise unknown_name("split", split, list(SPLITS))
+    return split if split != "auto" else ("test" if own else "all")

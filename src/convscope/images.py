@@ -178,16 +178,27 @@ def load_image(source: ImageLike, size: tuple[int, int] | None, channels: int) -
     Accepts a path, encoded bytes, a PIL image, a uint8 HWC/HW numpy array, or a
     tensor (uint8 CHW, or float CHW in [0, 1]).
     """
+    return fit_image(to_pil(source), size, channels)
+
+
+def to_pil(source: ImageLike) -> Image.Image:
+    """Any supported image input decoded to an upright "L" or "RGB" PIL image."""
     if isinstance(source, (str, os.PathLike, bytes)):
-        img = open_image(source)
-    elif isinstance(source, Image.Image):
-        img = to_standard_mode(ImageOps.exif_transpose(source))
-    elif isinstance(source, (np.ndarray, torch.Tensor)):
-        img = array_to_pil(source)
-    else:
-        raise ImageError(f"cannot use a {type(source).__name__} as an image; pass a path, "
-                         "bytes, PIL image, numpy array or tensor.", "format")
-    return fit_image(img, size, channels)
+        return open_image(source)
+    if isinstance(source, Image.Image):
+        return to_standard_mode(ImageOps.exif_transpose(source))
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        return array_to_pil(source)
+    raise ImageError(f"cannot use a {type(source).__name__} as an image; pass a path, "
+                     "bytes, PIL image, numpy array or tensor.", "format")
+
+
+def load_image_scaled(source: ImageLike, longer: int, channels: int) -> np.ndarray:
+    """An image as (C, H, W) uint8 with its longer side ``longer`` px and its aspect kept."""
+    img = to_pil(source)
+    w, h = img.size
+    scale = longer / max(w, h)
+    return fit_image(img, (max(1, round(h * scale)), max(1, round(w * scale))), channels)
 
 
 def array_to_pil(arr: np.ndarray | torch.Tensor) -> Image.Image:

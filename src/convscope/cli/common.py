@@ -56,3 +56,14 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """MODEL (a model file or a torchvision classifier), --weights and --device."""
+    p.add_argument("model", metavar="MODEL",
+                   help="a model file written by `convscope train`, or a torchvision "
+                        "classifier such as resnet18")
+    p.add_argument("--weights", metavar="DEFAULT|FILE",
+                   help="torchvision models: DEFAULT downloads ImageNet weights, FILE reads a "
+                        "local state dict (default: random weights)")
+    add_device_arg(p)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from convscope.cli.common import add_data_args, add_device_arg, positive_int, print_json
 
 
@@ -29,24 +27,11 @@ def register(sub) -> None:
 def dataset_for(clf, args):
     """The dataset to evaluate on (--data, or the one the model was trained on), with the
     evaluated split moved into its test images."""
-    from convscope.data import load_dataset
-    from convscope.errors import UsageError
+    from convscope.evaluate import dataset_for_model, resolve_split
 
-    name = args.data or clf.meta.dataset
-    if not name or name == "arrays":
-        raise UsageError("this model was trained on arrays from the Python API; pass --data.")
-    size = args.image_size
-    if size is None and name.startswith("folder:"):  # user folders take the model's size
-        size = clf.image_size[0]
-    own = name == clf.meta.dataset or (
-        name.startswith("folder:") and clf.meta.dataset.startswith("folder:")
-        and Path(name[7:]).expanduser().resolve() == Path(clf.meta.dataset[7:]))
-    # the model's own data is split exactly as in training, so its test images stay unseen
-    holdout = clf.meta.train_config.get("holdout") if own else None
-    ds = load_dataset(name, data_root=args.data_root, image_size=size, holdout=holdout,
-                      progress=not args.quiet)
-    split = args.split if args.split != "auto" else ("test" if own else "all")
-    return ds.as_evaluation_split(split)
+    ds, own = dataset_for_model(clf, args.data, data_root=args.data_root,
+                                image_size=args.image_size, progress=not args.quiet)
+    return ds.as_evaluation_split(resolve_split(args.split, own))
 
 
 def run(args) -> int:

@@ -7,7 +7,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from convscope.cli.common import add_data_args, add_device_arg, positive_int, print_json
+from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json
 from convscope.inspect.attribution import BASELINES, ExplainConfig, list_methods
 
 
@@ -19,16 +19,6 @@ def position(text: str) -> tuple[int, int]:
     if y < 0 or x < 0:
         raise argparse.ArgumentTypeError(f"a position is at least 0,0, got {text}")
     return y, x
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL",
-                   help="a model file written by `convscope train`, or a torchvision "
-                        "classifier such as resnet18")
-    p.add_argument("--weights", metavar="DEFAULT|FILE",
-                   help="torchvision models: DEFAULT downloads ImageNet weights, FILE reads a "
-                        "local state dict (default: random weights)")
-    add_device_arg(p)
 
 
 def add_map_args(p: argparse.ArgumentParser) -> None:

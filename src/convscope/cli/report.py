@@ -128,12 +128,12 @@ def run_serve(args) -> int:
         config = replace(config, port=free_port(config.host))
     clf = open_model(args.model, args.weights, args.device)
     try:
-        dataset = open_report_data(clf, args.data, data_root=args.data_root,
-                                   image_size=args.image_size, progress=True)
+        dataset, split = open_report_data(clf, args.data, data_root=args.data_root,
+                                          image_size=args.image_size, progress=True)
     except ConvscopeError:
         if args.data:  # asked for and unusable: say so
             raise
-        dataset = None  # e.g. an ImageNet model: uploads only
+        dataset, split = None, "test"  # e.g. an ImageNet model: uploads only
         print(f"no test images: {clf.meta.dataset or 'the model'}'s data cannot be loaded; "
               "pass --data NAME to browse some.", file=sys.stderr)
     host = f"[{config.host}]" if ":" in config.host else config.host
@@ -141,5 +141,5 @@ def run_serve(args) -> int:
     if config.host not in LOOPBACK:
         print(f"listening on {config.host}: anyone who can reach this machine can use the app.",
               file=sys.stderr)
-    serve(clf, dataset, config)
+    serve(clf, dataset, config, split=split)
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from convscope.cli.common import add_device_arg, nonneg_float, positive_int, print_json
+from convscope.cli import common
+from convscope.cli.common import nonneg_float, positive_int, print_json
 from convscope.errors import UsageError
 from convscope.inspect.synthesis.param import PARAMS
 
@@ -32,13 +33,7 @@ OVERRIDES = [
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL",
-                   help="a model file written by `convscope train`, or a torchvision "
-                        "classifier such as resnet18")
-    p.add_argument("--weights", metavar="DEFAULT|FILE",
-                   help="torchvision models: DEFAULT downloads ImageNet weights; FILE reads a "
-                        "local state dict (default: random weights)")
-    add_device_arg(p)
+    common.add_model_args(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

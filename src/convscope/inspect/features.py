@@ -20,12 +20,44 @@ from convscope.progress import progress_bar
 REDUCTIONS = ("none", "flatten", "avg")
 
 
+class ModelImages:
+    """A dataset's uint8 ``(N, C, H, W)`` images seen at a model's size and channels.
+
+    Slicing converts only the slice (``Classifier.as_batch``: resize, centre crop,
+    gray <-> RGB), so 10,000 28x28 digits can go through a 224x224 RGB network without
+    holding 10,000 converted copies.  :func:`iterate` takes it like a tensor.
+    """
+
+    def __init__(self, clf: Classifier, images: torch.Tensor):
+        self.clf, self.images = clf, images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        """``[i]`` -> (C, H, W); a slice -> (n, C, H, W), converted."""
+        if isinstance(index, int):
+            return self.clf.as_batch(self.images[index : index + 1])[0]
+        part = self.images[index]
+        if len(part) == 0:
+            return torch.empty((0, self.clf.channels, *self.clf.image_size), dtype=torch.uint8)
+        return self.clf.as_batch(part)
+
+
+def model_images(clf: Classifier, images: torch.Tensor) -> torch.Tensor | ModelImages:
+    """``images`` as they are when they fit the model, else converted slice by slice."""
+    fits = (images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == clf.channels
+            and tuple(images.shape[-2:]) == clf.image_size)
+    return images if fits else ModelImages(clf, images)
+
+
 def iterate(clf: Classifier, images: torch.Tensor, layers: list[str], *, batch_size: int = 256,
             progress: bool = True, desc: str = "features",
             shard: bool = True) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """Yield ``(indices, {layer: activations})`` batch by batch, activations on the CPU.
 
-    ``images`` are uint8 ``(N, C, H, W)`` at the model's image size.  With ``shard``
+    ``images`` are uint8 ``(N, C, H, W)`` at the model's image size (or a
+    :class:`ModelImages` view that converts them batch by batch).  With ``shard``
     (the default) a torchrun process sees only its share of the batches; ``indices``
     are always positions in the full ``images``, so streaming consumers can merge
     shares.

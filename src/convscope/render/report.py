@@ -34,7 +34,7 @@ from convscope.errors import ConvscopeError, UsageError, unknown_name
 from convscope.evaluate import Evaluation, evaluate_logits
 from convscope.progress import progress_bar
 from convscope.render import html as H
-from convscope.render.figures import _plt, confusion_figure, figure_png
+from convscope.render.figures import _plt, confusion_figure, figure_png, image_png
 
 CONFIG_ID = "convscope-config"
 
@@ -126,10 +126,16 @@ class ReportContext:
     the config, and results computed once and shared (the logits of the test images)."""
 
     clf: Classifier
-    dataset: ImageDataset
+    source: ImageDataset    # the dataset as loaded: train split (neighbours) and test split
+    split: str              # the split scored: "test" of the model's own data, else "all"
     config: ReportConfig
     model_path: Path | None = None
     facts: dict = field(default_factory=dict)  # what sections measured, for the record
+
+    @cached_property
+    def dataset(self) -> ImageDataset:
+        """The dataset with the scored split as its test images."""
+        return self.source.as_evaluation_split(self.split)
 
     @property
     def images(self) -> torch.Tensor:
@@ -184,24 +190,17 @@ class Report:
 
 
 def open_report_data(clf: Classifier, data, *, data_root=None, image_size: int | None = None,
-                     progress: bool = True) -> ImageDataset:
-    """The dataset a report scores: an ImageDataset as given, or a name (None: the model's
-    own data, split exactly as in training, so its test images stay unseen; any other
-    dataset is scored on all its images)."""
-    if isinstance(data, ImageDataset):
-        return data
-    # TEMPORARY until issue 4's evaluate.dataset_for_model lands on main
-    from convscope.data import load_dataset
+                     progress: bool = True) -> tuple[ImageDataset, str]:
+    """``(dataset, split)``: the dataset a report (or the web app) looks at, and the split
+    it scores: a name (None: the model's own data, split exactly as in training, so its
+    test images stay unseen) or an ImageDataset; ``auto`` scores the test images of the
+    model's own data and every image of any other (as ``convscope evaluate`` does)."""
+    from convscope.evaluate import resolve_split
+    from convscope.inspect.sources import open_dataset
 
-    name = data or clf.meta.dataset
-    if not name or name == "arrays":
-        raise UsageError("this model was trained on arrays from the Python API; pass --data.")
-    own = name == clf.meta.dataset
-    size = image_size or (clf.image_size[0] if name.startswith("folder:") else None)
-    holdout = clf.meta.train_config.get("holdout") if own else None
-    ds = load_dataset(name, data_root=data_root, image_size=size, holdout=holdout,
-                      progress=progress)
-    return ds.as_evaluation_split("test" if own else "all")
+    ds, own = open_dataset(clf, data, data_root=data_root, image_size=image_size,
+                           progress=progress)
+    return ds, resolve_split("auto", own)
 
 
 def build_report(model, data=None, config: ReportConfig | None = None, *,
@@ -230,11 +229,12 @@ def build_report(model, data=None, config: ReportConfig | None = None, *,
                       enable=progress) as bar:
         bar.set_postfix_str("data")
         t = time.perf_counter()
-        dataset = open_report_data(clf, data if data is not None else config.data,
-                                   data_root=data_root, image_size=image_size, progress=False)
-        seconds["data"] = time.perf_counter() - t
+        source, split = open_report_data(clf, data if data is not None else config.data,
+                                         data_root=data_root, image_size=image_size,
+                                         progress=False)
+        seconds["data"] = round(time.perf_counter() - t, 3)
         bar.update(1)
-        ctx = ReportContext(clf, dataset, config, model_path)
+        ctx = ReportContext(clf, source, split, config, model_path)
         parts = []
         for s in sections:
             bar.set_postfix_str(s.name)
@@ -435,6 +435,68 @@ def mistakes_section(ctx: ReportContext) -> str:
               f"{ctx.clf.classes[int(pred[i])]} {float(conf[i]):.2f}", "wrong") for i in order]
     return (f"<p>{len(wrong):,} of {len(ctx.labels):,} test images are wrong; the "
             f"{len(order)} most confident:</p>" + tiles(items, display_side(ctx.clf)))
+
+
+@register_section("filters", "First-layer filters", "The weights of the first convolution, "
+                  "one tile per filter: trained filters look like oriented edges, colour blobs "
+                  "and stroke pieces; noise means the layer learned little.")
+def filters_section(ctx: ReportContext) -> str:
+    from convscope.inspect.filters import filters
+
+    f = filters(ctx.clf)
+    ctx.facts["filters"] = f.to_dict()
+    return f"<p>{H.esc(f.describe())}.</p>" + H.img(image_png(f.render()), "filters", "fig")
+
+
+@register_section("neighbours", "Nearest neighbours: features against pixels", "For test "
+                  "images (left), the nearest training images by the network's features "
+                  "(\"FC7\") beside the nearest by raw pixels; green: same label as the "
+                  "query, red: another. Feature neighbours share meaning, pixel neighbours "
+                  "only colour and layout.", costly=True, weight=2)
+def neighbours_section(ctx: ReportContext) -> str:
+    from convscope.inspect.neighbors import neighbors
+
+    c = ctx.config
+    queries = min(len(ctx.source.test_images), max(100, c.neighbour_queries))
+    r = neighbors(ctx.clf, ctx.source, queries=queries, show=c.neighbour_queries, k=6,
+                  database=c.neighbour_database, seed=c.seed)
+    ctx.facts["neighbour_agreement"] = r.agreement
+    return (f"<p>Label agreement of the {r.config.k} nearest of {r.config.database:,} training "
+            f"images, over {len(r.query_indices)} test images: <b>"
+            f"{100 * r.agreement['feature']:.1f}%</b> in feature space ({H.esc(r.config.layer)}"
+            f"), {100 * r.agreement['pixel']:.1f}% in pixel space.</p>"
+            + H.img(image_png(r.render()), "neighbours", "fig"))
+
+
+@register_section("tsne", "t-SNE map of the test images", "The feature vectors of test "
+                  "images laid out in 2-D by t-SNE (openTSNE): nearby points are images the "
+                  "network sees as alike. Left: coloured by true class; right: the images "
+                  "themselves on a grid in the same layout.", costly=True, weight=3)
+def tsne_section(ctx: ReportContext) -> str:
+    from convscope.inspect.embedding import embed
+
+    e = embed(ctx.clf, ctx.source, split=ctx.split, n=min(ctx.config.n, len(ctx.images)),
+              seed=ctx.config.seed)
+    ctx.facts["tsne"] = {"n": e.config.n, "layer": e.config.layer}
+    return (f"<p>{e.config.n:,} test images, layer {H.esc(e.config.layer)}.</p>"
+            + H.img(image_png(e.render()), "t-SNE map", "fig"))
+
+
+@register_section("patches", "What units respond to", "For a few channels of the last "
+                  "convolutional layer, the test-image patches (each unit's receptive field) "
+                  "that excite it most, strongest first: what that unit detects.",
+                  costly=True, weight=2)
+def patches_section(ctx: ReportContext) -> str:
+    from convscope.inspect.patches import patches
+
+    p = patches(ctx.clf, ctx.source, split=ctx.split, seed=ctx.config.seed)
+    k = ctx.config.patch_units  # the first k of the channels searched (16, or all there are)
+    p = replace(p, hits=p.hits[:k], config=replace(p.config, channels=p.config.channels[:k]))
+    ctx.facts["patches"] = {"layer": p.config.layer, "channels": list(p.config.channels)}
+    return (f"<p>Layer {H.esc(p.config.layer)}, channels "
+            f"{', '.join(map(str, p.config.channels))}, over {p.config.n:,} test images; "
+            f"receptive field {p.field.size[0]}x{p.field.size[1]} px.</p>"
+            + H.img(image_png(p.render()), "maximally activating patches", "fig"))
 
 
 @register_section("explanations", "Why: attribution maps", "For sample test images, which "

@@ -9,8 +9,14 @@ JSON API behind it:
                                       per explanation method
 ``GET  /api/info``                    the model, its classes, methods and test images
 ``GET  /api/test?start=&count=``      a page of test images (index and label)
-``GET  /api/test/{index}``            one test image: top-5, overlays (and neighbours)
+``GET  /api/test/{index}``            one test image: top-5, overlays, its nearest
+                                      training images in feature and in pixel space
 ``GET  /api/test/{index}/image.png``  the test image itself
+``GET  /api/layers``                  every layer, with each view's default
+``GET  /api/filters?layer=``          a layer's filters as a picture
+``GET  /api/activations?layer=&index=``  a test image's activation maps at a layer
+``POST /api/activations?layer=``      the same for an uploaded image (the body)
+``GET  /api/tsne``                    t-SNE coordinates of a sample of the test images
 ====================================  =====================================================
 
 Security, because demo servers in this field have a record of arbitrary-file reads and
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations here
@@ -107,9 +114,23 @@ class Workbench:
     call it directly too).  Model work runs under ``lock``."""
 
     clf: Classifier
-    dataset: ImageDataset | None
+    source: ImageDataset | None   # the dataset as loaded (its training split: neighbours)
     config: ServeConfig
+    #: the split browsed: "test" (the model's own data) or "all" (any other)
+    split: str = "test"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cache: dict = field(default_factory=dict)  # computed once, under the lock
+
+    @cached_property
+    def dataset(self) -> ImageDataset | None:
+        """The dataset with the browsed split as its test images."""
+        return None if self.source is None else self.source.as_evaluation_split(self.split)
+
+    def once(self, key, compute):
+        """``compute()`` the first time ``key`` is asked for; call with the lock held."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
     # ---- inputs
     def decode(self, data: bytes) -> torch.Tensor:
@@ -175,17 +196,110 @@ class Workbench:
     def test_item(self, index: int) -> dict:
         image = self.test_image(index)
         out = self.analyze(self.clf.as_batch(image[None]))
-        out.update(index=index, label=self.dataset.classes[int(self.dataset.test_labels[index])])
+        out.update(index=index, label=self.dataset.classes[int(self.dataset.test_labels[index])],
+                   neighbours=self.neighbours(image))
         return out
+
+    # ---- neighbours
+    def _database(self) -> dict:
+        """The training images searched (a seeded sample) and their features, once."""
+        from convscope.inspect.features import extract, model_images
+        from convscope.inspect.layers import choose_layer
+        from convscope.inspect.sources import sample
+
+        ds = self.source
+        idx = sample(len(ds.train_images), self.config.neighbour_database, self.config.seed)
+        images = ds.train_images[idx]
+        layer = choose_layer(self.clf, None, "neighbors")
+        feats = extract(self.clf, model_images(self.clf, images), [layer], reduction="flatten",
+                        progress=False)[layer].flatten(1)
+        return {"indices": idx, "images": images, "labels": ds.train_labels[idx],
+                "features": feats, "layer": layer}
+
+    def neighbours(self, image: torch.Tensor) -> dict | None:
+        """The k nearest training images of a test image (C, H, W): by the network's
+        features and by raw pixels, nearest first."""
+        from convscope.inspect.features import extract, model_images
+        from convscope.inspect.neighbors import knn
+
+        if self.source is None or len(self.source.train_images) == 0:
+            return None
+        with self.lock:
+            db = self.once("database", self._database)
+            q = extract(self.clf, model_images(self.clf, image[None]), [db["layer"]],
+                        reduction="flatten", progress=False)[db["layer"]].flatten(1)
+        k = min(self.config.k, len(db["images"]))
+
+        def found(indices, distances):
+            return [{"index": int(db["indices"][i]), "distance": round(float(d), 4),
+                     "label": self.source.classes[int(db["labels"][i])],
+                     "src": H.data_uri(image_png(db["images"][i]))}
+                    for i, d in zip(indices[0], distances[0])]
+
+        fd, fi = knn(q, db["features"], k)
+        pd, pi = knn(image[None], db["images"], k)
+        return {"layer": db["layer"], "database": len(db["images"]),
+                "feature": found(fi, fd), "pixel": found(pi, pd)}
+
+    # ---- layers: filters and activations
+    def layers(self) -> dict:
+        from convscope.inspect.layers import list_layers
+
+        with self.lock:
+            return self.once("layers", lambda: list_layers(self.clf).to_dict())
+
+    def filters(self, layer: str | None) -> dict:
+        from convscope.inspect.filters import filters
+
+        with self.lock:
+            f = filters(self.clf, layer=layer or None)
+            png = image_png(f.render())
+        return {"layer": f.layer, "describe": f.describe(), "src": H.data_uri(png)}
+
+    def activations(self, layer: str | None, batch: torch.Tensor) -> dict:
+        from convscope.inspect.filters import activations
+
+        with self.lock:
+            a = activations(self.clf, batch, layer=layer or None)
+            png = image_png(a.render())
+        return {"layer": a.layer, "describe": a.describe(), "src": H.data_uri(png)}
+
+    # ---- the t-SNE map
+    def _embedding(self) -> dict:
+        from matplotlib.colors import to_hex
+
+        from convscope.inspect.embedding import embed
+        from convscope.render.views import class_colours
+
+        e = embed(self.clf, self.source, split=self.split, seed=self.config.seed,
+                  n=min(self.config.tsne_n, self.test_count))
+        xy = e.coords - e.coords.min(axis=0)
+        xy = xy / max(float(xy.max()), 1e-12)                     # in [0, 1]
+        colours = [to_hex(c) for c in class_colours(len(self.dataset.classes))]
+        return {"layer": e.config.layer, "n": e.config.n, "classes": self.dataset.classes,
+                "colours": colours,
+                "points": [[round(float(x), 4), round(float(y), 4), int(i), int(label)]
+                           for (x, y), i, label in zip(xy, e.indices, e.labels)]}
+
+    def tsne(self) -> dict:
+        if self.test_count < 4:
+            raise HTTPProblem(404, "the t-SNE map needs test images; start the server with "
+                                   "--data NAME.")
+        with self.lock:
+            return self.once("tsne", self._embedding)
 
     def test_png(self, index: int) -> bytes:
         return image_png(self.test_image(index))
 
 
 # --------------------------------------------------------------------------- the app
-def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfig | None = None):
+def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfig | None = None,
+               split: str | None = None):
     """The FastAPI app of ``convscope serve``: ``uvicorn.run(create_app(...))``, or
-    ``fastapi.testclient.TestClient(create_app(...))`` in tests."""
+    ``fastapi.testclient.TestClient(create_app(...))`` in tests.
+
+    ``dataset`` (None: uploads only) is browsed on ``split``: by default its test images
+    when it is the model's own data, every image otherwise."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -196,7 +310,9 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
     from convscope.render.webpage import index_html
 
     config = (config or ServeConfig()).resolved()
-    bench = Workbench(clf, dataset, config)
+    if split is None:
+        split = "test" if dataset is None or dataset.name == clf.meta.dataset else "all"
+    bench = Workbench(clf, dataset, config, split)
     # no /docs, /redoc or /openapi.json: they load their scripts from a CDN
     app = FastAPI(title="convscope", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.workbench = bench
@@ -265,6 +381,28 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
         return Response(bench.test_png(index), media_type="image/png",
                         headers={"Cache-Control": "max-age=3600"})
 
+    @app.get("/api/layers")
+    def layers():
+        return bench.layers()
+
+    @app.get("/api/filters")
+    def filters(layer: str = ""):
+        return bench.filters(layer)
+
+    @app.get("/api/activations")
+    def activations(index: int, layer: str = ""):
+        return bench.activations(layer, bench.clf.as_batch(bench.test_image(index)[None]))
+
+    @app.post("/api/activations")
+    async def activations_of_upload(request: Request, layer: str = ""):
+        data = await read_body(request, config.max_upload_bytes)
+        batch = await run_in_threadpool(bench.decode, data)
+        return await run_in_threadpool(bench.activations, layer, batch)
+
+    @app.get("/api/tsne")
+    def tsne():
+        return bench.tsne()
+
     return app
 
 
@@ -297,12 +435,12 @@ async def read_body(request, limit: int) -> bytes:
 
 
 def serve(clf: Classifier, dataset: ImageDataset | None, config: ServeConfig | None = None,
-          log_level: str = "warning") -> None:
+          split: str | None = None, log_level: str = "warning") -> None:
     """Run the app with uvicorn until Ctrl-C."""
     import uvicorn
 
     config = (config or ServeConfig()).resolved()
-    uvicorn.run(create_app(clf, dataset, config), host=config.host, port=config.port,
+    uvicorn.run(create_app(clf, dataset, config, split), host=config.host, port=config.port,
                 log_level=log_level, server_header=False)
 
 

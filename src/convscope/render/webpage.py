@@ -30,12 +30,32 @@ table.top5 td { padding: 3px 8px; }
 .thumbs img { width: 56px; cursor: pointer; border: 2px solid transparent; }
 .thumbs img:hover, .thumbs img.sel { border-color: var(--accent); }
 .pager button { font: inherit; padding: 3px 10px; }
+.neigh { display: flex; flex-wrap: wrap; gap: 6px; align-items: flex-end; margin: 4px 0 12px; }
+.neigh img { width: 56px; }
+.neigh figure.same img { outline: 3px solid var(--good); }
+.neigh figure.other img { outline: 3px solid var(--bad); }
+.controls { display: flex; flex-wrap: wrap; gap: 10px 18px; align-items: center; margin: 6px 0; }
+.controls select, .controls input { font: inherit; }
+#layer-views img { max-width: 100%; }
+#tsne-box { position: relative; width: min(100%, 720px); }
+#tsne-svg { width: 100%; height: auto; background: #fbfcfd; border: 1px solid var(--line); }
+#tsne-svg circle { cursor: pointer; }
+#tsne-svg circle:hover { stroke: #000; stroke-width: 0.004; }
+#tsne-tip { position: absolute; display: none; pointer-events: none; background: #fff;
+            border: 1px solid var(--line); border-radius: 6px; padding: 6px; font-size: 12px;
+            box-shadow: 0 2px 8px rgba(0,0,0,.15); text-align: center; }
+#tsne-tip img { width: 72px; display: block; margin: 0 auto 3px; }
+.legend { display: flex; flex-wrap: wrap; gap: 4px 12px; font-size: 12px; margin: 6px 0; }
+.legend i { display: inline-block; width: 10px; height: 10px; border-radius: 5px;
+            margin-right: 4px; }
 """
 
 BODY = """
 <nav class="tabs" id="tabs">
   <button data-view="upload" class="active">Your image</button>
   <button data-view="browse">Test images</button>
+  <button data-view="layers">Layers</button>
+  <button data-view="tsne">t-SNE map</button>
 </nav>
 <section class="card view active" id="view-upload">
   <h2>Your image</h2>
@@ -54,6 +74,32 @@ BODY = """
   <div class="thumbs" id="thumbs"></div>
   <p class="status" id="test-status"></p>
   <div id="test-result"></div>
+</section>
+<section class="card view" id="view-layers">
+  <h2>Layers</h2>
+  <p class="how">Choose a layer: its filters (the weights, for a convolution), and the
+  activation maps of a test image or of your uploaded image at that layer.</p>
+  <div class="controls">
+    <label>layer <select id="layer-select"></select></label>
+    <label>activations of <select id="act-source">
+      <option value="test">test image</option><option value="upload">your image</option>
+    </select></label>
+    <label>test image # <input type="number" id="act-index" min="0" value="0"></label>
+  </div>
+  <p class="status" id="layer-status"></p>
+  <div id="layer-views">
+    <h3>Filters</h3><p class="how" id="filters-text"></p><div id="filters"></div>
+    <h3>Activations</h3><p class="how" id="acts-text"></p><div id="acts"></div>
+  </div>
+</section>
+<section class="card view" id="view-tsne">
+  <h2>t-SNE map</h2>
+  <p class="how">Test images placed by t-SNE of the network's features: nearby points are
+  images the network sees as alike. Hover over a point to see the image; click to open it.</p>
+  <p class="status" id="tsne-status"></p>
+  <div class="legend" id="tsne-legend"></div>
+  <div id="tsne-box"><svg id="tsne-svg" viewBox="-0.03 -0.03 1.06 1.06"></svg>
+    <div id="tsne-tip"></div></div>
 </section>
 """
 
@@ -93,6 +139,19 @@ function showResult(target, res) {
     el('p', {class: 'how'}, 'Explanations of "' + res.target + '": occlusion (blue = masking ' +
        'there lowers the probability), saliency, guided backprop, Grad-CAM (bright = important).'),
     el('div', {class: 'overlays'}, ...overlays));
+  if (res.neighbours) {
+    const row = (title, items) => el('div', {},
+      el('p', {class: 'how'}, title),
+      el('div', {class: 'neigh'}, ...items.map(n => el('figure', {class: n.label === res.label ? 'same' : 'other'},
+        el('img', {src: n.src, class: 'pix', alt: 'training image ' + n.index,
+                   title: 'training image #' + n.index + ': ' + n.label}),
+        el('figcaption', {}, n.label)))));
+    target.append(
+      row('Nearest training images by the network\'s features (' + res.neighbours.layer +
+          '), of ' + res.neighbours.database.toLocaleString() +
+          ' (green: same label, red: another):', res.neighbours.feature),
+      row('Nearest by raw pixels:', res.neighbours.pixel));
+  }
 }
 // ---- tabs
 for (const b of document.querySelectorAll('#tabs button')) {
@@ -100,9 +159,13 @@ for (const b of document.querySelectorAll('#tabs button')) {
     for (const x of document.querySelectorAll('#tabs button')) x.classList.toggle('active', x === b);
     for (const v of document.querySelectorAll('.view')) v.classList.toggle('active', v.id === 'view-' + b.dataset.view);
     if (b.dataset.view === 'browse' && !$('thumbs').childElementCount) loadPage(0);
+    if (b.dataset.view === 'layers' && !$('layer-select').childElementCount) loadLayers();
+    if (b.dataset.view === 'tsne' && !$('tsne-svg').childElementCount) loadTsne();
   });
 }
+function showView(name) { document.querySelector('#tabs button[data-view=' + name + ']').click(); }
 // ---- upload
+let lastUpload = null;
 async function upload(file) {
   $('upload-status').textContent = 'Looking at ' + file.name + ' ...';
   $('upload-status').className = 'status';
@@ -115,6 +178,7 @@ async function upload(file) {
   try {
     const res = await api('/api/upload', {method: 'POST', body: file,
                                           headers: {'Content-Type': 'application/octet-stream'}});
+    lastUpload = file;
     showResult($('upload-result'), res);
     $('upload-status').textContent = file.name;
   } catch (e) {
@@ -158,6 +222,75 @@ async function openTest(index, img) {
 }
 $('prev').addEventListener('click', () => loadPage(pageStart - PAGE));
 $('next').addEventListener('click', () => { if (pageStart + PAGE < INFO.test_images) loadPage(pageStart + PAGE); });
+"""
+
+
+SCRIPT += r"""
+// ---- layers: filters and activations
+async function loadLayers() {
+  const info = await api('/api/layers');
+  const withOutput = info.layers.filter(l => l.output);
+  $('layer-select').replaceChildren(...withOutput.map(l => el('option', {value: l.name},
+    l.name + ' (' + l.type + ', ' + l.output + ')')));
+  $('layer-select').value = info.defaults.filters;
+  showLayer();
+}
+async function showPicture(box, text, url, options) {
+  try {
+    const r = await api(url, options);
+    box.replaceChildren(el('img', {src: r.src, class: 'pix', alt: r.layer}));
+    text.textContent = r.describe;
+  } catch (e) { box.replaceChildren(); text.textContent = e.message; }
+}
+async function showLayer() {
+  const layer = encodeURIComponent($('layer-select').value);
+  $('layer-status').textContent = '';
+  showPicture($('filters'), $('filters-text'), '/api/filters?layer=' + layer);
+  if ($('act-source').value === 'upload') {
+    if (!lastUpload) { $('acts').replaceChildren(); $('acts-text').textContent = 'Upload an image first (Your image).'; return; }
+    showPicture($('acts'), $('acts-text'), '/api/activations?layer=' + layer,
+                {method: 'POST', body: lastUpload, headers: {'Content-Type': 'application/octet-stream'}});
+  } else {
+    const index = Math.max(0, parseInt($('act-index').value || '0', 10));
+    showPicture($('acts'), $('acts-text'), '/api/activations?layer=' + layer + '&index=' + index);
+  }
+}
+for (const id of ['layer-select', 'act-source', 'act-index']) $(id).addEventListener('change', showLayer);
+// ---- t-SNE map
+async function loadTsne() {
+  $('tsne-status').textContent = 'Computing the t-SNE map (once; a minute at most) ...';
+  let map;
+  try { map = await api('/api/tsne'); } catch (e) { $('tsne-status').textContent = e.message; return; }
+  $('tsne-status').textContent = map.n.toLocaleString() + ' test images, features of ' + map.layer;
+  $('tsne-legend').replaceChildren(...map.classes.map((c, i) => el('span', {},
+    el('i', {style: 'background:' + map.colours[i % map.colours.length]}), c)));
+  const NS = 'http://www.w3.org/2000/svg';
+  const r = Math.max(0.003, Math.min(0.012, 0.2 / Math.sqrt(map.points.length)));
+  const svg = $('tsne-svg'), tip = $('tsne-tip'), box = $('tsne-box');
+  for (const [x, y, index, label] of map.points) {
+    const c = document.createElementNS(NS, 'circle');
+    c.setAttribute('cx', x); c.setAttribute('cy', 1 - y); c.setAttribute('r', r);
+    c.setAttribute('fill', map.colours[label % map.colours.length]);
+    c.dataset.index = index; c.dataset.label = map.classes[label];
+    svg.append(c);
+  }
+  svg.addEventListener('mouseover', (e) => {
+    const c = e.target.closest('circle'); if (!c) return;
+    tip.replaceChildren(el('img', {src: '/api/test/' + c.dataset.index + '/image.png', class: 'pix',
+                                   alt: 'test image ' + c.dataset.index}),
+                        '#' + c.dataset.index + ' ' + c.dataset.label);
+    const b = box.getBoundingClientRect(), p = c.getBoundingClientRect();
+    tip.style.left = Math.min(p.left - b.left + 12, b.width - 100) + 'px';
+    tip.style.top = (p.top - b.top + 12) + 'px';
+    tip.style.display = 'block';
+  });
+  svg.addEventListener('mouseout', (e) => { if (e.target.closest('circle')) tip.style.display = 'none'; });
+  svg.addEventListener('click', (e) => {
+    const c = e.target.closest('circle'); if (!c) return;
+    showView('browse');
+    openTest(parseInt(c.dataset.index, 10));
+  });
+}
 """
 
 
