@@ -56,7 +56,7 @@ def server(mnist_model):
 def report_file(mnist_model, tmp_path_factory):
     """The report of the demo's model (the convnet on mnist5k), smaller samples."""
     r = build_report(mnist_model, progress=False, n=500, explain_images=3,
-                     faithfulness_images=8, class_images=10, class_steps=40, wrong=12)
+                     faithfulness_images=8, class_images=10, class_steps=30, wrong=12)
     return r.save(tmp_path_factory.mktemp("report") / "report.html")
 
 
@@ -73,9 +73,9 @@ def page(browser):
     context.close()
 
 
-def shot(pg, name: str) -> None:
+def shot(pg, name: str, full_page: bool = True) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    pg.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    pg.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
 
 
 @pytest.fixture(scope="module")
@@ -207,4 +207,7 @@ def test_the_report_opens_offline_with_every_section_and_no_broken_image(browser
     assert [u for u in requests if not u.startswith("file:")] == []  # nothing but the file
     assert problems == []
     shot(pg, "report.png")
+    shot(pg, "report-top.png", full_page=False)
+    pg.locator("#sec-explanations").scroll_into_view_if_needed()
+    shot(pg, "report-explanations.png", full_page=False)
     context.close()

@@ -246,6 +246,22 @@ def test_the_bad_image_corpus_through_the_upload(clf, dataset, tmp_path):
             assert case.reason in error and "Traceback" not in error, (case.name, error)
 
 
+def test_without_test_images_uploads_still_work(clf):
+    """A model whose data cannot be loaded (an ImageNet classifier) is served for uploads;
+    the views that need test images say so."""
+    from fastapi.testclient import TestClient
+
+    c = TestClient(create_app(clf, None, ServeConfig(methods=("gradcam",))),
+                   base_url="http://127.0.0.1:8000")
+    assert c.get("/api/info").json()["test_images"] == 0
+    assert c.get("/api/test").json() == {"total": 0, "start": 0, "items": []}
+    for url in ("/api/test/0", "/api/test/0/image.png", "/api/tsne"):
+        r = c.get(url)
+        assert r.status_code == 404 and "--data" in r.json()["error"], url
+    r = c.post("/api/upload", content=png_bytes(np.full((8, 8), 200, np.uint8)))
+    assert r.status_code == 200 and [o["method"] for o in r.json()["overlays"]] == ["gradcam"]
+
+
 def test_serve_config_defaults_to_loopback():
     cfg = ServeConfig().resolved()
     assert cfg.host == "127.0.0.1" and "evil.example" not in cfg.allowed_hosts

@@ -32,20 +32,21 @@ def register(sub) -> None:
         "report", help="one self-contained HTML page: accuracy, mistakes, explanations, ...",
         description="Write one HTML file (pictures embedded, no network needed to view it) "
                     "with the model's layer table, training curves, test accuracy, confusion "
-                    "matrix, most confident mistakes, attribution maps and their "
-                    "faithfulness, and class visualisations.",
+                    "matrix, most confident mistakes, first-layer filters, feature and pixel "
+                    "neighbours, a t-SNE map, maximally activating patches, attribution maps "
+                    "and their faithfulness, and class visualisations.",
         epilog=f"sections (--sections / --skip):\n{sections}\n\nexamples:\n"
                "  convscope report runs/demo/model.safetensors --out runs/demo/report.html\n"
-               "  convscope report runs/cifar/model.safetensors --skip faithfulness classes "
-               "--out quick.html",
+               "  convscope report runs/cifar/model.safetensors --skip costly --out quick.html",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     add_data_args(p)
     p.add_argument("--out", required=True, metavar="HTML", help="the page to write (.html)")
     p.add_argument("--sections", nargs="+", choices=list(SECTIONS), metavar="NAME",
                    help="only these sections, in this order (default: all)")
-    p.add_argument("--skip", nargs="+", choices=list(SECTIONS), default=[], metavar="NAME",
-                   help="leave these sections out (e.g. the costly ones)")
+    p.add_argument("--skip", nargs="+", choices=[*SECTIONS, "costly"], default=[],
+                   metavar="NAME", help="leave these sections out; `costly` leaves out every "
+                                        "costly one")
     p.add_argument("--n", type=positive_int, default=d.n,
                    help=f"test images in the t-SNE map (default {d.n})")
     p.add_argument("--wrong", type=positive_int, default=d.wrong,
@@ -59,6 +60,11 @@ def register(sub) -> None:
                    help=f"classes visualised, the first N (default {d.class_images})")
     p.add_argument("--class-steps", type=positive_int, default=d.class_steps, metavar="N",
                    help=f"gradient-ascent steps per class image (default {d.class_steps})")
+    p.add_argument("--neighbour-database", type=positive_int, default=d.neighbour_database,
+                   metavar="N", help="training images searched for neighbours (default "
+                                     f"{d.neighbour_database:,})")
+    p.add_argument("--patch-units", type=positive_int, default=d.patch_units, metavar="N",
+                   help=f"channels shown with their top patches (default {d.patch_units})")
     p.add_argument("--metrics", metavar="JSONL",
                    help="training curves from this file (default: metrics.jsonl next to MODEL)")
     p.add_argument("--seed", type=int, default=d.seed, help="which sample images (default 0)")
@@ -84,26 +90,30 @@ def register(sub) -> None:
     s.add_argument("--methods", nargs="+", choices=list_methods(), metavar="METHOD",
                    help="explanation methods drawn (default all: "
                         f"{', '.join(list_methods())})")
+    s.add_argument("--tsne-n", type=positive_int, default=1000, metavar="N",
+                   help="test images in the t-SNE map (default 1000)")
     s.set_defaults(func=run_serve)
 
 
 def run_report(args) -> int:
     from convscope.classifier import open_model
-    from convscope.render.report import SECTIONS, ReportConfig, build_report
+    from convscope.render.report import SECTIONS, ReportConfig, build_report, list_sections
 
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--out {args.out!r} must end in .html.")
     if out.is_dir():
         raise UsageError(f"--out {args.out!r} is a folder; give a file name ending in .html.")
-    sections = tuple(s for s in (args.sections or SECTIONS) if s not in args.skip)
+    skip = set(args.skip) | (set(list_sections(costly=True)) if "costly" in args.skip else set())
+    sections = tuple(s for s in (args.sections or SECTIONS) if s not in skip)
     if not sections:
         raise UsageError("every section is skipped; leave at least one out of --skip.")
     config = ReportConfig(
         data=args.data, sections=sections, n=args.n, wrong=args.wrong,
         explain_images=args.explain_images, faithfulness_images=args.faithfulness_images,
         class_images=args.class_images, class_steps=args.class_steps, seed=args.seed,
-        batch_size=args.batch_size, metrics=args.metrics, model=str(args.model)).resolved()
+        batch_size=args.batch_size, metrics=args.metrics, model=str(args.model),
+        neighbour_database=args.neighbour_database, patch_units=args.patch_units).resolved()
     if args.metrics and not Path(args.metrics).is_file():
         raise UsageError(f"--metrics {args.metrics!r} is not a file.")
     clf = open_model(args.model, args.weights, args.device)
@@ -123,7 +133,8 @@ def run_serve(args) -> int:
         raise UsageError("--max-upload-mb must be above 0.")
     config = ServeConfig(host=args.host, port=args.port, data=args.data,
                          max_upload_bytes=int(args.max_upload_mb * 2**20),
-                         methods=tuple(args.methods or ()), model=str(args.model)).resolved()
+                         methods=tuple(args.methods or ()), model=str(args.model),
+                         tsne_n=args.tsne_n).resolved()
     if config.port == 0:
         config = replace(config, port=free_port(config.host))
     clf = open_model(args.model, args.weights, args.device)

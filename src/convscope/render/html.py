@@ -11,6 +11,7 @@ import base64
 import html
 import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -20,6 +21,13 @@ from convscope.render.figures import image_png
 def esc(text) -> str:
     """Text for HTML, quotes included."""
     return html.escape(str(text), quote=True)
+
+
+def model_label(spec: str) -> str:
+    """What a page calls a model: a file as its folder and name (``demo/model.safetensors``),
+    anything else (``resnet18``) as given."""
+    path = Path(spec)
+    return f"{path.parent.name}/{path.name}" if path.is_file() and path.parent.name else spec
 
 
 def data_uri(png: bytes, mime: str = "image/png") -> str:
@@ -54,9 +62,10 @@ def tile(image: torch.Tensor, caption: str, side: int = 96, cls: str = "") -> st
             "</figure>")
 
 
-def table(head: Sequence[str], rows: Iterable[Sequence], numeric: Iterable[int] = (),
+def table(head: Sequence[str] | None, rows: Iterable[Sequence], numeric: Iterable[int] = (),
           cls: str = "", foot: Sequence | None = None) -> str:
-    """A table of text cells; columns in ``numeric`` are right-aligned."""
+    """A table of text cells (``head`` None: no header row); columns in ``numeric`` are
+    right-aligned."""
     right = set(numeric)
 
     def row(cells, tag="td"):
@@ -64,7 +73,10 @@ def table(head: Sequence[str], rows: Iterable[Sequence], numeric: Iterable[int] 
             f'<{tag}{" class=num" if i in right else ""}>{esc(c)}</{tag}>'
             for i, c in enumerate(cells)) + "</tr>"
 
-    parts = [f'<table class="{esc(cls)}"><thead>', row(head, "th"), "</thead><tbody>"]
+    parts = [f'<table class="{esc(cls)}">']
+    if head is not None:
+        parts += ["<thead>", row(head, "th"), "</thead>"]
+    parts.append("<tbody>")
     parts += [row(r) for r in rows]
     parts.append("</tbody>")
     if foot is not None:

@@ -270,11 +270,10 @@ def assemble(ctx: ReportContext, sections: Sequence[Section], parts: Sequence[st
               f"{seconds['total']:.1f} s. Settings: <code>{H.esc(_settings(ctx.config))}</code>"
               "</footer>")
     body = f'<nav class="toc">{toc}</nav>{"".join(parts)}{footer}{H.json_script(record, CONFIG_ID)}'
-    name = ctx.config.model or clf.meta.model
+    name = H.model_label(ctx.config.model or clf.meta.model)
     subtitle = (f"{clf.meta.model} · {len(clf.classes)} classes · {h}x{w}x{clf.channels} images "
                 f"· scored on {ds.name} ({len(ds.test_images):,} test images)")
-    return H.page(f"convscope report: {Path(name).name if ctx.model_path else name}", body,
-                  subtitle)
+    return H.page(f"convscope report: {name}", body, subtitle)
 
 
 def _settings(config: ReportConfig) -> str:
@@ -320,7 +319,8 @@ def model_section(ctx: ReportContext) -> str:
 
     meta = ctx.clf.meta
     h, w = meta.image_size
-    facts = [("model", meta.model + (f" {meta.options}" if meta.options else "")),
+    options = ", ".join(f"{k}={v}" for k, v in meta.options.items())
+    facts = [("model", meta.model + (f" ({options})" if options else "")),
              ("classes", f"{len(meta.classes)}: " + ", ".join(meta.classes[:12])
               + (" ..." if len(meta.classes) > 12 else "")),
              ("images", f"{w}x{h}x{meta.channels} (network input "
@@ -331,7 +331,7 @@ def model_section(ctx: ReportContext) -> str:
         keys = ("recipe", "epochs", "batch_size", "optimizer", "lr", "seed")
         facts.append(("training", ", ".join(f"{k} {meta.train_config[k]}" for k in keys
                                             if meta.train_config.get(k) is not None)))
-    info = H.table(("", ""), facts, cls="facts")
+    info = H.table(None, facts, cls="facts")
     table = summarize(ctx.clf)
     rows, total = table_cells(table)
     ctx.facts["params"] = table.totals["params"]

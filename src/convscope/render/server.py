@@ -157,7 +157,8 @@ class Workbench:
     # ---- answers
     def info(self) -> dict:
         meta = self.clf.meta
-        return {"model": self.config.model or meta.model, "architecture": meta.model,
+        return {"model": H.model_label(self.config.model or meta.model),
+                "architecture": meta.model,
                 "classes": self.clf.classes, "image_size": list(meta.image_size),
                 "channels": meta.channels, "methods": list(self.config.methods),
                 "data": None if self.dataset is None else self.dataset.name,

@@ -299,7 +299,7 @@ def index_html(info: dict) -> str:
     data = f"{info['data']} ({info['test_images']:,} test images)" if info["data"] else \
         "no test images"
     h, w = info["image_size"]
-    subtitle = (f"{info['model']} · {len(info['classes'])} classes · {w}x{h}x{info['channels']}"
-                f" · {data}")
+    subtitle = (f"{info['architecture']} · {len(info['classes'])} classes · "
+                f"{w}x{h}x{info['channels']} · {data}")
     return H.page(f"convscope: {info['model']}", BODY + H.json_script(info, "convscope-info"),
                   subtitle, EXTRA_CSS, SCRIPT)
