@@ -7,18 +7,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from convscope.cli.common import add_data_args, add_device_arg, positive_int
+from convscope.cli.common import add_data_args, add_model_args, positive_int
 from convscope.errors import ConvscopeError, UsageError
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL",
-                   help="a model file written by `convscope train`, or a torchvision "
-                        "classifier such as resnet18")
-    p.add_argument("--weights", metavar="DEFAULT|FILE",
-                   help="torchvision models: DEFAULT downloads ImageNet weights, FILE reads a "
-                        "local state dict (default: random weights)")
-    add_device_arg(p)
 
 
 def register(sub) -> None:
@@ -64,7 +54,8 @@ def register(sub) -> None:
                    metavar="N", help="training images searched for neighbours (default "
                                      f"{d.neighbour_database:,})")
     p.add_argument("--patch-units", type=positive_int, default=d.patch_units, metavar="N",
-                   help=f"channels shown with their top patches (default {d.patch_units})")
+                   help=f"channels shown with their top patches, at most 16 (default "
+                        f"{d.patch_units})")
     p.add_argument("--metrics", metavar="JSONL",
                    help="training curves from this file (default: metrics.jsonl next to MODEL)")
     p.add_argument("--seed", type=int, default=d.seed, help="which sample images (default 0)")

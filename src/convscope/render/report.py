@@ -32,6 +32,7 @@ from convscope.classifier import Classifier
 from convscope.data import ImageDataset
 from convscope.errors import ConvscopeError, UsageError, unknown_name
 from convscope.evaluate import Evaluation, evaluate_logits
+from convscope.inspect.patches import DEFAULT_CHANNELS as PATCH_CHANNELS  # the first 16
 from convscope.progress import progress_bar
 from convscope.render import html as H
 from convscope.render.figures import _plt, confusion_figure, figure_png, image_png
@@ -64,7 +65,7 @@ class ReportConfig:
     neighbour_queries: int = 8
     #: training images searched for neighbours (a seeded sample; None: all)
     neighbour_database: int | None = 10_000
-    #: units shown with their maximally activating patches
+    #: channels shown with their maximally activating patches (of the first 16 searched)
     patch_units: int = 8
     seed: int = 0
     batch_size: int = 256
@@ -84,6 +85,9 @@ class ReportConfig:
             if getattr(self, key) < 1:
                 raise UsageError(f"{key.replace('_', '-')} must be at least 1, got "
                                  f"{getattr(self, key)}.")
+        if self.patch_units > PATCH_CHANNELS:
+            raise UsageError(f"patch-units is at most {PATCH_CHANNELS} (the channels the "
+                             f"patches search covers), got {self.patch_units}.")
         return replace(self, sections=sections)
 
 
@@ -160,11 +164,9 @@ class ReportContext:
 
     def sample(self, n: int) -> torch.Tensor:
         """Sorted positions of a seeded sample of ``n`` test images."""
-        total = len(self.images)
-        if n >= total:
-            return torch.arange(total)
-        g = torch.Generator().manual_seed(self.config.seed)
-        return torch.randperm(total, generator=g)[:n].sort().values
+        from convscope.inspect.sources import sample
+
+        return sample(len(self.images), n, self.config.seed)
 
     def label(self, i: int) -> str:
         return self.dataset.classes[int(self.labels[i])]
@@ -490,7 +492,7 @@ def patches_section(ctx: ReportContext) -> str:
     from convscope.inspect.patches import patches
 
     p = patches(ctx.clf, ctx.source, split=ctx.split, seed=ctx.config.seed)
-    k = ctx.config.patch_units  # the first k of the channels searched (16, or all there are)
+    k = ctx.config.patch_units  # the first k of the channels searched (PATCH_CHANNELS)
     p = replace(p, hits=p.hits[:k], config=replace(p.config, channels=p.config.channels[:k]))
     ctx.facts["patches"] = {"layer": p.config.layer, "channels": list(p.config.channels)}
     return (f"<p>Layer {H.esc(p.config.layer)}, channels "
