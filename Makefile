@@ -5,7 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.convscope-installed
 RUNS   ?= runs
 
-.PHONY: setup demo test bench lint clean
+# root installs system packages itself; anyone else through sudo
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup browser demo test bench lint clean
 
 setup: $(STAMP)
 
@@ -15,15 +18,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# the browser tests drive Debian's chromium through Playwright (never `playwright install`)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; \
+	  else echo "no chromium and no apt-get: the browser tests will be skipped"; fi; }
+
 demo: setup
 	$(PY) -m convscope train --data mnist5k --model convnet --out $(RUNS)/demo --force
 	$(PY) -m convscope evaluate $(RUNS)/demo/model.safetensors --data mnist5k --out $(RUNS)/demo/confusion.png
 	$(PY) -m convscope samples mnist5k --n 6 --out $(RUNS)/demo/samples
 	$(PY) -m convscope predict $(RUNS)/demo/model.safetensors $(RUNS)/demo/samples/*.png --top-k 3
+	$(PY) -m convscope report $(RUNS)/demo/model.safetensors --out $(RUNS)/demo/report.html
 	@echo
 	@echo "Results are in $(RUNS)/demo/: model.safetensors, metrics.jsonl, config.json, confusion.png, samples/"
+	@echo "The report (open it in a browser): $(RUNS)/demo/report.html"
 
-test: setup
+test: setup browser
 	$(PY) -m ruff check src tests bench
 	$(PY) -m pytest -q tests
 

@@ -54,6 +54,7 @@ from convscope.models.arithmetic import (  # noqa: E402
 )
 from convscope.models.spec import build_spec, parse_spec  # noqa: E402
 from convscope.models.summary import layer_table, summarize  # noqa: E402
+from convscope.render.report import Report, ReportConfig, build_report  # noqa: E402
 from convscope.style import StyleConfig, stylize  # noqa: E402
 from convscope.train import TrainConfig  # noqa: E402
 
@@ -64,6 +65,7 @@ __all__ = [
     "ActivationsConfig",
     "Attribution",
     "build_model",
+    "build_report",
     "build_spec",
     "channel_images",
     "class_images",
@@ -105,6 +107,8 @@ __all__ = [
     "pool_arithmetic",
     "predict",
     "receptive_fields",
+    "Report",
+    "ReportConfig",
     "ReceptiveField",
     "resume",
     "StyleConfig",

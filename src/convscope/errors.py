@@ -21,7 +21,18 @@ class UsageError(ConvscopeError):
 
 
 class ImageError(ConvscopeError):
-    """An image file that is missing, unreadable or not allowed."""
+    """An image file that is missing, unreadable or not allowed.
+
+    ``kind`` says which, for callers that answer differently (the web app's HTTP status):
+    ``missing``, ``empty``, ``format`` (not an image, or a format outside the allow-list),
+    ``too_large`` (above the pixel limit, refused before decoding) or ``corrupt``.
+    """
+
+    KINDS = ("missing", "empty", "format", "too_large", "corrupt")
+
+    def __init__(self, message: str, kind: str = "corrupt"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class ModelFileError(ConvscopeError):

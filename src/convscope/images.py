@@ -60,35 +60,37 @@ def _checked(source: str | os.PathLike | bytes) -> Iterator[Image.Image]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise ImageError(f"{name}: no such image file; check the path.")
+            raise ImageError(f"{name}: no such image file; check the path.", "missing")
         if path.stat().st_size == 0:
-            raise ImageError(f"{name}: the file is empty (0 bytes); it is not an image.")
+            raise ImageError(f"{name}: the file is empty (0 bytes); it is not an image.",
+                             "empty")
         fp = path
     else:
         if len(source) == 0:
-            raise ImageError("the image data is empty (0 bytes); send an image file.")
+            raise ImageError("the image data is empty (0 bytes); send an image file.", "empty")
         fp = io.BytesIO(source)
     try:
         with Image.open(fp) as img:
             if img.format not in ALLOWED_FORMATS:
                 raise ImageError(
                     f"{name}: {img.format} images are not accepted; "
-                    f"use one of {', '.join(sorted(ALLOWED_FORMATS - {'MPO'}))}."
+                    f"use one of {', '.join(sorted(ALLOWED_FORMATS - {'MPO'}))}.", "format"
                 )
             w, h = img.size
             if w * h > max_pixels():
                 raise ImageError(
                     f"{name}: {w}x{h} = {w * h:,} pixels is above the limit of "
-                    f"{max_pixels():,}; shrink the image or raise CONVSCOPE_MAX_PIXELS."
-                )
+                    f"{max_pixels():,}; shrink the image or raise CONVSCOPE_MAX_PIXELS.",
+                    "too_large")
             yield img
     except ImageError:
         raise
     except Image.DecompressionBombError:  # Pillow's own guard, which fires far above ours
         raise ImageError(f"{name}: the image is above the limit of {max_pixels():,} pixels, "
-                         "like a decompression bomb; it was not decoded.") from None
+                         "like a decompression bomb; it was not decoded.", "too_large") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not a readable image (unknown or damaged format).") from None
+        raise ImageError(f"{name}: not a readable image (unknown or damaged format).",
+                         "format") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise ImageError(f"{name}: the image is corrupt or truncated ({_reason(exc)}).") from None
 
@@ -188,7 +190,7 @@ def to_pil(source: ImageLike) -> Image.Image:
     if isinstance(source, (np.ndarray, torch.Tensor)):
         return array_to_pil(source)
     raise ImageError(f"cannot use a {type(source).__name__} as an image; pass a path, "
-                     "bytes, PIL image, numpy array or tensor.")
+                     "bytes, PIL image, numpy array or tensor.", "format")
 
 
 def load_image_scaled(source: ImageLike, longer: int, channels: int) -> np.ndarray:
@@ -210,7 +212,8 @@ def array_to_pil(arr: np.ndarray | torch.Tensor) -> Image.Image:
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-        raise ImageError(f"an image array must be HxW or HxWx{{1,3,4}}, got shape {arr.shape}.")
+        raise ImageError(f"an image array must be HxW or HxWx{{1,3,4}}, got shape {arr.shape}.",
+                         "format")
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
             arr = arr * 255.0

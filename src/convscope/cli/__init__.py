@@ -15,7 +15,7 @@ from convscope.errors import ConvscopeError
 
 #: modules under convscope.cli, each with register(subparsers); order is the --help order
 COMMAND_MODULES = ("train", "evaluate", "predict", "views", "explain", "visualize", "style",
-                   "catalog", "arith")
+                   "report", "catalog", "arith")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -302,10 +302,15 @@ def _si(n: int) -> str:
     return str(n)
 
 
-def format_table(table: LayerTable) -> str:
-    """The table as text: rows, totals, then what the cross-checks found."""
-    head = ["layer", "type", "K", "F", "S", "P", "output", "weights", "bias", "RF", "jump",
-            "mult-adds"]
+#: the table's columns, and which of them are numbers (right-aligned)
+COLUMNS = ("layer", "type", "K", "F", "S", "P", "output", "weights", "bias", "RF", "jump",
+           "mult-adds")
+NUMERIC_COLUMNS = frozenset({2, 3, 4, 5, 7, 8, 9, 10, 11})
+
+
+def table_cells(table: LayerTable) -> tuple[list[list[str]], list[str]]:
+    """``(rows, total)``: every row's cells as text, in :data:`COLUMNS` order (shared by the
+    text table and the HTML report)."""
     lines = []
     for r in table.rows:
         rf, jump = _field_text(r.field)
@@ -317,29 +322,42 @@ def format_table(table: LayerTable) -> str:
     t = table.totals
     total = ["total", "", "", "", "", "", "", f"{t['weights']:,}", f"{t['biases']:,}", "", "",
              f"{t['macs']:,}"]
+    return lines, total
+
+
+def format_table(table: LayerTable) -> str:
+    """The table as text: rows, totals, then what the cross-checks found."""
+    head = list(COLUMNS)
+    lines, total = table_cells(table)
     widths = [max(len(row[i]) for row in [head, total, *lines]) for i in range(len(head))]
-    right = {2, 3, 4, 5, 7, 8, 9, 10, 11}
 
     def fmt(row):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+        return "  ".join(c.rjust(w) if i in NUMERIC_COLUMNS else c.ljust(w)
                          for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
     title = f"{table.config.get('model', 'model')} on a {table.input} input (WxHxD)"
     out = [title, "", fmt(head), *(fmt(r) for r in lines), "-" * len(fmt(head)), fmt(total), ""]
-    same = "equal to" if t["params"] == t["model_params"] else "but the model holds"
-    out.append(f"parameters      {t['params']:,} ({t['weights']:,} weights + "
-               f"{t['biases']:,} biases), {same} sum(p.numel()) = {t['model_params']:,}")
-    out.append(f"multiply-adds   {t['macs']:,} per image ({_si(t['macs'])})")
-    checked = table.checked
-    agree = sum(r.check == "ok" for r in checked)
-    out.append(f"volumes         the formula agrees with the forward pass for {agree} of "
-               f"{len(checked)} conv/pool/FC layers")
-    out.append("RF              receptive field size on the input and its jump "
-               "(effective stride); - : global")
+    out += [f"{key:<15} {text}" for key, text in totals_lines(table)]
     if table.notes:
         out += ["", "notes (* : the division is not exact; torch rounds):"]
         out += [f"  {n}" for n in table.notes]
     return "\n".join(out)
+
+
+def totals_lines(table: LayerTable) -> list[tuple[str, str]]:
+    """What follows the rows, as (key, text): parameters, multiply-adds, the checks."""
+    t = table.totals
+    same = "equal to" if t["params"] == t["model_params"] else "but the model holds"
+    checked = table.checked
+    agree = sum(r.check == "ok" for r in checked)
+    return [
+        ("parameters", f"{t['params']:,} ({t['weights']:,} weights + {t['biases']:,} biases), "
+                       f"{same} sum(p.numel()) = {t['model_params']:,}"),
+        ("multiply-adds", f"{t['macs']:,} per image ({_si(t['macs'])})"),
+        ("volumes", f"the formula agrees with the forward pass for {agree} of {len(checked)} "
+                    "conv/pool/FC layers"),
+        ("RF", "receptive field size on the input and its jump (effective stride); - : global"),
+    ]
 
 
 def summarize(target, input: str | Volume | None = None, classes: int | None = None) -> LayerTable:
@@ -364,4 +382,5 @@ def summarize(target, input: str | Volume | None = None, classes: int | None = N
         return table("cpu")
 
 
-__all__ = ["LayerRow", "LayerTable", "layer_table", "summarize"]
+__all__ = ["COLUMNS", "LayerRow", "LayerTable", "layer_table", "summarize", "table_cells",
+           "totals_lines"]

@@ -59,6 +59,27 @@ def draw_map(ax, a: Attribution, i: int, fig=None) -> None:
     ax.set_title(f"{a.method}\n{label}", fontsize=8)
 
 
+def overlay(a: Attribution, i: int, alpha: float = 0.55) -> np.ndarray:
+    """Image ``i``'s map as an (H, W, 3) uint8 picture, drawn as in the figures: a jet
+    heatmap blended over the image (occlusion on the absolute 0-1 scale, the others scaled
+    to their maximum), or the guided gradient as an image."""
+    import matplotlib
+
+    draw = METHODS[a.method].draw
+    if draw == "gradient":
+        g = _gradient_image(a.gradients[i].numpy())
+        g = np.repeat(g[..., None], 3, axis=2) if g.ndim == 2 else g
+        return (g * 255).round().astype(np.uint8)
+    base = _hwc(a.images[i]).astype(np.float32) / 255
+    base = np.repeat(base[..., None], 3, axis=2) if base.ndim == 2 else base
+    m = a.maps[i].numpy()
+    if draw != "probability":
+        m = m / max(float(m.max()), 1e-12)
+    heat = matplotlib.colormaps["jet"](np.clip(m, 0, 1))[..., :3]
+    blended = np.clip((1 - alpha) * base + alpha * heat, 0, 1)
+    return (blended * 255).round().astype(np.uint8)
+
+
 def draw_topk(ax, a: Attribution, i: int, k: int = 5) -> None:
     """The predicted top-k as bars, the target's bar in orange."""
     p, idx = a.probs[i].topk(min(k, a.probs.shape[1]))

@@ -46,6 +46,32 @@ def save_figure(fig, path: str | os.PathLike, config=None, dpi: int = 100) -> Pa
     return path
 
 
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """A matplotlib figure as PNG bytes (closed afterwards): for pages that embed pictures."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def image_png(image) -> bytes:
+    """A PIL image, an (H, W[, C]) uint8 array or a uint8 (C, H, W) tensor as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        if hasattr(image, "permute"):  # a (C, H, W) tensor
+            image = image.detach().cpu().permute(1, 2, 0).numpy()
+        arr = np.asarray(image)
+        image = Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def save_image(image, path: str | os.PathLike, config=None) -> Path:
     """Save a PIL image (or HWC uint8 array) as PNG, embedding ``config`` like save_figure."""
     from PIL import Image, PngImagePlugin

@@ -1,0 +1,305 @@
+"""The web app's one page: inline HTML, style and script (no CDN; it works offline).
+
+The script builds every element with ``textContent`` (class names and labels come from
+users' data, so nothing is inserted as HTML) and talks to the JSON API in
+:mod:`convscope.render.server`.  Uploads send the file itself as the request body.
+"""
+
+from __future__ import annotations
+
+from convscope.render import html as H
+
+EXTRA_CSS = """
+nav.tabs { display: flex; gap: 4px; margin: 0 0 14px; border-bottom: 1px solid var(--line); }
+nav.tabs button { border: 1px solid var(--line); border-bottom: none; background: #e9edf1;
+                  padding: 7px 14px; border-radius: 6px 6px 0 0; cursor: pointer; font: inherit; }
+nav.tabs button.active { background: var(--card); font-weight: 600; }
+.view { display: none; } .view.active { display: block; }
+#drop { border: 2px dashed #9aa5b1; border-radius: 8px; padding: 26px; text-align: center;
+        background: #fbfcfd; cursor: pointer; }
+#drop.over { border-color: var(--accent); background: #eef4ff; }
+.result { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; margin: 14px 0; }
+.result img.input { width: 168px; }
+.overlays { display: flex; flex-wrap: wrap; gap: 12px; }
+.overlays figure, .neigh figure { margin: 0; text-align: center; font-size: 12px; }
+.overlays img { width: 140px; }
+table.top5 td { padding: 3px 8px; }
+.error { color: var(--bad); font-weight: 600; }
+.status { color: var(--soft); min-height: 1.4em; }
+.thumbs { display: flex; flex-wrap: wrap; gap: 6px; margin: 8px 0; }
+.thumbs img { width: 56px; cursor: pointer; border: 2px solid transparent; }
+.thumbs img:hover, .thumbs img.sel { border-color: var(--accent); }
+.pager button { font: inherit; padding: 3px 10px; }
+.neigh { display: flex; flex-wrap: wrap; gap: 6px; align-items: flex-end; margin: 4px 0 12px; }
+.neigh img { width: 56px; }
+.neigh figure.same img { outline: 3px solid var(--good); }
+.neigh figure.other img { outline: 3px solid var(--bad); }
+.controls { display: flex; flex-wrap: wrap; gap: 10px 18px; align-items: center; margin: 6px 0; }
+.controls select, .controls input { font: inherit; }
+#layer-views img { max-width: 100%; }
+#tsne-box { position: relative; width: min(100%, 720px); }
+#tsne-svg { width: 100%; height: auto; background: #fbfcfd; border: 1px solid var(--line); }
+#tsne-svg circle { cursor: pointer; }
+#tsne-svg circle:hover { stroke: #000; stroke-width: 0.004; }
+#tsne-tip { position: absolute; display: none; pointer-events: none; background: #fff;
+            border: 1px solid var(--line); border-radius: 6px; padding: 6px; font-size: 12px;
+            box-shadow: 0 2px 8px rgba(0,0,0,.15); text-align: center; }
+#tsne-tip img { width: 72px; display: block; margin: 0 auto 3px; }
+.legend { display: flex; flex-wrap: wrap; gap: 4px 12px; font-size: 12px; margin: 6px 0; }
+.legend i { display: inline-block; width: 10px; height: 10px; border-radius: 5px;
+            margin-right: 4px; }
+"""
+
+BODY = """
+<nav class="tabs" id="tabs">
+  <button data-view="upload" class="active">Your image</button>
+  <button data-view="browse">Test images</button>
+  <button data-view="layers">Layers</button>
+  <button data-view="tsne">t-SNE map</button>
+</nav>
+<section class="card view active" id="view-upload">
+  <h2>Your image</h2>
+  <p class="how">Drop an image here, or choose a file: the model's top-5 and what each
+  explanation method says it looked at.</p>
+  <div id="drop"><p>Drop an image here or <label><u>choose a file</u>
+    <input type="file" id="file" accept="image/*" hidden></label></p></div>
+  <p class="status" id="upload-status"></p>
+  <div id="upload-result"></div>
+</section>
+<section class="card view" id="view-browse">
+  <h2>Test images</h2>
+  <p class="how">Click an image to see the model's answer and its explanations.</p>
+  <div class="pager"><button id="prev">&larr; previous</button>
+    <span id="page-info"></span> <button id="next">next &rarr;</button></div>
+  <div class="thumbs" id="thumbs"></div>
+  <p class="status" id="test-status"></p>
+  <div id="test-result"></div>
+</section>
+<section class="card view" id="view-layers">
+  <h2>Layers</h2>
+  <p class="how">Choose a layer: its filters (the weights, for a convolution), and the
+  activation maps of a test image or of your uploaded image at that layer.</p>
+  <div class="controls">
+    <label>layer <select id="layer-select"></select></label>
+    <label>activations of <select id="act-source">
+      <option value="test">test image</option><option value="upload">your image</option>
+    </select></label>
+    <label>test image # <input type="number" id="act-index" min="0" value="0"></label>
+  </div>
+  <p class="status" id="layer-status"></p>
+  <div id="layer-views">
+    <h3>Filters</h3><p class="how" id="filters-text"></p><div id="filters"></div>
+    <h3>Activations</h3><p class="how" id="acts-text"></p><div id="acts"></div>
+  </div>
+</section>
+<section class="card view" id="view-tsne">
+  <h2>t-SNE map</h2>
+  <p class="how">Test images placed by t-SNE of the network's features: nearby points are
+  images the network sees as alike. Hover over a point to see the image; click to open it.</p>
+  <p class="status" id="tsne-status"></p>
+  <div class="legend" id="tsne-legend"></div>
+  <div id="tsne-box"><svg id="tsne-svg" viewBox="-0.03 -0.03 1.06 1.06"></svg>
+    <div id="tsne-tip"></div></div>
+</section>
+"""
+
+SCRIPT = r"""
+const INFO = JSON.parse(document.getElementById('convscope-info').textContent);
+const $ = (id) => document.getElementById(id);
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+async function api(url, options) {
+  const r = await fetch(url, options);
+  let body = null;
+  try { body = await r.json(); } catch (e) { body = {error: r.statusText}; }
+  if (!r.ok) throw new Error(body.error || ('HTTP ' + r.status));
+  return body;
+}
+function top5Table(top5, truth) {
+  const rows = top5.map((t, i) => el('tr', {},
+    el('td', {}, String(i + 1)), el('td', {}, t.label),
+    el('td', {class: 'num'}, (100 * t.p).toFixed(1) + '%'),
+    el('td', {}, el('span', {class: 'bar', style: 'width:' + Math.round(160 * t.p) + 'px'}))));
+  const caption = truth === undefined ? 'top-5' : 'top-5 (true class: ' + truth + ')';
+  return el('table', {class: 'top5', id: 'top5'},
+    el('thead', {}, el('tr', {}, el('th', {colspan: '4'}, caption))), el('tbody', {}, ...rows));
+}
+function showResult(target, res) {
+  const overlays = res.overlays.map(o => el('figure', {},
+    el('img', {src: o.src, class: 'pix overlay', alt: o.method}), el('figcaption', {}, o.method)));
+  target.replaceChildren(
+    el('div', {class: 'result'},
+      el('figure', {}, el('img', {src: res.image, class: 'pix input', alt: 'the image'}),
+         el('figcaption', {}, 'as the model sees it')),
+      top5Table(res.top5, res.label)),
+    el('p', {class: 'how'}, 'Explanations of "' + res.target + '": occlusion (blue = masking ' +
+       'there lowers the probability), saliency, guided backprop, Grad-CAM (bright = important).'),
+    el('div', {class: 'overlays'}, ...overlays));
+  if (res.neighbours) {
+    const row = (title, items) => el('div', {},
+      el('p', {class: 'how'}, title),
+      el('div', {class: 'neigh'}, ...items.map(n => el('figure', {class: n.label === res.label ? 'same' : 'other'},
+        el('img', {src: n.src, class: 'pix', alt: 'training image ' + n.index,
+                   title: 'training image #' + n.index + ': ' + n.label}),
+        el('figcaption', {}, n.label)))));
+    target.append(
+      row('Nearest training images by the network\'s features (' + res.neighbours.layer +
+          '), of ' + res.neighbours.database.toLocaleString() +
+          ' (green: same label, red: another):', res.neighbours.feature),
+      row('Nearest by raw pixels:', res.neighbours.pixel));
+  }
+}
+// ---- tabs
+for (const b of document.querySelectorAll('#tabs button')) {
+  b.addEventListener('click', () => {
+    for (const x of document.querySelectorAll('#tabs button')) x.classList.toggle('active', x === b);
+    for (const v of document.querySelectorAll('.view')) v.classList.toggle('active', v.id === 'view-' + b.dataset.view);
+    if (b.dataset.view === 'browse' && !$('thumbs').childElementCount) loadPage(0);
+    if (b.dataset.view === 'layers' && !$('layer-select').childElementCount) loadLayers();
+    if (b.dataset.view === 'tsne' && !$('tsne-svg').childElementCount) loadTsne();
+  });
+}
+function showView(name) { document.querySelector('#tabs button[data-view=' + name + ']').click(); }
+// ---- upload
+let lastUpload = null;
+async function upload(file) {
+  $('upload-status').textContent = 'Looking at ' + file.name + ' ...';
+  $('upload-status').className = 'status';
+  if (file.size > INFO.max_upload_bytes) {
+    $('upload-status').textContent = 'That file is larger than the limit of ' +
+      INFO.max_upload_bytes.toLocaleString() + ' bytes.';
+    $('upload-status').className = 'status error';
+    return;
+  }
+  try {
+    const res = await api('/api/upload', {method: 'POST', body: file,
+                                          headers: {'Content-Type': 'application/octet-stream'}});
+    lastUpload = file;
+    showResult($('upload-result'), res);
+    $('upload-status').textContent = file.name;
+  } catch (e) {
+    $('upload-status').textContent = e.message;
+    $('upload-status').className = 'status error';
+  }
+}
+$('file').addEventListener('change', (e) => { if (e.target.files.length) upload(e.target.files[0]); });
+const drop = $('drop');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => {
+  e.preventDefault(); drop.classList.remove('over');
+  if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
+});
+// ---- test images
+let pageStart = 0;
+const PAGE = 60;
+async function loadPage(start) {
+  if (!INFO.test_images) { $('page-info').textContent = 'No test images: start the server with --data NAME.'; return; }
+  pageStart = Math.max(0, Math.min(start, INFO.test_images - 1));
+  const page = await api('/api/test?start=' + pageStart + '&count=' + PAGE);
+  $('page-info').textContent = 'images ' + (page.start + 1) + '-' + (page.start + page.items.length) +
+    ' of ' + page.total;
+  $('thumbs').replaceChildren(...page.items.map(it => {
+    const img = el('img', {src: '/api/test/' + it.index + '/image.png', class: 'pix',
+                           alt: '#' + it.index + ' ' + it.label, title: '#' + it.index + ' ' + it.label});
+    img.addEventListener('click', () => openTest(it.index, img));
+    return img;
+  }));
+}
+async function openTest(index, img) {
+  for (const x of document.querySelectorAll('.thumbs img.sel')) x.classList.remove('sel');
+  if (img) img.classList.add('sel');
+  $('test-status').textContent = 'Looking at test image #' + index + ' ...';
+  try {
+    const res = await api('/api/test/' + index);
+    showResult($('test-result'), res);
+    $('test-status').textContent = 'Test image #' + index + ', labelled ' + res.label;
+  } catch (e) { $('test-status').textContent = e.message; }
+}
+$('prev').addEventListener('click', () => loadPage(pageStart - PAGE));
+$('next').addEventListener('click', () => { if (pageStart + PAGE < INFO.test_images) loadPage(pageStart + PAGE); });
+"""
+
+
+SCRIPT += r"""
+// ---- layers: filters and activations
+async function loadLayers() {
+  const info = await api('/api/layers');
+  const withOutput = info.layers.filter(l => l.output);
+  $('layer-select').replaceChildren(...withOutput.map(l => el('option', {value: l.name},
+    l.name + ' (' + l.type + ', ' + l.output + ')')));
+  $('layer-select').value = info.defaults.filters;
+  showLayer();
+}
+async function showPicture(box, text, url, options) {
+  try {
+    const r = await api(url, options);
+    box.replaceChildren(el('img', {src: r.src, class: 'pix', alt: r.layer}));
+    text.textContent = r.describe;
+  } catch (e) { box.replaceChildren(); text.textContent = e.message; }
+}
+async function showLayer() {
+  const layer = encodeURIComponent($('layer-select').value);
+  $('layer-status').textContent = '';
+  showPicture($('filters'), $('filters-text'), '/api/filters?layer=' + layer);
+  if ($('act-source').value === 'upload') {
+    if (!lastUpload) { $('acts').replaceChildren(); $('acts-text').textContent = 'Upload an image first (Your image).'; return; }
+    showPicture($('acts'), $('acts-text'), '/api/activations?layer=' + layer,
+                {method: 'POST', body: lastUpload, headers: {'Content-Type': 'application/octet-stream'}});
+  } else {
+    const index = Math.max(0, parseInt($('act-index').value || '0', 10));
+    showPicture($('acts'), $('acts-text'), '/api/activations?layer=' + layer + '&index=' + index);
+  }
+}
+for (const id of ['layer-select', 'act-source', 'act-index']) $(id).addEventListener('change', showLayer);
+// ---- t-SNE map
+async function loadTsne() {
+  $('tsne-status').textContent = 'Computing the t-SNE map (once; a minute at most) ...';
+  let map;
+  try { map = await api('/api/tsne'); } catch (e) { $('tsne-status').textContent = e.message; return; }
+  $('tsne-status').textContent = map.n.toLocaleString() + ' test images, features of ' + map.layer;
+  $('tsne-legend').replaceChildren(...map.classes.map((c, i) => el('span', {},
+    el('i', {style: 'background:' + map.colours[i % map.colours.length]}), c)));
+  const NS = 'http://www.w3.org/2000/svg';
+  const r = Math.max(0.003, Math.min(0.012, 0.2 / Math.sqrt(map.points.length)));
+  const svg = $('tsne-svg'), tip = $('tsne-tip'), box = $('tsne-box');
+  for (const [x, y, index, label] of map.points) {
+    const c = document.createElementNS(NS, 'circle');
+    c.setAttribute('cx', x); c.setAttribute('cy', 1 - y); c.setAttribute('r', r);
+    c.setAttribute('fill', map.colours[label % map.colours.length]);
+    c.dataset.index = index; c.dataset.label = map.classes[label];
+    svg.append(c);
+  }
+  svg.addEventListener('mouseover', (e) => {
+    const c = e.target.closest('circle'); if (!c) return;
+    tip.replaceChildren(el('img', {src: '/api/test/' + c.dataset.index + '/image.png', class: 'pix',
+                                   alt: 'test image ' + c.dataset.index}),
+                        '#' + c.dataset.index + ' ' + c.dataset.label);
+    const b = box.getBoundingClientRect(), p = c.getBoundingClientRect();
+    tip.style.left = Math.min(p.left - b.left + 12, b.width - 100) + 'px';
+    tip.style.top = (p.top - b.top + 12) + 'px';
+    tip.style.display = 'block';
+  });
+  svg.addEventListener('mouseout', (e) => { if (e.target.closest('circle')) tip.style.display = 'none'; });
+  svg.addEventListener('click', (e) => {
+    const c = e.target.closest('circle'); if (!c) return;
+    showView('browse');
+    openTest(parseInt(c.dataset.index, 10));
+  });
+}
+"""
+
+
+def index_html(info: dict) -> str:
+    """The page, with the model's facts embedded for the script."""
+    data = f"{info['data']} ({info['test_images']:,} test images)" if info["data"] else \
+        "no test images"
+    h, w = info["image_size"]
+    subtitle = (f"{info['architecture']} · {len(info['classes'])} classes · "
+                f"{w}x{h}x{info['channels']} · {data}")
+    return H.page(f"convscope: {info['model']}", BODY + H.json_script(info, "convscope-info"),
+                  subtitle, EXTRA_CSS, SCRIPT)

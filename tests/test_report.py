@@ -1,0 +1,167 @@
+"""The HTML report: every section, pictures embedded and checked, numbers against the
+library's own answers."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import convscope
+from convscope.errors import UsageError
+from convscope.render.report import (
+    SECTIONS,
+    ReportConfig,
+    build_report,
+    list_sections,
+    read_report_config,
+)
+from tests.conftest import call_cli
+
+SMALL = dict(n=200, wrong=6, explain_images=2, faithfulness_images=6, class_images=3,
+             class_steps=20)
+
+
+@pytest.fixture(scope="module")
+def report(digits_model):
+    return build_report(digits_model, progress=False, **SMALL)
+
+
+def images_of(html: str) -> list[tuple[str, np.ndarray]]:
+    """(alt, pixels) of every <img> in a page; every one must be an embedded PNG."""
+    out = []
+    for tag in re.findall(r"<img [^>]*>", html):
+        src = re.search(r'src="([^"]*)"', tag).group(1)
+        alt = re.search(r'alt="([^"]*)"', tag).group(1)
+        assert src.startswith("data:image/png;base64,"), f"{alt}: {src[:60]}"
+        png = base64.b64decode(src.split(",", 1)[1])
+        out.append((alt, np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))))
+    return out
+
+
+def section_html(html: str, name: str) -> str:
+    m = re.search(rf'<section class="card" id="sec-{name}".*?</section>', html, re.S)
+    assert m, f"no section {name}"
+    return m.group(0)
+
+
+def test_every_section_is_there_with_its_title_and_how_to_read_it(report):
+    assert list(report.config.sections) == list_sections()
+    for s in SECTIONS.values():
+        body = section_html(report.html, s.name)
+        assert f"<h2>{s.title}" in body.replace("&#x27;", "'")
+        assert '<p class="how">' in body and len(s.how) > 40
+        assert "Not available" not in body, body[:500]
+    assert report.seconds["total"] > 0 and set(SECTIONS) <= set(report.seconds)
+
+
+def test_the_page_is_self_contained(report):
+    html = report.html
+    # no resource from anywhere: no http(s) URL, no external script, style or link
+    assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", html)
+    assert "<link rel=\"stylesheet\"" not in html and "@import" not in html
+    pictures = images_of(html)
+    assert len(pictures) >= 10
+    for alt, pixels in pictures:  # real pictures: not blank
+        assert pixels.size and pixels.std() > 1, alt
+
+
+def test_the_resolved_config_is_embedded(report, digits_model):
+    cfg = read_report_config(report.html)
+    assert cfg["job"] == "report" and cfg["sections"] == list_sections()
+    assert cfg["model"] == str(digits_model) and cfg["explain_images"] == 2
+    assert cfg["test_images"] == len(convscope.load_dataset("digits").test_images)
+    assert cfg["facts"]["top1"] == report.facts["top1"]
+
+
+def test_accuracy_and_mistakes_agree_with_evaluate(report, digits_model):
+    clf = convscope.load(digits_model)
+    ds = convscope.load_dataset("digits")
+    ev = clf.evaluate(ds)
+    assert report.facts["top1"] == pytest.approx(ev.top1)
+    assert report.facts["top5"] == pytest.approx(ev.top5)
+    acc = section_html(report.html, "accuracy")
+    assert f"top-1 {100 * ev.top1:.2f}%" in acc and f"top-5 {100 * ev.top5:.2f}%" in acc
+    # mistakes: the count, and the most confident first
+    proba = torch.from_numpy(clf.predict_proba(ds.test_images))
+    conf, pred = proba.max(1)
+    wrong = pred != ds.test_labels
+    assert report.facts["wrong"] == int(wrong.sum())
+    shown = re.findall(r"predicted (\S+) (0\.\d\d|1\.00)</figcaption>",
+                       section_html(report.html, "mistakes"))
+    assert len(shown) == min(SMALL["wrong"], int(wrong.sum())) > 0
+    confs = [float(c) for _, c in shown]
+    assert confs == sorted(confs, reverse=True)
+    assert confs[0] == pytest.approx(float(conf[wrong].max()), abs=0.006)
+
+
+def test_training_curves_come_from_metrics_jsonl(report, digits_model):
+    body = section_html(report.html, "training")
+    epochs = len((digits_model.parent / "metrics.jsonl").read_text().splitlines())
+    assert f"{epochs} epochs" in body and "<img" in body
+
+
+def test_sections_can_be_chosen_and_a_missing_metrics_file_is_said(digits_model):
+    clf = convscope.load(digits_model)  # a Classifier: no file, so no metrics.jsonl to find
+    r = build_report(clf, "digits", sections=("training", "mistakes"), progress=False, wrong=3)
+    assert re.findall(r'data-section="(\w+)"', r.html) == ["training", "mistakes"]
+    assert "No metrics.jsonl" in section_html(r.html, "training")
+    with pytest.raises(UsageError, match="unknown report section 'nope'"):
+        ReportConfig(sections=("nope",)).resolved()
+    with pytest.raises(UsageError, match="at least 1"):
+        build_report(clf, "digits", n=0, progress=False)
+
+
+def test_a_section_that_does_not_apply_says_why(tmp_path):
+    """A linear classifier has no convolutional layer: Grad-CAM cannot run, and the
+    report says so in that section instead of failing."""
+    convscope.train("digits", model="linear", epochs=1, out=str(tmp_path), progress=False,
+                    verbose=False)
+    r = build_report(tmp_path / "model.safetensors", sections=("accuracy", "explanations"),
+                     progress=False, explain_images=2)
+    body = section_html(r.html, "explanations")
+    assert "Not available here" in body and "spatial" in body
+    assert "Not available" not in section_html(r.html, "accuracy")
+
+
+def test_an_rgb_model_of_another_size_gets_every_section(tmp_path):
+    """Colour 12x12 images, 3 classes: every section applies (colour filter tiles included)."""
+    data = "fake:size=12,channels=3,classes=3,n=120,test=60"
+    convscope.train(data, model="convnet:width=8,fc=16", epochs=2, out=str(tmp_path),
+                    progress=False, verbose=False)
+    r = build_report(tmp_path / "model.safetensors", progress=False, **SMALL)
+    for name in list_sections():
+        assert "Not available" not in section_html(r.html, name), name
+    assert r.facts["filters"]["colour"] and r.facts["tsne"]["n"] == 60
+    assert len(re.findall(r'class="tile ', section_html(r.html, "classes"))) == 3
+    for alt, pixels in images_of(r.html):
+        assert pixels.std() > 1, alt
+
+
+def test_report_command(digits_model, tmp_path):
+    out = tmp_path / "sub" / "r.html"
+    proc = call_cli("report", digits_model, "--out", out, "--sections", "model", "accuracy",
+                    "mistakes", "--quiet")
+    assert f"wrote {out}" in proc.stdout and "3 sections" in proc.stdout
+    html = out.read_text()
+    assert re.findall(r'data-section="(\w+)"', html) == ["model", "accuracy", "mistakes"]
+    assert read_report_config(html)["sections"] == ["model", "accuracy", "mistakes"]
+    proc = call_cli("report", digits_model, "--out", tmp_path / "r2.html", "--skip", "costly",
+                    "--quiet")
+    assert "Not available" not in (tmp_path / "r2.html").read_text()
+    assert f"{len(list_sections(costly=False))} sections" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "r.png"], "must end in .html"),
+    (["--out", "r.html", "--skip", *list_sections()], "every section is skipped"),
+    (["--out", "r.html", "--metrics", "nothing.jsonl"], "is not a file"),
+])
+def test_report_command_errors(digits_model, tmp_path, args, message):
+    proc = call_cli("report", digits_model, *args, check=2)
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
