@@ -20,7 +20,8 @@ from convscope.images import open_image
 from tests.conftest import call_cli
 
 #: examples per fuzz target; README.md quotes these numbers
-FUZZ_EXAMPLES = {"image_bytes": 300, "image_mutations": 400, "model_file": 150, "cli": 150}
+FUZZ_EXAMPLES = {"image_bytes": 300, "image_mutations": 400, "model_file": 150, "cli": 150,
+                 "spec_text": 200, "spec_models": 300}
 
 FUZZ = dict(derandomize=True, database=None, deadline=3000,
             suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -141,3 +142,81 @@ def test_cli_arguments_never_traceback(monkeypatch, tmp_path_factory, argv):
     assert proc.returncode in (0, 1, 2), (argv, proc.stderr)
     if proc.returncode:
         assert proc.stderr.strip(), argv
+
+
+
+SPEC_NUMBERS = st.sampled_from(["2", "3", "1", "5", "2", "3", "7", "16", "0", "99999", "-1", "x",
+                                ""])
+SPEC_MODS = st.lists(st.sampled_from(["/S", "/P", "/D"]).flatmap(
+    lambda m: SPEC_NUMBERS.map(lambda n: m + n)) | st.just("/Psame"), max_size=1).map("".join)
+
+
+@st.composite
+def spec_text(draw, depth: int = 0) -> str:
+    """Strings near the spec grammar: layers with numbers and modifiers (sometimes bad ones),
+    groups and repetitions, and now and then a stray token."""
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["conv", "pool", "avgpool", "gap", "fc", "relu", "bn",
+                                     "dropout", "softmax", "group"] if depth < 2 else
+                                    ["conv", "pool", "relu", "fc"]))
+        if kind == "conv":
+            part = f"CONV{draw(SPEC_NUMBERS)}-{draw(SPEC_NUMBERS)}{draw(SPEC_MODS)}"
+        elif kind in ("pool", "avgpool"):
+            part = f"{kind.upper()}{draw(SPEC_NUMBERS)}{draw(SPEC_MODS)}"
+        elif kind == "fc":
+            part = "FC" + draw(st.sampled_from(["", "8", "0"]))
+        elif kind == "dropout":
+            part = "DROPOUT" + draw(st.sampled_from(["", "0.3", "1.5"]))
+        elif kind == "group":
+            open_, close = draw(st.sampled_from(["()", "[]", "()", "[]", "(]"]))
+            part = open_ + draw(spec_text(depth + 1)) + close
+        else:
+            part = kind.upper()
+        if draw(st.integers(0, 3)) == 0:
+            part += "*" + draw(st.sampled_from(["2", "3", "1", "0", "x"]))
+        parts.append(part)
+    text = "-".join(parts)
+    if depth == 0:
+        text += draw(st.sampled_from(["-FC", "-FC", "-FC", "-FC-SOFTMAX", "", "--FC"]))
+    return text
+
+SPEC_TOKENS = ["CONV", "POOL", "MAXPOOL", "AVGPOOL", "GAP", "FC", "RELU", "BN", "DROPOUT",
+               "SOFTMAX", "conv", "-", "-", "-", "*", "(", ")", "[", "]", "/S", "/P", "/D",
+               "/Psame", " ", "0", "1", "2", "3", "5", "8", "0.5", "-1", "x", "1e3", "99999"]
+
+
+@settings(max_examples=FUZZ_EXAMPLES["spec_text"], **FUZZ)
+@given(st.text(max_size=60))
+def test_spec_parser_on_arbitrary_text(text):
+    from convscope.models.spec import parse_spec
+
+    try:
+        parse_spec(text)
+    except ConvscopeError as exc:
+        assert str(exc)
+
+
+@settings(max_examples=FUZZ_EXAMPLES["spec_models"], **FUZZ)
+@given(st.one_of(spec_text(), st.lists(st.sampled_from(SPEC_TOKENS), min_size=1,
+                                       max_size=14).map("".join)))
+def test_spec_models_build_and_run_or_say_why(text):
+    """Specs near the grammar: a parse error, a "doesn't fit" error, or a model that maps a
+    12x12x3 batch to 4 class scores."""
+    import torch
+
+    from convscope.models import ModelInput
+    from convscope.models.spec import build_spec, parse_spec
+
+    try:
+        spec = parse_spec(text)
+        if any(n > 64 for layer in spec.layers
+               for n in (layer.size, layer.filters, layer.units or 0, layer.pad, layer.stride,
+                         layer.dilation)):
+            return  # parsed; too large to build in a fuzz budget
+        net = build_spec(spec, ModelInput(3, 4, (12, 12)))
+    except ConvscopeError as exc:
+        assert str(exc)
+        return
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(2, 3, 12, 12)).shape == (2, 4), text
