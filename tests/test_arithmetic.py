@@ -173,6 +173,16 @@ def test_cli_conv_no_fit_is_one_sentence_exit_1():
     assert "(7 - 3)/3 + 1 = 2.33" in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def test_cli_conv_input_without_depth_is_one_channel(capsys):
+    code, _, err = cli(capsys, "conv", "--input", "7x7", "--filters", "1", "--size", "3",
+                       "--stride", "3")
+    assert code == 1 and "(7 - 3)/3 + 1 = 2.33" in err
+    code, out, _ = cli(capsys, "conv", "--input", "7x7", "--filters", "2", "--size", "3",
+                       "--json")
+    data = json.loads(out)
+    assert data["input"]["depth"] == 1 and data["params_per_filter"] == 3 * 3 * 1 + 1
+
+
 def test_cli_conv_pool_and_json(capsys):
     code, out, _ = cli(capsys, "conv", "--input", "32x32x64", "--pool", "--size", "2", "--json")
     data = json.loads(out)

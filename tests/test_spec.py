@@ -135,3 +135,13 @@ def test_cli_rejects_non_fitting_spec_before_training(tmp_path):
 
 def test_spec_errors_are_convscope_errors():
     assert issubclass(SpecError, ConvscopeError) and issubclass(DoesNotFit, ConvscopeError)
+
+
+def test_views_given_an_architecture_name_say_how_to_train_it(capsys):
+    from tests.conftest import run_main
+
+    code, _, err = run_main(capsys, "layers", "spec:CONV3-8-FC")
+    assert code == 1 and "names an untrained architecture" in err
+    assert "convscope train --model 'spec:CONV3-8-FC' --out DIR" in err
+    code, _, err = run_main(capsys, "filters", "convnet:width=4", "--out", "x.png")
+    assert code == 1 and "convscope summary 'convnet:width=4'" in err

@@ -287,7 +287,18 @@ def open_model(spec: str | os.PathLike, weights: str | None = None,
         return torchvision_classifier(text.split(":", 1)[1], weights, device)
     if not Path(text).exists() and text in _zoo_names():
         return torchvision_classifier(text, weights, device)
+    if not Path(text).exists() and text.split(":", 1)[0] in _registry_names():
+        raise ConvscopeError(
+            f"{text} names an untrained architecture, not a model; train it with `convscope "
+            f"train --model '{text}' --out DIR` and pass DIR/model.safetensors (`convscope "
+            f"summary '{text}'` shows its layers without training).")
     if weights:
         raise ConvscopeError("--weights applies to torchvision models (e.g. resnet18), not to "
                              "convscope model files, which carry their own weights.")
     return load(text, device)
+
+
+def _registry_names() -> set[str]:
+    from convscope.models.registry import model_entries
+
+    return {e.name for e in model_entries()} | {"spec"}

@@ -33,7 +33,7 @@ def register(sub) -> None:
                "  convscope conv --input 56x56x64 --filters 32 --size 1           # 1x1 conv",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, metavar="WxHxD",
-                   help="input volume W1xH1xD1, e.g. 32x32x3")
+                   help="input volume W1xH1xD1, e.g. 32x32x3 (D1 defaults to 1: 7x7)")
     p.add_argument("--filters", "-K", type=positive_int, metavar="K",
                    help="number of filters K (convolution)")
     p.add_argument("--size", "-F", type=positive_int, required=True, metavar="F",
@@ -78,7 +78,7 @@ def run_conv(args) -> int:
     from convscope.errors import UsageError
     from convscope.models.arithmetic import Volume, conv_arithmetic, pool_arithmetic
 
-    vol = Volume.parse(args.input)
+    vol = Volume.parse(args.input, depth=1)  # the lecture writes 7x7 for a 7x7x1 input
     if args.pool:
         if args.filters:
             raise UsageError("--filters applies to convolutions; pooling keeps the depth.")
