@@ -168,3 +168,25 @@ def test_views_under_torchrun_match_one_process(tmp_path, digits_model, view):
     two = torchrun("-m", "convscope", view[0], digits_model, *view[1:], "--json", "--quiet",
                    "--out", tmp_path / "two.png").stdout
     assert result(one) == result(two)
+
+
+def test_report_under_torchrun_matches_one_process(tmp_path, digits_model):
+    """The report's dataset passes are sharded; one process writes the page, with the same
+    measured figures as a single process's page."""
+    import re
+
+    def facts(path):
+        html = path.read_text()
+        m = re.search(r'<script type="application/json" id="convscope-config">(.*?)</script>',
+                      html, re.S)
+        return json.loads(m.group(1))["facts"]
+
+    sections = ["--sections", "accuracy", "mistakes", "neighbours", "--quiet"]
+    run_cli("report", digits_model, "--out", tmp_path / "one.html", *sections)
+    proc = torchrun("-m", "convscope", "report", digits_model, "--out", tmp_path / "two.html",
+                    *sections)
+    assert proc.stdout.count("wrote ") == 1, proc.stdout  # one writer
+    one, two = facts(tmp_path / "one.html"), facts(tmp_path / "two.html")
+    assert one["top1"] == two["top1"] and one["wrong"] == two["wrong"]
+    assert one["neighbour_agreement"] == two["neighbour_agreement"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.html", "two.html"]

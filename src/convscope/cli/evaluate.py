@@ -40,6 +40,10 @@ def run(args) -> int:
     clf = load(args.model, device=args.device)
     data = dataset_for(clf, args)
     ev = clf.evaluate(data, batch_size=args.batch_size)
+    from convscope import distributed
+
+    if not distributed.current().is_main:  # under torchrun one process writes and prints
+        return 0
     if args.out:
         from convscope.render.figures import confusion_figure, save_figure
 

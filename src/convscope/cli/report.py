@@ -110,8 +110,11 @@ def run_report(args) -> int:
     clf = open_model(args.model, args.weights, args.device)
     report = build_report(clf, args.data, config, progress=not args.quiet,
                           data_root=args.data_root, image_size=args.image_size)
-    path = report.save(out)
-    print(f"wrote {path} ({len(sections)} sections, {report.seconds['total']:.0f} s)")
+    from convscope import distributed
+
+    if distributed.current().is_main:  # under torchrun every process has the same page
+        path = report.save(out)
+        print(f"wrote {path} ({len(sections)} sections, {report.seconds['total']:.0f} s)")
     return 0
 
 

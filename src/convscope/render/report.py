@@ -151,7 +151,12 @@ class ReportContext:
 
     @cached_property
     def logits(self) -> torch.Tensor:
-        """(N, K) scores of every test image: the one pass the accuracy sections share."""
+        """(N, K) scores of every test image: the one pass the accuracy sections share
+        (under torchrun each process scores a share and all get every score)."""
+        if isinstance(self.images, torch.Tensor):
+            from convscope.train.loop import sharded_logits
+
+            return sharded_logits(self.clf, self.images, self.config.batch_size)
         return self.clf.logits(self.images, self.config.batch_size)
 
     @cached_property
