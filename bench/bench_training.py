@@ -30,7 +30,8 @@ def _trainer(batch: int, steps: int, channels_last: bool, compile: bool = False,
     from convscope.train.loop import Trainer
 
     ds = load_dataset(f"fake:n={batch * steps},test=10,size=32,channels=3,classes=10")
-    cfg = TrainConfig(data=ds.name, recipe="fast", epochs=1, batch_size=batch,
+    # a schedule longer than the steps timed: the learning rates stay in their normal range
+    cfg = TrainConfig(data=ds.name, recipe="fast", epochs=20, batch_size=batch,
                       channels_last=channels_last, compile=compile, device="cpu")
     return Trainer(ds, cfg, progress=False, log=log), ds
 
@@ -78,15 +79,15 @@ def run(quick: bool = False) -> dict:
 
     def ours():
         for _ in range(steps):
-            trainer.train_step(xb, yb, idx)
+            trainer.train_step(xb, yb, idx, batch, slice(0, batch), False)
 
     def ours_nchw():
         for _ in range(steps):
-            trainer_cf.train_step(xb, yb, idx)
+            trainer_cf.train_step(xb, yb, idx, batch, slice(0, batch), False)
 
     def ours_compiled():
         for _ in range(steps):
-            trainer_co.train_step(xb, yb, idx)
+            trainer_co.train_step(xb, yb, idx, batch, slice(0, batch), False)
 
     def hand():
         plain.train()
@@ -104,7 +105,7 @@ def run(quick: bool = False) -> dict:
     trainer_cf.clf.model.train()
     trainer_co.clf.model.train()
     compile_started = time.perf_counter()
-    trainer_co.train_step(xb, yb, idx)  # compiles: timed apart from the steady state
+    trainer_co.train_step(xb, yb, idx, batch, slice(0, batch), False)  # compiles: timed apart from the steady state
     compile_seconds = time.perf_counter() - compile_started
     t = interleaved({"ours": ours, "ours_nchw": ours_nchw, "ours_compiled": ours_compiled,
                      "plain": hand, "sgemm": sgemm}, repeats=repeats)

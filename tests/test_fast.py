@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -49,6 +50,18 @@ def test_muon_keeps_filter_norm_and_steps_sgd_groups():
     scaled = before * (8 ** 0.5 / before.norm())
     update = newton_schulz(w.grad.reshape(8, -1)).view_as(w)
     assert torch.allclose(w, scaled - 0.1 * update, atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_schedules_warm_up_decay_to_zero_and_stay_there(schedule):
+    from convscope.train.optim import warmup_decay
+
+    f = warmup_decay(TrainConfig(epochs=2, warmup_epochs=0.5, schedule=schedule), 10)
+    assert [f(s) for s in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert f(5) == pytest.approx(1.0) and f(20) == pytest.approx(0.0, abs=1e-12)
+    assert f(21) == f(100) == f(20)  # never negative (or rising) past the end
+    assert f(12) == pytest.approx(8 / 15 if schedule == "linear" else 0.5 * (1 + math.cos(
+        math.pi * 7 / 15)))
 
 
 def test_recipe_defaults_and_explicit_options():

@@ -68,7 +68,7 @@ def warmup_decay(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], f
             return (step + 1) / warm
         if config.schedule == "constant":
             return 1.0
-        t = (step - warm) / max(1, total - warm)
+        t = min(1.0, (step - warm) / max(1, total - warm))  # past the end: stay at 0
         return 0.5 * (1 + math.cos(math.pi * t)) if config.schedule == "cosine" else 1.0 - t
 
     return factor
