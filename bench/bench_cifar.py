@@ -101,6 +101,9 @@ def run(quick: bool = False) -> dict:
     return {"columns": ["recipe", "epochs", "test top-1 % (TTA)", "training PFLOP", "seconds"],
             "rows": rows,
             "notes": [f"{n:,} training / {len(ds.test_labels):,} test images; one run each "
-                      "(seed 0)."]
+                      "(seed 0).",
+                      "seconds: wall clock including decoding and test-time augmentation, on "
+                      "a shared machine whose load varied between runs; compare accuracy and "
+                      "FLOPs, not seconds."]
             + ([f"not run in the time available: {', '.join(missing)} epochs."]
                if missing else [])}
