@@ -192,3 +192,29 @@ def test_cli_conv_pool_and_json(capsys):
     assert code == 2 and "needs --filters K" in err
     code, _, err = cli(capsys, "conv", "--input", "7x7x3", "--size", "3", "--pool", "--pad", "same")
     assert code == 2 and "whole-number --pad" in err
+
+
+def test_cli_conv_json_on_a_setting_that_does_not_fit_is_a_json_error(capsys):
+    """--json promises JSON: a setting that doesn't fit gives an object with the error
+    (exit 1, as without --json), not the plain-text sentence on stdout."""
+    code, out, err = cli(capsys, "conv", "--input", "7x7x3", "--filters", "1", "--size", "3",
+                         "--stride", "3", "--json")
+    data = json.loads(out)
+    assert code == 1 and data["fits"] is False
+    assert "(7 - 3)/3 + 1 = 2.33" in data["error"] and "S=1 gives 5" in data["error"]
+    assert data["config"]["stride"] == 3 and err.count("\n") == 1
+    # a usage error under --json: an object too, exit 2
+    code, out, _ = cli(capsys, "conv", "--input", "7x7x3", "--size", "3", "--json")
+    assert code == 2 and "needs --filters K" in json.loads(out)["error"]
+
+
+@pytest.mark.parametrize("filters, bias_text, head", [
+    (1, "(9 weights + 1 bias)", "K=1 filter of"),
+    (2, "(18 weights + 2 biases)", "K=2 filters of"),
+])
+def test_conv_counts_are_in_the_right_number(filters, bias_text, head):
+    text = conv_arithmetic(Volume(7, 7, 1), filters=filters, size=3).explain()
+    assert head in text and "(9 weights + 1 bias)" in text  # per filter
+    assert f"= {10 * filters} {bias_text}" in text and "1 biases" not in text
+    no_bias = conv_arithmetic(Volume(7, 7, 1), filters=1, size=1, bias=False).explain()
+    assert "(1 weight)" in no_bias and "bias" not in no_bias.split("params total")[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from convscope.cli.common import positive_int, print_json
 
@@ -75,6 +76,29 @@ def register(sub) -> None:
 
 
 def run_conv(args) -> int:
+    from convscope.errors import ConvscopeError
+    from convscope.models.arithmetic import DoesNotFit
+
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    try:
+        r = _conv_result(args)
+    except ConvscopeError as exc:
+        if not args.json:
+            raise
+        # --json promises JSON on stdout: the error goes there as an object too (and its
+        # sentence to stderr as usual), with the same exit status
+        print_json({"config": config, "error": str(exc),
+                    **({"fits": False} if isinstance(exc, DoesNotFit) else {})})
+        print(f"convscope conv: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print_json({"config": config, **r.to_dict()})
+    else:
+        print(r.explain())
+    return 0
+
+
+def _conv_result(args):
     from convscope.errors import UsageError
     from convscope.models.arithmetic import Volume, conv_arithmetic, pool_arithmetic
 
@@ -91,12 +115,7 @@ def run_conv(args) -> int:
             raise UsageError("a convolution needs --filters K; for a pooling layer pass --pool.")
         r = conv_arithmetic(vol, args.filters, args.size, args.stride or 1, args.pad,
                             args.dilation)
-    if args.json:
-        print_json({"config": {k: v for k, v in vars(args).items() if k != "func"},
-                    **r.to_dict()})
-    else:
-        print(r.explain())
-    return 0
+    return r
 
 
 def run_summary(args) -> int:

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from convscope.errors import ConvscopeError, UsageError
+from convscope.text import count, plural
 
 Pair = tuple[int, int]
 
@@ -147,6 +148,12 @@ def same_padding(f: int, d: int = 1, where: str = "") -> int:
 
 
 # ----------------------------------------------------------------- layers
+def _weights_biases(weights: int, biases: int) -> str:
+    """'750 weights + 10 biases', '9 weights + 1 bias', '9 weights' (no bias)."""
+    text = count(weights, "weight")
+    return text + (f" + {count(biases, 'bias', 'biases')}" if biases else "")
+
+
 def _pair(v: int | Pair) -> Pair:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -221,7 +228,8 @@ class LayerArithmetic:
     def explain(self) -> str:
         """The calculation as the lecture writes it, one line per quantity."""
         if self.kind == "conv":
-            head = (f"conv: K={self.filters} filters of F={_show(self.size)}, "
+            head = (f"conv: K={self.filters} {plural(self.filters, 'filter')} of "
+                    f"F={_show(self.size)}, "
                     f"S={_show(self.stride)}, P={_show(self.pad)}")
         else:
             head = (f"{self.pool} pool: F={_show(self.size)}, S={_show(self.stride)}, "
@@ -243,10 +251,11 @@ class LayerArithmetic:
             per = f"F*F*D1{'/groups' if self.groups > 1 else ''}"
             bias = " + 1" if self.bias else ""
             lines.append(f"params/filter   {per}{bias} = {fh}*{fw}*{d1}{bias} = "
-                         f"{self.params_per_filter}" + (f" ({self.weights_per_filter} weights "
-                                                         f"+ 1 bias)" if self.bias else ""))
+                         f"{self.params_per_filter}"
+                         + (f" ({count(self.weights_per_filter, 'weight')} + 1 bias)"
+                            if self.bias else ""))
             lines.append(f"params total    {self.params_per_filter} * {self.filters} = "
-                         f"{self.params:,} ({self.weights:,} weights + {self.biases} biases)")
+                         f"{self.params:,} ({_weights_biases(self.weights, self.biases)})")
             o = self.output
             lines.append(f"multiply-adds   W2*H2*D2 * {per} = {o.width}*{o.height}*{o.depth} * "
                          f"{self.weights_per_filter} = {self.macs:,}")
