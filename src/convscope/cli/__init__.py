@@ -14,8 +14,8 @@ import sys
 from convscope.errors import ConvscopeError
 
 #: modules under convscope.cli, each with register(subparsers); order is the --help order
-COMMAND_MODULES = ("train", "evaluate", "predict", "views", "explain", "visualize", "style",
-                   "report", "catalog", "arith")
+COMMAND_MODULES = ("train", "evaluate", "predict", "views", "explain", "challenges",
+                   "visualize", "style", "report", "catalog", "arith")
 
 
 def build_parser() -> argparse.ArgumentParser:

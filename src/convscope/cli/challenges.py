@@ -1,0 +1,92 @@
+"""convscope challenges: the lecture's six recognition challenges as accuracy curves."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json
+from convscope.evaluate import SPLITS
+from convscope.inspect.challenges import GROUPS, ChallengesConfig, list_challenges
+
+
+def challenge_list(text: str) -> tuple[str, ...]:
+    from convscope.errors import UsageError
+    from convscope.inspect.challenges import select
+
+    try:
+        return tuple(select([t for t in text.split(",") if t.strip()]))
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(sub) -> None:
+    d = ChallengesConfig()
+    p = sub.add_parser(
+        "challenges", help="accuracy under the lecture's six challenges, severity 0 to 5",
+        description="Measure top-1 accuracy on the test images under the lecture's six "
+                    "recognition challenges (viewpoint: rotation, scale, perspective, "
+                    "translation; illumination: brightness, contrast, gamma, colour "
+                    "temperature; deformation: elastic; occlusion: random and evidence-placed "
+                    "patches; background clutter; intra-class variation), each from severity "
+                    "0 (the plain images) to severe. Writes DIR/curves.png, DIR/strips.png and "
+                    "DIR/challenges.json with every parameter and the seed.",
+        epilog="examples:\n"
+               "  convscope challenges runs/demo/model.safetensors --out runs/demo/challenges\n"
+               "  convscope challenges runs/aug/model.safetensors --compare "
+               "runs/noaug/model.safetensors --out cmp\n"
+               "  convscope challenges runs/a/model.safetensors --baseline "
+               "runs/b/model.safetensors --only viewpoint,occlusion --out dir --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
+    add_data_args(p)
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for curves.png, strips.png and challenges.json")
+    p.add_argument("--n", type=positive_int, default=d.n,
+                   help=f"test images, a seeded sample (default {d.n})")
+    p.add_argument("--severities", type=positive_int, default=d.severities,
+                   help=f"severities above 0 (default {d.severities}, as in ImageNet-C)")
+    p.add_argument("--only", type=challenge_list, metavar="NAMES",
+                   help="comma-separated challenges or groups (default: all): "
+                        + ", ".join(list_challenges()) + "; groups: " + ", ".join(GROUPS))
+    p.add_argument("--compare", action="append", default=[], metavar="MODEL2",
+                   help="another model with the same classes, drawn on the same plots "
+                        "(repeatable)")
+    p.add_argument("--baseline", metavar="MODEL",
+                   help="score the mean corruption error (mCE) against this model")
+    p.add_argument("--split", choices=SPLITS, default=d.split,
+                   help="auto: the test images of the model's own data, every image of any "
+                        "other (default auto)")
+    p.add_argument("--layer", metavar="L",
+                   help="features for intra-class spread (default: the layer feeding the "
+                        "classifier)")
+    p.add_argument("--seed", type=int, default=d.seed, help="images and corruptions (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                   help=f"images per forward pass (default {d.batch_size})")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print every number as one JSON object")
+    p.set_defaults(func=run_challenges)
+
+
+def run_challenges(args) -> int:
+    from convscope import distributed
+    from convscope.classifier import open_model
+    from convscope.inspect.challenges import challenges
+
+    clf = open_model(args.model, args.weights, args.device)
+    result = challenges(clf, args.data, n=args.n, severities=args.severities, only=args.only,
+                        seed=args.seed, split=args.split, layer=args.layer,
+                        batch_size=args.batch_size, compare=list(args.compare),
+                        baseline=args.baseline, data_root=args.data_root,
+                        image_size=args.image_size, progress=not args.quiet)
+    result.models[0].model = str(args.model)
+    paths = result.save(args.out) if distributed.current().is_main else {}
+    say = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    if args.json:
+        print_json({"command": "challenges", "model": str(args.model), **result.to_dict(),
+                    "files": paths})
+    else:
+        print(result.format())
+    for path in paths.values():
+        say(f"wrote {path}")
+    return 0

@@ -1,0 +1,148 @@
+"""The six challenges: severity 0 is the plain accuracy, severe settings hurt, the strips grow
+more different with severity, a seed repeats, mCE against itself is 100%."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from convscope.classifier import load
+from convscope.inspect.challenges import CHALLENGES, challenges, select
+from convscope.inspect.sources import image_set
+from tests.conftest import call_cli
+
+N = 120
+
+
+@pytest.fixture(scope="module")
+def result(mnist_model):
+    return challenges(mnist_model, n=N, seed=0, severities=5)
+
+
+def test_severity_zero_is_the_plain_test_accuracy(mnist_model, result):
+    clf = load(mnist_model)
+    imgs = image_set(clf, None, n=N, seed=0, progress=False)
+    plain = float((torch.from_numpy(clf.predict(imgs.images)) == imgs.labels).double().mean())
+    assert result.main.clean == plain
+    for name in result.names:
+        assert result.main.curves[name].accuracy[0] == plain, name
+    assert result.measure == "accuracy" and result.n == N
+
+
+def test_severe_settings_fall_well_below_the_plain_accuracy(result):
+    clean = result.main.clean
+    assert clean > 0.9
+    for name in ("rotation", "occlusion", "occlusion-evidence", "clutter"):
+        assert result.main.curves[name].accuracy[-1] < clean - 0.25, (
+            name, result.main.curves[name].accuracy)
+    # evidence-placed patches hurt at least as much as random ones of the same size
+    ev, rnd = (result.main.curves[k].score for k in ("occlusion-evidence", "occlusion"))
+    assert ev <= rnd
+
+
+def test_strips_move_further_from_the_image_as_severity_grows(result):
+    for name in result.names:
+        if name in ("intra-class", "translation"):
+            continue
+        strip = result.strips[name].float()  # (S + 1, C, H, W)
+        diffs = [(strip[s] - strip[0]).abs().mean().item() for s in range(len(strip))]
+        assert diffs[0] == 0
+        assert all(b > a for a, b in zip(diffs, diffs[1:])), (name, diffs)
+    # a shifted digit stops overlapping itself, so pixel differences saturate: check instead
+    # that its centre of mass moves by the shift the parameters give
+    strip = result.strips["translation"].float()[:, 0]  # (S + 1, H, W)
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    centre = torch.stack([((strip * g).sum((1, 2)) / strip.sum((1, 2))) for g in (ys, xs)], 1)
+    moved = (centre - centre[0]).norm(dim=1)
+    assert all(b > a for a, b in zip(moved.tolist(), moved[1:].tolist())), moved
+    assert moved[1].item() == pytest.approx(result.params["translation"][1]["shift"] * 28, abs=1)
+
+
+def test_grayscale_data_skips_colour_temperature_and_says_so(result):
+    assert "temperature" not in result.names
+    assert "grayscale" in result.skipped["temperature"]
+
+
+def test_the_same_seed_gives_the_same_numbers(mnist_model, result):
+    again = challenges(mnist_model, n=N, seed=0, severities=5)
+    assert again.to_dict()["models"] == result.to_dict()["models"]
+    other = challenges(mnist_model, n=N, seed=1, severities=5, only=("rotation",))
+    assert other.main.curves["rotation"].accuracy != result.main.curves["rotation"].accuracy
+
+
+def test_intra_class_bins_partition_the_images_from_typical_to_atypical(result):
+    curve = result.main.curves["intra-class"]
+    assert sum(curve.counts[1:]) == N and curve.counts[0] == N
+    # the plain accuracy is the count-weighted mean of the bins' accuracies
+    weighted = sum(a * c for a, c in zip(curve.accuracy[1:], curve.counts[1:])) / N
+    assert weighted == pytest.approx(curve.accuracy[0])
+    assert result.spread and all(v > 0 for v in result.spread.values())
+
+
+def test_mce_against_the_same_model_is_100_percent(mnist_model):
+    r = challenges(mnist_model, n=40, severities=2, only=("viewpoint",), baseline=mnist_model)
+    assert set(r.ce) == {"rotation", "scale", "perspective", "translation"}
+    for name, value in r.ce.items():
+        err = sum(1 - a for a in r.main.curves[name].accuracy[1:])
+        assert value == pytest.approx(100.0) if err else np.isnan(value)
+    assert r.mce == pytest.approx(np.nanmean(list(r.ce.values())))
+
+
+def test_colour_images_get_every_challenge(tmp_path):
+    import convscope
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", classes=("a", "b"), per_class=8,
+                              size=(16, 16))
+    clf = convscope.train(f"folder:{root}", model="convnet:width=4,fc=8", epochs=1,
+                          progress=False, verbose=False)
+    r = challenges(clf, f"folder:{root}", n=8, severities=2, split="all")
+    assert r.skipped == {} and "temperature" in r.names
+    diffs = [(r.strips["temperature"][s].float() - r.strips["temperature"][0].float())
+             .abs().mean().item() for s in range(3)]
+    assert diffs[0] == 0 < diffs[1] < diffs[2]
+
+
+def test_select_accepts_groups_and_refuses_unknown_names():
+    assert select(["viewpoint"]) == ["rotation", "scale", "perspective", "translation"]
+    assert select(["elastic", "occlusion"]) == ["elastic", "occlusion", "occlusion-evidence"]
+    with pytest.raises(Exception, match="rotatoin|rotation"):
+        select(["rotatoin"])
+    assert {c.group for c in CHALLENGES.values()} == {
+        "viewpoint", "illumination", "deformation", "occlusion", "clutter", "intra-class"}
+
+
+def test_cli_writes_curves_strips_and_json(mnist_model, tmp_path):
+    out = tmp_path / "ch"
+    proc = call_cli("challenges", mnist_model, "--n", "40", "--severities", "2", "--only",
+                    "rotation,clutter", "--compare", mnist_model, "--out", out, "--json",
+                    "--quiet")
+    data = json.loads(proc.stdout)
+    assert data["challenges"] == ["rotation", "clutter"]
+    assert len(data["models"]) == 2
+    assert len(data["models"][0]["curves"]["rotation"]["accuracy"]) == 3
+    assert data["params"]["rotation"][2] == {"degrees": 60.0}
+    assert data["config"]["seed"] == 0
+    for name in ("curves.png", "strips.png", "challenges.json"):
+        assert (out / name).stat().st_size > 1000
+    from PIL import Image
+
+    with Image.open(out / "strips.png") as im:
+        assert im.width > 200 and im.height > 100
+    text = call_cli("challenges", mnist_model, "--n", "30", "--severities", "1", "--only",
+                    "occlusion", "--out", tmp_path / "t", "--quiet").stdout
+    assert "hurts most" in text and "occlusion" in text
+
+
+def test_cli_refuses_an_unknown_challenge(mnist_model, tmp_path):
+    proc = call_cli("challenges", mnist_model, "--only", "weather", "--out", tmp_path,
+                    check=2)
+    assert "weather" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_display_in_a_notebook(mnist_model):
+    r = challenges(mnist_model, n=20, severities=1, only=("rotation",))
+    assert r._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
