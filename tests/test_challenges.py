@@ -146,3 +146,14 @@ def test_cli_refuses_an_unknown_challenge(mnist_model, tmp_path):
 def test_display_in_a_notebook(mnist_model):
     r = challenges(mnist_model, n=20, severities=1, only=("rotation",))
     assert r._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_section_shows_the_curves_and_the_strip(digits_model, tmp_path):
+    page = tmp_path / "r.html"
+    call_cli("report", digits_model, "--sections", "accuracy", "challenges",
+             "--challenge-images", "60", "--out", page, "--quiet")
+    html = page.read_text()
+    assert "The six challenges" in html and "Hurts most" in html
+    section = html[html.index("The six challenges"):]
+    assert section.count("data:image/png;base64,") >= 2
+    assert "accuracy against severity" in section

@@ -20,6 +20,7 @@ from convscope.inspect.attribution import (  # noqa: E402
     explain_many,
     list_methods,
 )
+from convscope.inspect.challenges import Challenges, ChallengesConfig, challenges  # noqa: E402
 from convscope.inspect.dream import DreamConfig, dream  # noqa: E402
 from convscope.inspect.embedding import EmbedConfig, Embedding, embed  # noqa: E402
 from convscope.inspect.faithfulness import (  # noqa: E402
@@ -67,6 +68,9 @@ __all__ = [
     "build_model",
     "build_report",
     "build_spec",
+    "Challenges",
+    "challenges",
+    "ChallengesConfig",
     "channel_images",
     "class_images",
     "Classifier",

@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from convscope.cli.common import add_data_args, add_model_args, positive_int
+from convscope.cli.common import add_data_args, add_model_args, int_in, positive_int, seed_int
 from convscope.errors import ConvscopeError, UsageError
 
 
@@ -24,7 +24,7 @@ def register(sub) -> None:
                     "with the model's layer table, training curves, test accuracy, confusion "
                     "matrix, most confident mistakes, first-layer filters, feature and pixel "
                     "neighbours, a t-SNE map, maximally activating patches, attribution maps "
-                    "and their faithfulness, and class visualisations.",
+                    "and their faithfulness, class visualisations and the six challenges.",
         epilog=f"sections (--sections / --skip):\n{sections}\n\nexamples:\n"
                "  convscope report runs/demo/model.safetensors --out runs/demo/report.html\n"
                "  convscope report runs/cifar/model.safetensors --skip costly --out quick.html",
@@ -56,9 +56,12 @@ def register(sub) -> None:
     p.add_argument("--patch-units", type=positive_int, default=d.patch_units, metavar="N",
                    help=f"channels shown with their top patches, at most 16 (default "
                         f"{d.patch_units})")
+    p.add_argument("--challenge-images", type=positive_int, default=d.challenge_images,
+                   metavar="N", help="test images scored under the six challenges (default "
+                                     f"{d.challenge_images})")
     p.add_argument("--metrics", metavar="JSONL",
                    help="training curves from this file (default: metrics.jsonl next to MODEL)")
-    p.add_argument("--seed", type=int, default=d.seed, help="which sample images (default 0)")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="which sample images (default 0)")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_report)
@@ -75,7 +78,7 @@ def register(sub) -> None:
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
                         "exposes the app to your network)")
-    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    s.add_argument("--port", type=int_in(0, 65535, "port"), default=8000, help="port (default 8000; 0: any free)")
     s.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
                    help="largest upload accepted (default 10 MB)")
     s.add_argument("--methods", nargs="+", choices=list_methods(), metavar="METHOD",
@@ -104,7 +107,8 @@ def run_report(args) -> int:
         explain_images=args.explain_images, faithfulness_images=args.faithfulness_images,
         class_images=args.class_images, class_steps=args.class_steps, seed=args.seed,
         batch_size=args.batch_size, metrics=args.metrics, model=str(args.model),
-        neighbour_database=args.neighbour_database, patch_units=args.patch_units).resolved()
+        neighbour_database=args.neighbour_database, patch_units=args.patch_units,
+        challenge_images=args.challenge_images).resolved()
     if args.metrics and not Path(args.metrics).is_file():
         raise UsageError(f"--metrics {args.metrics!r} is not a file.")
     clf = open_model(args.model, args.weights, args.device)

@@ -222,7 +222,7 @@ def _elastic(images, p, d: Draws):
     # one smooth unit field per image, drawn as torchvision's ElasticTransform does
     # (uniform noise in [-1, 1], Gaussian-blurred, over the size); alpha scales it
     noise = d.uniform(n, 2, h, w) * 2 - 1
-    k = int(8 * p["sigma"]) // 2 * 2 + 1
+    k = min(int(8 * p["sigma"]), 2 * min(h, w) - 2) // 2 * 2 + 1  # reflect padding < size
     field_ = TF.gaussian_blur(noise, [k, k], [p["sigma"], p["sigma"]])
     disp = torch.stack([field_[:, 0] / w, field_[:, 1] / h], dim=-1) * p["alpha"]  # (N,H,W,2)
     return _per_image(images, lambda i, x: TF.elastic(

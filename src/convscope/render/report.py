@@ -67,6 +67,8 @@ class ReportConfig:
     neighbour_database: int | None = 10_000
     #: channels shown with their maximally activating patches (of the first 16 searched)
     patch_units: int = 8
+    #: test images scored under the six challenges (a seeded sample)
+    challenge_images: int = 300
     seed: int = 0
     batch_size: int = 256
     #: training curves: this metrics.jsonl (None: the one next to the model file)
@@ -81,7 +83,8 @@ class ReportConfig:
             if name not in SECTIONS:
                 raise unknown_name("report section", name, list(SECTIONS))
         for key in ("n", "wrong", "explain_images", "faithfulness_images", "class_images",
-                    "class_steps", "neighbour_queries", "patch_units", "batch_size"):
+                    "class_steps", "neighbour_queries", "patch_units", "batch_size",
+                    "challenge_images"):
             if getattr(self, key) < 1:
                 raise UsageError(f"{key.replace('_', '-')} must be at least 1, got "
                                  f"{getattr(self, key)}.")
@@ -565,3 +568,25 @@ def classes_section(ctx: ReportContext) -> str:
     more = (f'<p class="note">The first {k} of {len(ctx.clf.classes)} classes.</p>'
             if k < len(ctx.clf.classes) else "")
     return tiles(items, display_side(ctx.clf)) + more
+
+
+@register_section("challenges", "The six challenges", "Top-1 accuracy on test images under "
+                  "the lecture's recognition challenges (viewpoint, illumination, deformation, "
+                  "occlusion, background clutter, intra-class variation), from severity 0 (the "
+                  "plain images) to 5; the strip shows one test image at every severity. "
+                  "`convscope challenges` gives every number.", costly=True, weight=3)
+def challenges_section(ctx: ReportContext) -> str:
+    from convscope.inspect.challenges import challenges
+
+    r = challenges(ctx.clf, ctx.dataset, n=min(ctx.config.challenge_images, len(ctx.images)),
+                   seed=ctx.config.seed, split="test", batch_size=ctx.config.batch_size)
+    m = r.main
+    ctx.facts["challenges"] = {"scores": m.group_scores(), "hardest": m.hardest()}
+    rows = [(g, f"{100 * v:.1f}%") for g, v in m.group_scores().items()]
+    skipped = "".join(f'<p class="note">Skipped {H.esc(k)}: {H.esc(v)}.</p>'
+                      for k, v in r.skipped.items())
+    return (f"<p>{r.n:,} test images; clean top-1 {100 * m.clean:.1f}%. Hurts most: "
+            f"<b>{H.esc(m.hardest())}</b>.</p>"
+            + H.table(("challenge", "mean top-1 over severities 1-5"), rows, (1,))
+            + figure(r.figure(), "accuracy against severity for each challenge")
+            + figure(r.strips_figure(), "one test image at every severity") + skipped)
