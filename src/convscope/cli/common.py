@@ -4,30 +4,71 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from convscope.data import list_datasets
 from convscope.models import list_models
 
+#: the largest whole number torch (int64) takes
+INT_MAX = 2**63 - 1
+#: the largest seed numpy's RandomState (hence scikit-learn and openTSNE) takes
+SEED_MAX = 2**32 - 1
 
-def positive_int(text: str) -> int:
+
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
-def nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
+def int_in(lo: int, hi: int = INT_MAX, name: str = "int"):
+    """An argparse type: a whole number in [lo, hi] (argparse exits 2 otherwise)."""
+    def parse(text: str) -> int:
+        value = _whole(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(
+                f"must be at least {lo}, got {text}" if value < lo
+                else f"must be at most {hi:,}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+#: a count: a whole number from 1 to torch's int64 limit
+positive_int = int_in(1, name="positive_int")
+nonneg_int = int_in(0, name="nonneg_int")
+#: a random seed: numpy's RandomState, used by scikit-learn and openTSNE, takes no more
+seed_int = int_in(0, SEED_MAX, name="seed_int")
+
+
+def float_in(lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+             name: str = "float"):
+    """An argparse type: a finite number (never nan or inf) in [lo, hi], or (lo, hi]."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if lo is not None and (value <= lo if lo_open else value < lo):
+            raise argparse.ArgumentTypeError(
+                f"must be {'more than' if lo_open else 'at least'} {lo:g}, got {text}")
+        if hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"must be at most {hi:g}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+finite_float = float_in(name="finite_float")
+nonneg_float = float_in(0, name="nonneg_float")
+positive_float = float_in(0, lo_open=True, name="positive_float")
+fraction = float_in(0, 1, name="fraction")
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = False, default=None) -> None:

@@ -7,7 +7,15 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json
+from convscope.cli.common import (
+    INT_MAX,
+    add_data_args,
+    add_model_args,
+    nonneg_int,
+    positive_int,
+    print_json,
+    seed_int,
+)
 from convscope.inspect.attribution import BASELINES, ExplainConfig, list_methods
 
 
@@ -18,6 +26,8 @@ def position(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected Y,X (two whole numbers), got {text!r}") from None
     if y < 0 or x < 0:
         raise argparse.ArgumentTypeError(f"a position is at least 0,0, got {text}")
+    if y > INT_MAX or x > INT_MAX:
+        raise argparse.ArgumentTypeError(f"a position is at most {INT_MAX:,}, got {text}")
     return y, x
 
 
@@ -70,7 +80,7 @@ def register(sub) -> None:
                    help="also save the maps: float32 (N, H, W), or (methods, N, H, W) for all")
     add_map_args(p)
     g = p.add_argument_group("guided backprop of one neuron")
-    g.add_argument("--channel", type=int, metavar="C", help="channel of --layer")
+    g.add_argument("--channel", type=nonneg_int, metavar="C", help="channel of --layer")
     g.add_argument("--position", type=position, metavar="Y,X",
                    help="the neuron's place in the layer's map (default: where the channel "
                         "is most active)")
@@ -96,7 +106,7 @@ def register(sub) -> None:
                    help="what deleted pixels become (default zero)")
     p.add_argument("--insertion-baseline", choices=BASELINES, default="blur",
                    help="what insertion starts from (default blur)")
-    p.add_argument("--seed", type=int, default=0, help="which test images (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="which test images (default 0)")
     p.add_argument("--out", metavar="PNG", help="also plot the mean curves to this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_map_args(p)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
-from convscope.cli.common import add_device_arg, nonneg_float, positive_int, print_json
+from convscope.cli.common import add_device_arg, nonneg_float, positive_int, print_json, seed_int
 
 DEFAULT_IMAGES = ("sample:chelsea", "sample:ihc")
 
 
 def float_list(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers (no nan or inf), got {text!r}")
+    return values
 
 
 def name_list(text: str) -> list[str]:
@@ -49,7 +53,7 @@ def register(sub) -> None:
     g.add_argument("--lr", type=nonneg_float, help="step size (default 1 for lbfgs, 0.02 adam)")
     g.add_argument("--init", choices=INITS, default=d.init,
                    help=f"starting image (default {d.init})")
-    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--seed", type=seed_int, default=d.seed)
     g = p.add_argument_group("losses")
     g.add_argument("--content-weight", type=nonneg_float, default=d.content_weight)
     g.add_argument("--style-weight", type=nonneg_float, default=d.style_weight)

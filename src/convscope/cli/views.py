@@ -6,7 +6,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json
+from convscope.cli.common import (
+    add_data_args,
+    add_model_args,
+    int_in,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    print_json,
+    seed_int,
+)
 from convscope.evaluate import SPLITS
 from convscope.inspect.embedding import EMBED_METHODS, EmbedConfig
 from convscope.inspect.filters import FILTER_MODES
@@ -15,6 +24,17 @@ from convscope.inspect.neighbors import METRICS, NeighborsConfig
 
 def count_or_all(text: str) -> int | None:
     return None if text == "all" else positive_int(text)
+
+
+_threads = int_in(-1, 4096, name="jobs")
+
+
+def jobs(text: str) -> int:
+    """t-SNE threads: -1 for every core, or a count."""
+    value = _threads(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 threads cannot run; give -1 (every core) or a count")
+    return value
 
 
 def channel_list(text: str) -> tuple[int, ...]:
@@ -109,7 +129,7 @@ def register(sub) -> None:
     p.add_argument("--database", type=positive_int, metavar="N",
                    help="search a seeded sample of N training images (default: all)")
     _images_args(p, reduction=True)
-    p.add_argument("--seed", type=int, default=d.seed, help="which queries (default 0)")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="which queries (default 0)")
     p.add_argument("--json", action="store_true",
                    help="print the neighbours' indices, distances and labels as JSON")
     p.set_defaults(func=run_neighbors)
@@ -127,17 +147,17 @@ def register(sub) -> None:
     p.add_argument("--n", type=count_or_all, default=e.n, metavar="N|all",
                    help=f"images, a seeded sample (default {e.n})")
     _images_args(p, split=True, reduction=True)
-    p.add_argument("--perplexity", type=float, default=e.perplexity,
+    p.add_argument("--perplexity", type=positive_float, default=e.perplexity,
                    help=f"t-SNE perplexity (default {e.perplexity:g})")
     p.add_argument("--iterations", type=positive_int, default=e.iterations,
                    help=f"t-SNE steps after early exaggeration (default {e.iterations})")
-    p.add_argument("--pca-dims", type=int, default=e.pca_dims,
+    p.add_argument("--pca-dims", type=nonneg_int, default=e.pca_dims,
                    help=f"t-SNE: PCA to this many dimensions first, 0: never (default "
                         f"{e.pca_dims})")
     p.add_argument("--grid", type=positive_int, help="thumbnail map side in images "
                                                      "(default: fill it, at most 40)")
-    p.add_argument("--jobs", type=int, default=e.n_jobs, help="t-SNE threads, -1: all cores")
-    p.add_argument("--seed", type=int, default=e.seed, help="sample and t-SNE seed (default 0)")
+    p.add_argument("--jobs", type=jobs, default=e.n_jobs, help="t-SNE threads, -1: all cores")
+    p.add_argument("--seed", type=seed_int, default=e.seed, help="sample and t-SNE seed (default 0)")
     p.add_argument("--npy", metavar="NPY", help="also save the (N, 2) coordinates")
     p.add_argument("--tensorboard", metavar="DIR",
                    help="also write TensorBoard embedding-projector files (vectors, labels, "
@@ -157,7 +177,7 @@ def register(sub) -> None:
     _images_args(p, split=True)
     p.add_argument("--n", type=count_or_all, default=None, metavar="N|all",
                    help="search a seeded sample of N images (default all)")
-    p.add_argument("--seed", type=int, default=0, help="which sample (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="which sample (default 0)")
     p.add_argument("--json", action="store_true",
                    help="print each hit's image index, position and activation as JSON")
     p.set_defaults(func=run_patches)
