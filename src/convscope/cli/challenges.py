@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json
+from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json, seed_int
 from convscope.evaluate import SPLITS
 from convscope.inspect.challenges import GROUPS, ChallengesConfig, list_challenges
 
@@ -60,7 +60,7 @@ def register(sub) -> None:
     p.add_argument("--layer", metavar="L",
                    help="features for intra-class spread (default: the layer feeding the "
                         "classifier)")
-    p.add_argument("--seed", type=int, default=d.seed, help="images and corruptions (default 0)")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="images and corruptions (default 0)")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                    help=f"images per forward pass (default {d.batch_size})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

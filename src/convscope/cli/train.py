@@ -6,7 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
-from convscope.cli.common import add_data_args, add_device_arg, nonneg_float, positive_int
+from convscope.cli.common import (
+    add_data_args,
+    add_device_arg,
+    fraction,
+    nonneg_float,
+    positive_int,
+    seed_int,
+)
 from convscope.errors import UsageError
 from convscope.models import list_models
 from convscope.train.config import AMP, AUGMENTS, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -60,7 +67,7 @@ def register(sub) -> None:
                    help=f"decay after the warm-up (default: {_recipe_default('schedule')})")
     p.add_argument("--warmup-epochs", type=nonneg_float,
                    help=f"linear warm-up length (default: {_recipe_default('warmup_epochs')})")
-    p.add_argument("--label-smoothing", type=nonneg_float,
+    p.add_argument("--label-smoothing", type=fraction,
                    help=f"(default: {_recipe_default('label_smoothing')})")
     p.add_argument("--augment", choices=AUGMENTS,
                    help="auto: flip+crop for natural images, none for digits (default: "
@@ -78,7 +85,7 @@ def register(sub) -> None:
                    help="torchrun on GPUs: batch-norm statistics over all processes")
     p.add_argument("--max-grad-norm", type=nonneg_float,
                    help="clip the gradient norm to this before each step")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="random seed (default 0)")
     add_device_arg(p)
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default runs/<model>-<data>-<time>)")
@@ -99,7 +106,7 @@ def _holdout(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction or a count, got {text!r}") from None
-    if value < 0 or value != value or (value > 1 and value != int(value)):
+    if not 0 <= value < float("inf") or (value > 1 and value != int(value)):
         raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1) or a whole number, "
                                          f"got {text}")
     return int(value) if value >= 1 else value
