@@ -11,7 +11,7 @@ import torch
 
 from convscope.data import list_datasets, load_dataset
 from convscope.errors import ConvscopeError, UsageError
-from tests.conftest import write_image_folder
+from tests.conftest import call_cli, write_image_folder
 
 
 def test_registry_lists_every_name():
@@ -191,3 +191,164 @@ def test_folder_errors(tmp_path):
     write_image_folder(tmp_path / "one", classes=("only",), per_class=3)
     with pytest.raises(ConvscopeError, match="at least two"):
         load_dataset(f"folder:{tmp_path / 'one'}")
+
+
+def _cache_files(root_cache):
+    return sorted(root_cache.glob("*.npy")), sorted(root_cache.glob("*.json"))
+
+
+@pytest.mark.parametrize("damage", ["json", "npy", "mismatch"])
+def test_folder_damaged_cache_is_rebuilt_with_a_warning(tmp_path, monkeypatch, damage):
+    import json
+
+    from convscope.data import DataWarning
+
+    monkeypatch.setenv("CONVSCOPE_CACHE", str(tmp_path / "cache"))
+    root = write_image_folder(tmp_path / "pets", per_class=5)
+    ds = load_dataset(f"folder:{root}", progress=False)
+    (npy,), (js,) = _cache_files(tmp_path / "cache" / "folder")
+    if damage == "json":
+        js.write_text(js.read_text()[:40])  # a truncated write
+    elif damage == "npy":
+        npy.write_bytes(npy.read_bytes()[:200])
+    else:  # a well-formed cache that doesn't describe these files
+        meta = json.loads(js.read_text())
+        js.write_text(json.dumps({**meta, "labels": meta["labels"][:-1]}))
+    with pytest.warns(DataWarning, match="could not be read.*decoding the images again"):
+        again = load_dataset(f"folder:{root}", progress=False)
+    assert torch.equal(again.train_images, ds.train_images) and again.classes == ds.classes
+    assert [p.name for p in (tmp_path / "cache" / "folder").iterdir()] and not list(
+        (tmp_path / "cache" / "folder").glob(".*tmp"))  # no temp file left behind
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rewritten cache reads cleanly: no second warning
+        third = load_dataset(f"folder:{root}", progress=False)
+    assert torch.equal(third.test_images, ds.test_images)
+
+
+def test_folder_cache_is_written_atomically(tmp_path, monkeypatch):
+    import convscope.data.folder as folder
+    import convscope.fileio as fileio
+
+    monkeypatch.setenv("CONVSCOPE_CACHE", str(tmp_path / "cache"))
+    root = write_image_folder(tmp_path / "pets", per_class=5)
+    calls = []
+    real = fileio.atomic_path
+
+    def spy(path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(folder, "atomic_path", spy)
+    load_dataset(f"folder:{root}", progress=False)
+    assert [p.suffix for p in calls] == [".npy"]  # the metadata goes through write_text_atomic
+
+    def interrupted(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(folder.np, "save", interrupted)
+    (tmp_path / "cache").rename(tmp_path / "old-cache")
+    from convscope.data import DataWarning
+
+    with pytest.warns(DataWarning, match="not cached.*No space left"):
+        ds = load_dataset(f"folder:{root}", progress=False)
+    assert ds.classes == ["cat", "dog"]
+    assert list((tmp_path / "cache" / "folder").iterdir()) == []  # nothing half-written
+
+
+@pytest.mark.parametrize(("per_class", "holdout", "said"), [
+    (3, None, "holds out 2 of 9 images.*count from 3 to 6, or a fraction from 0.334 to 0.666"),
+    (15, 0.9999, "holds out 45 of 45 images, leaving 0.*count from 3 to 42"),
+    (15, 44, "holds out 44 of 45 images, leaving 1.*count from 3 to 42"),
+    (1, None, "only 1 image.*at least 2 images per class.*--holdout 0"),
+])
+def test_folder_small_splits_say_what_they_need(tmp_path, per_class, holdout, said):
+    root = write_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=per_class)
+    with pytest.raises(ConvscopeError, match=said):
+        load_dataset(f"folder:{root}", holdout=holdout, progress=False)
+    # the values the message offers work
+    if per_class > 1:
+        n = 3 * per_class
+        for ok in (3, n - 3):
+            ds = load_dataset(f"folder:{root}", holdout=ok, progress=False)
+            assert set(ds.train_labels.tolist()) == set(ds.test_labels.tolist()) == {0, 1, 2}
+
+
+def test_split_refuses_a_class_left_without_training_images():
+    from convscope.data.base import stratified_split
+
+    labels = np.array([0, 0, 1, 1] + [2] * 96)
+    tr, te = stratified_split(labels, 0.2, 0)
+    assert set(labels[tr]) == {0, 1, 2}
+    with pytest.raises(ConvscopeError, match="no training image of class 'a'"):
+        stratified_split(labels, 97, 0, classes=["a", "b", "c"])
+
+
+def test_folder_class_without_readable_images_is_dropped_or_refused(tmp_path):
+    from convscope.data import DataWarning
+
+    root = write_image_folder(tmp_path / "three", per_class=5)
+    (root / "bird").mkdir()
+    (root / "bird" / "x.jpg").write_bytes(b"not an image")
+    (root / "fish").mkdir()  # a class folder with nothing in it
+    (root / "fish" / "notes.txt").write_text("todo")
+    with pytest.warns(DataWarning, match="left out class folder.*bird, fish"):
+        ds = load_dataset(f"folder:{root}", progress=False)
+    assert ds.classes == ["cat", "dog"] and ds.skipped == {"bird/x.jpg": ds.skipped["bird/x.jpg"]}
+    assert set(ds.train_labels.tolist()) == {0, 1}
+    assert any("left out class folder(s) bird, fish" in n for n in ds.notes)
+    with pytest.warns(DataWarning, match="left out"):  # also when read from the cache
+        assert load_dataset(f"folder:{root}", progress=False).classes == ["cat", "dog"]
+
+    one = write_image_folder(tmp_path / "one", classes=("cat",), per_class=5)
+    (one / "dog").mkdir()
+    (one / "dog" / "x.jpg").write_bytes(b"not an image")
+    with pytest.raises(ConvscopeError, match=r"only 1 class folder.*\(cat\).*at least two; dog "
+                                             r"had none \(skipped: dog/x.jpg"):
+        load_dataset(f"folder:{one}", progress=False)
+
+
+def test_folder_train_class_unreadable_drops_its_test_images(tmp_path):
+    from convscope.data import DataWarning
+
+    write_image_folder(tmp_path / "d" / "train", classes=("a", "b"), per_class=3)
+    write_image_folder(tmp_path / "d" / "test", classes=("a", "b", "c"), per_class=2)
+    (tmp_path / "d" / "train" / "c").mkdir()
+    (tmp_path / "d" / "train" / "c" / "bad.png").write_bytes(b"")
+    with pytest.warns(DataWarning, match="left out class folder.*c.*2 test image"):
+        ds = load_dataset(f"folder:{tmp_path / 'd'}", progress=False)
+    assert ds.classes == ["a", "b"] and len(ds.test_labels) == 4
+    assert not any(f.startswith("test/c/") for f in ds.test_files)
+
+
+def test_folder_lists_links_fifos_and_folders_named_like_images(tmp_path):
+    import json
+    import os
+
+    root = write_image_folder(tmp_path / "pets", per_class=5)
+    os.symlink(tmp_path / "gone.jpg", root / "cat" / "broken.jpg")
+    os.symlink(root / "cat" / "loop.jpg", root / "cat" / "loop.jpg")
+    os.mkfifo(root / "cat" / "pipe.png")
+    (root / "dog" / "album.jpg").mkdir()
+    (root / "dog" / "sub").mkdir()
+    os.symlink(root / "dog", root / "dog" / "sub" / "up")  # a folder loop
+    os.symlink(root / "cat" / "000.png", root / "dog" / "sub" / "linked.png")  # a good link
+    (root / "stray.jpg").write_bytes((root / "cat" / "000.png").read_bytes())
+    ds = load_dataset(f"folder:{root}", progress=False)
+    assert ds.skipped == {
+        "cat/broken.jpg": "broken link: its target does not exist",
+        "cat/loop.jpg": "symlink loop",
+        "cat/pipe.png": "not a regular file: a FIFO, socket or device",
+        "dog/album.jpg": "folder named like an image, not an image file",
+        "dog/sub/up": "folder already scanned through another path: a link loop or a second link",
+        "stray.jpg": "image outside any class folder",
+    }
+    assert "dog/sub/linked.png" in ds.train_files + ds.test_files  # links to files are read
+    assert len(ds.train_labels) + len(ds.test_labels) == 11
+    note = next(n for n in ds.notes if n.startswith("skipped"))
+    assert note.startswith("skipped 6 unreadable file(s): cat/broken.jpg (broken link")
+    out = json.loads(call_cli("datasets", f"folder:{root}", "--json").stdout)
+    assert out["skipped"] == ds.skipped
+    text = call_cli("datasets", f"folder:{root}").stdout
+    assert "skipped 6 unreadable file(s)" in text and "dog/sub/up" in text

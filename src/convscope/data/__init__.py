@@ -4,7 +4,7 @@ Importing this package registers the built-in datasets.
 """
 
 from convscope.data import builtin, downloads, folder  # noqa: F401  (registration)
-from convscope.data.base import ImageDataset, from_arrays
+from convscope.data.base import DataWarning, ImageDataset, from_arrays
 from convscope.data.registry import (
     dataset_entries,
     list_datasets,
@@ -14,6 +14,7 @@ from convscope.data.registry import (
 )
 
 __all__ = [
+    "DataWarning",
     "ImageDataset",
     "dataset_entries",
     "from_arrays",

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from convscope.errors import ConvscopeError
+
 
 @dataclass
 class ImageDataset:
@@ -97,6 +99,7 @@ class ImageDataset:
             "std": std,
             "augmentation": "flip+crop" if self.natural else "none",
             "notes": list(self.notes),
+            "skipped": dict(self.skipped),
         }
 
     def format(self) -> str:
@@ -142,16 +145,74 @@ def resized(ds: ImageDataset, size: int) -> ImageDataset:
                           f"to {size}x{size}"])
 
 
-def stratified_split(labels: np.ndarray, test_size: int | float, seed: int):
-    """Indices (train, test) of a seeded split that keeps class proportions."""
+class DataWarning(UserWarning):
+    """Something about a dataset a user should know: a dropped class, a rebuilt cache."""
+
+
+def split_sizes(n: int, test_size: int | float) -> tuple[int, int]:
+    """(train, test) image counts of a split, as scikit-learn's ``train_test_split`` rounds."""
+    import math
+
+    if isinstance(test_size, float) and 0 < test_size < 1:
+        return math.floor((1 - test_size) * n), math.ceil(test_size * n)
+    return n - int(test_size), int(test_size)
+
+
+def check_split(labels: np.ndarray, test_size: int | float, classes: list[str] | None = None,
+                flag: str = "holdout") -> None:
+    """Refuse, in one sentence, a split that can't give every class an image on each side.
+
+    A stratified split needs at least 2 images of every class and a test set of at
+    least one image per class, leaving at least one per class for training.
+    """
+    import math
+
+    counts = np.bincount(labels)
+    present = np.flatnonzero(counts)
+    k, n = len(present), len(labels)
+    name = (lambda c: repr(classes[c])) if classes else (lambda c: f"{c}")
+    if k and counts[present].min() < 2:
+        few = [name(c) for c in present if counts[c] < 2]
+        raise ConvscopeError(
+            f"class {', '.join(few[:5])}{' ...' if len(few) > 5 else ''} has only 1 image, but a "
+            f"split needs at least 2 images per class (one for training, one for testing); add "
+            f"images, give a test/ subfolder, or train on everything with {flag} 0.")
+    n_train, n_test = split_sizes(n, test_size)
+    if n_test < k or n_train < k:
+        if n < 2 * k:
+            hint = f"the {n} images are too few for {k} classes"
+        else:
+            hint = f"give a count from {k} to {n - k}"
+            lo, hi = math.ceil(k / n * 1000) / 1000, math.floor((1 - k / n) * 1000) / 1000
+            if lo <= hi and all(min(split_sizes(n, f)) >= k for f in (lo, hi) if 0 < f < 1):
+                hint += f", or a fraction from {lo:g} to {hi:g}"
+        raise ConvscopeError(
+            f"{flag} {test_size} holds out {n_test} of {n} images, leaving {n_train} to train on, "
+            f"but a stratified split needs at least one image per class on each side ({k} "
+            f"classes): {hint}.")
+
+
+def stratified_split(labels: np.ndarray, test_size: int | float, seed: int,
+                     classes: list[str] | None = None, flag: str = "holdout"):
+    """Indices (train, test) of a seeded split that keeps class proportions.
+
+    Refused (:func:`check_split`) when a class has fewer than 2 images or either side
+    would have fewer images than there are classes; a class that ends up with no
+    training image is refused too.
+    """
     from sklearn.model_selection import train_test_split
 
+    check_split(labels, test_size, classes, flag)
     idx = np.arange(len(labels))
-    counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None
     train_idx, test_idx = train_test_split(
-        idx, test_size=test_size, random_state=seed, stratify=stratify
+        idx, test_size=test_size, random_state=seed, stratify=labels
     )
+    # scikit-learn rounds each class's share, so a tiny class can still end up on one side
+    unseen = sorted(set(np.unique(labels)) - set(np.unique(labels[train_idx])))
+    if unseen:
+        names = ", ".join(repr(classes[c]) if classes else str(c) for c in unseen)
+        raise ConvscopeError(f"{flag} {test_size} leaves no training image of class {names}; "
+                             "hold out fewer images or add images of that class.")
     return np.sort(train_idx), np.sort(test_idx)
 
 
@@ -167,7 +228,7 @@ def from_arrays(
     notes: list[str] | None = None,
 ) -> ImageDataset:
     """An ImageDataset from (N, C, H, W) uint8 images, split with a fixed seed."""
-    tr, te = stratified_split(labels, test_size, seed)
+    tr, te = stratified_split(labels, test_size, seed, classes)
     x = torch.from_numpy(np.ascontiguousarray(images))
     y = torch.from_numpy(labels.astype(np.int64))
     return ImageDataset(name, classes, x[tr], y[tr], x[te], y[te], natural=natural,

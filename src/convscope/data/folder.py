@@ -8,23 +8,27 @@ every epoch of a run, read that array instead of decoding images again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import statistics
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from convscope.data.base import ImageDataset, stratified_split
+from convscope.data.base import DataWarning, ImageDataset, stratified_split
 from convscope.data.registry import register_dataset
 from convscope.errors import ConvscopeError, ImageError
+from convscope.fileio import atomic_path, write_text_atomic
 from convscope.images import IMAGE_SUFFIXES, fit_image, open_image, probe_image
 from convscope.progress import progress_bar
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -93,36 +97,104 @@ def _descend(root: Path) -> Path:
             return root
 
 
-def _class_files(split_dir: Path) -> tuple[dict[str, list[Path]], int]:
-    """{class: sorted image files} for the class subfolders of split_dir, and the
-    number of non-image files ignored."""
-    classes: dict[str, list[Path]] = {}
-    ignored = 0
-    for sub in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = []
-        for f in sorted(sub.rglob("*")):
-            if not f.is_file() or any(part.startswith(".") for part in f.relative_to(sub).parts):
+#: what a folder dataset says about an entry that is not an image it can read
+BROKEN_LINK = "broken link: its target does not exist"
+LINK_LOOP = "symlink loop"
+FOLDER_SEEN = "folder already scanned through another path: a link loop or a second link"
+NOT_REGULAR = "not a regular file: a FIFO, socket or device"
+IMAGE_NAMED_FOLDER = "folder named like an image, not an image file"
+OUTSIDE_CLASS = "image outside any class folder"
+
+
+def _problem(path: Path) -> tuple[os.stat_result | None, str | None]:
+    """(stat, None) for an entry whose target exists (links followed), else (None, why not)."""
+    try:
+        return path.stat(), None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, LINK_LOOP
+        if path.is_symlink() and exc.errno == errno.ENOENT:
+            return None, BROKEN_LINK
+        return None, f"could not be read: {exc.strerror or exc}"
+
+
+class _Scan:
+    """One walk over a split folder's class subfolders, recording everything it passes over.
+
+    Hand-written rather than ``Path.rglob`` so that links to folders are followed (with
+    loop detection) and no entry is dropped without a reason: broken links, link loops,
+    FIFOs and devices, folders named like images and unreadable folders are listed.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.skipped: dict[str, str] = {}
+        self.ignored = 0
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.skipped[str(path.relative_to(self.root))] = reason
+
+    def class_files(self, split_dir: Path) -> dict[str, list[Path]]:
+        """{class: sorted image files} for every class subfolder of split_dir (possibly empty)."""
+        classes: dict[str, list[Path]] = {}
+        for entry in sorted(split_dir.iterdir()):
+            if entry.name.startswith("."):
                 continue
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(f)
+            st, why = _problem(entry)
+            if why:
+                self.skip(entry, why)
+            elif stat.S_ISDIR(st.st_mode):
+                files: list[Path] = []
+                self._walk(entry, {(st.st_dev, st.st_ino)}, files)  # seen: this class's folders
+                classes[entry.name] = sorted(files)
+            elif entry.suffix.lower() in IMAGE_SUFFIXES:
+                self.skip(entry, OUTSIDE_CLASS)
+            elif not stat.S_ISREG(st.st_mode):
+                self.skip(entry, NOT_REGULAR)
             else:
-                ignored += 1
-        if files:
-            classes[sub.name] = files
-    return classes, ignored
+                self.ignored += 1
+        return classes
+
+    def _walk(self, folder: Path, seen: set[tuple[int, int]], files: list[Path]) -> None:
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as exc:
+            self.skip(folder, f"folder that could not be read: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden files and folders (.DS_Store, .git) are never images
+            st, why = _problem(entry)
+            if why:
+                self.skip(entry, why)
+            elif stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    self.skip(entry, FOLDER_SEEN)
+                    continue
+                seen.add(key)
+                if entry.suffix.lower() in IMAGE_SUFFIXES:
+                    self.skip(entry, IMAGE_NAMED_FOLDER)
+                self._walk(entry, seen, files)
+            elif entry.suffix.lower() not in IMAGE_SUFFIXES:
+                self.ignored += 1
+            elif not stat.S_ISREG(st.st_mode):
+                self.skip(entry, NOT_REGULAR)
+            else:
+                files.append(entry)
 
 
-def _layout(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]] | None, int, str]:
-    """(train files, test files or None, ignored count, description of the layout)."""
+def _layout(root: Path):
+    """(train files, test files or None, the scan, description of the layout)."""
+    scan = _Scan(root)
     test_dir = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
     if (root / "train").is_dir():
-        train, ignored = _class_files(root / "train")
+        train = scan.class_files(root / "train")
         if test_dir is not None:
-            test, ignored_test = _class_files(test_dir)
-            return train, test, ignored + ignored_test, f"train/ and {test_dir.name}/ subfolders"
-        return train, None, ignored, "train/ subfolder"
-    train, ignored = _class_files(root)
-    return train, None, ignored, "class subfolders"
+            test = scan.class_files(test_dir)
+            return train, test, scan, f"train/ and {test_dir.name}/ subfolders"
+        return train, None, scan, "train/ subfolder"
+    return scan.class_files(root), None, scan, "class subfolders"
 
 
 def test_dir_name(root: Path) -> str:
@@ -147,8 +219,8 @@ def _choose_size(headers: list[tuple[int, int, str]]) -> int:
     return int(min(224, max(1, round(shorter))))  # the typical size, at most 224
 
 
-def _cache_key(root: Path, files: list[Path], image_size: int | None) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{root.resolve()}|{image_size}".encode())
+def _cache_key(root: Path, classes: list[str], files: list[Path], image_size: int | None) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{root.resolve()}|{image_size}|{classes}".encode())
     for f in files:
         st = f.stat()
         h.update(f"|{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -176,16 +248,49 @@ def _decode_all(files: list[Path], size: int, channels: int, progress: bool):
     return out, failed
 
 
-def _save_cache(path: Path, images: np.ndarray, meta: dict) -> None:
-    """Write the cache atomically; a cache that can't be written is only a lost speed-up."""
+def _load_cache(path: Path, n_files: int) -> tuple[np.ndarray, dict] | None:
+    """The cached images and their metadata, or None when missing or unreadable.
+
+    A damaged entry (truncated, half-written by an older version, edited) is never
+    fatal: it is reported once, and the caller decodes again and overwrites it.
+    """
+    npy, js = path.with_suffix(".npy"), path.with_suffix(".json")
+    if not (npy.is_file() and js.is_file()):
+        return None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, images)
-        tmp.replace(path.with_suffix(".npy"))
-        path.with_suffix(".json").write_text(json.dumps(meta))
-    except OSError:
-        pass
+        meta = json.loads(js.read_text())
+        images = np.load(npy, allow_pickle=False)
+        n = len(meta["files"])
+        if (images.dtype != np.uint8 or images.ndim != 4 or list(images.shape) != meta["shape"]
+                or not len(meta["labels"]) == len(meta["splits"]) == n == len(images)
+                or not isinstance(meta["skipped"], dict) or n + len(meta["skipped"]) != n_files):
+            raise ValueError("its contents do not match")
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        warnings.warn(f"the decoded-image cache {npy} could not be read ({exc}); decoding the "
+                      "images again and rewriting it.", DataWarning, stacklevel=3)
+        return None
+    return images, meta
+
+
+def _save_cache(path: Path, images: np.ndarray, meta: dict) -> None:
+    """Write the cache atomically (images first; the metadata, written last, completes it).
+
+    A cache that can't be written is only a lost speed-up: it is reported, not fatal.
+    """
+    try:
+        with atomic_path(path.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
+            np.save(f, images)
+        write_text_atomic(path.with_suffix(".json"), json.dumps({**meta,
+                                                                 "shape": list(images.shape)}))
+    except ConvscopeError as exc:
+        warnings.warn(f"the decoded images were not cached, so the next run decodes them "
+                      f"again: {exc}", DataWarning, stacklevel=3)
+
+
+def _listing(skipped: dict[str, str], first: int = 20) -> str:
+    listed = "; ".join(f"{f} ({r.rstrip('.')})" for f, r in list(skipped.items())[:first])
+    more = len(skipped) - first
+    return listed + (f"; and {more} more" if more > 0 else "")
 
 
 @register_dataset("folder", "your own images as PATH/<class>/<image>; uses train/ and "
@@ -200,26 +305,30 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
     elif not root.is_dir():
         raise ConvscopeError(f"folder dataset {arg!r} is not a directory or a .tar/.tar.gz/.zip "
                              "archive; give folder:PATH where PATH holds one subfolder per class.")
-    train_files, test_files, ignored, layout = _layout(root)
+    train_files, test_files, scan, layout = _layout(root)
     if test_files is not None:
-        unknown = sorted(set(test_files) - set(train_files))
+        unknown = sorted(c for c, fs in test_files.items() if fs and c not in train_files)
         if unknown:
             raise ConvscopeError(f"{root}: the test split has classes that train/ lacks "
                                  f"({', '.join(unknown)}); give both the same class folders.")
     classes = sorted(train_files)
     if len(classes) < 2:
-        raise ConvscopeError(f"{root}: found {len(classes)} class folder(s) with images; a "
-                             "classifier needs at least two, as PATH/<class>/<image>.")
-    entries = [(f, classes.index(c), "train") for c in classes for f in train_files[c]]
+        raise ConvscopeError(f"{root}: found {len(classes)} class folder(s); a classifier needs "
+                             "at least two, as PATH/<class>/<image>.")
+    entries = [(f, i, "train") for i, c in enumerate(classes) for f in train_files[c]]
     if test_files:
-        entries += [(f, classes.index(c), "test") for c in classes for f in test_files.get(c, [])]
+        entries += [(f, i, "test") for i, c in enumerate(classes) for f in test_files.get(c, [])]
     files = [e[0] for e in entries]
+    if not files:
+        raise ConvscopeError(f"{root}: the class folders hold no image files"
+                             + (f" (skipped: {_listing(scan.skipped, 5)})" if scan.skipped else "")
+                             + f"; put images ({', '.join(sorted(IMAGE_SUFFIXES)[:6])}, ...) in "
+                             "PATH/<class>/.")
 
-    key_path = cache_dir() / _cache_key(root, files, image_size)
-    meta_path = key_path.with_suffix(".json")
-    if meta_path.is_file() and key_path.with_suffix(".npy").is_file():
-        meta = json.loads(meta_path.read_text())
-        images = np.load(key_path.with_suffix(".npy"))
+    key_path = cache_dir() / _cache_key(root, classes, files, image_size)
+    cached = _load_cache(key_path, len(files))
+    if cached is not None:
+        images, meta = cached
     else:
         headers = {}
         bad: dict[str, str] = {}
@@ -230,7 +339,8 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
             else:
                 headers[f] = h
         if not headers:
-            raise ConvscopeError(f"{root}: none of the {len(files)} image files could be read.")
+            raise ConvscopeError(f"{root}: none of the {len(files)} image files could be read "
+                                 f"({_listing(bad, 5)}).")
         size = image_size or _choose_size(list(headers.values()))
         channels = 1 if all(m in GRAY_MODES for _, _, m in headers.values()) else 3
         good = [i for i, f in enumerate(files) if f in headers]
@@ -245,36 +355,63 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
             "splits": [entries[i][2] for i in kept],
             "files": [str(files[i].relative_to(root)) for i in kept],
             "skipped": bad,
-            "ignored": ignored,
         }
         _save_cache(key_path, images, meta)
+    skipped = dict(sorted({**scan.skipped, **meta["skipped"]}.items()))
 
     labels = np.asarray(meta["labels"], dtype=np.int64)
     is_test = np.asarray([s == "test" for s in meta["splits"]], dtype=bool)
+    image_files = list(meta["files"])
+    # a class folder with no readable training image can't be learnt: leave it out, loudly
+    trained = np.bincount(labels[~is_test], minlength=len(classes))
+    empty = [c for i, c in enumerate(classes) if trained[i] == 0]
+    drop_notes = []
+    if empty:
+        kept_classes = [c for i, c in enumerate(classes) if trained[i] > 0]
+        where = "train/ image" if test_files is not None else "image"
+        if len(kept_classes) < 2:
+            raise ConvscopeError(
+                f"{root}: only {len(kept_classes)} class folder(s) hold a readable {where} "
+                f"({', '.join(kept_classes) or 'none'}) and a classifier needs at least two; "
+                f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''} had none"
+                + (f" (skipped: {_listing(skipped, 5)})" if skipped else "") + ".")
+        rows = np.flatnonzero(trained[labels] > 0)
+        lost = len(labels) - len(rows)
+        remap = np.cumsum(trained > 0) - 1
+        labels, is_test = remap[labels[rows]], is_test[rows]
+        images, image_files = images[rows], [image_files[i] for i in rows]
+        message = (f"{root}: left out class folder(s) {', '.join(empty)}, which hold no "
+                   f"readable {where}, and kept the other {len(kept_classes)} classes"
+                   + (f" (their {lost} test image(s) left out too)" if lost else "") + ".")
+        warnings.warn(message, DataWarning, stacklevel=2)
+        drop_notes.append(message)
+        classes = kept_classes
+
     if test_files is not None:
         tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
         split = f"{test_dir_name(root)}/ subfolder"
     elif holdout:
         size = int(holdout) if holdout >= 1 else float(holdout)
-        if isinstance(size, int) and size >= len(labels):
-            raise ConvscopeError(f"--holdout {size} leaves no training images out of "
-                                 f"{len(labels)}; hold out fewer.")
-        tr, te = stratified_split(labels, size, SPLIT_SEED)
+        tr, te = stratified_split(labels, size, SPLIT_SEED, classes, flag="--holdout")
         split = f"seeded stratified split, {len(te):,} held out"
     else:
         tr, te = np.arange(len(labels)), np.arange(0)
         split = "no test split (--holdout 0)"
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
-    notes = [f"layout: {layout}; test split: {split}"]
-    if meta["skipped"]:
-        listed = "; ".join(f"{f} ({r})" for f, r in list(meta["skipped"].items())[:20])
-        more = len(meta["skipped"]) - 20
-        notes.append(f"skipped {len(meta['skipped'])} unreadable file(s): {listed}"
-                     + (f"; and {more} more" if more > 0 else ""))
-    if meta["ignored"]:
-        notes.append(f"ignored {meta['ignored']} file(s) without an image suffix")
+    notes = [f"layout: {layout}; test split: {split}", *drop_notes]
+    if len(te):
+        untested = [c for i, c in enumerate(classes) if not (labels[te] == i).any()]
+        if untested:
+            notes.append(f"the test split has no image of class(es) {', '.join(untested[:10])}"
+                         + (" ..." if len(untested) > 10 else ""))
+    if skipped:
+        notes.append(f"skipped {len(skipped)} unreadable file(s): {_listing(skipped)}"
+                     + (f" (`convscope datasets folder:{given} --json` lists them all)"
+                        if len(skipped) > 20 else ""))
+    if scan.ignored:
+        notes.append(f"ignored {scan.ignored} file(s) without an image suffix")
     return ImageDataset(
         f"folder:{given.resolve()}", classes, x[tr], y[tr], x[te], y[te], natural=True, notes=notes,
-        train_files=[meta["files"][i] for i in tr], test_files=[meta["files"][i] for i in te],
-        skipped=dict(meta["skipped"]),
+        train_files=[image_files[i] for i in tr], test_files=[image_files[i] for i in te],
+        skipped=skipped,
     )
