@@ -144,6 +144,24 @@ def test_embed_pca_outputs(digits_model, tmp_path):
     assert (thumbs.sum(-1) < 100).mean() > 0.3                 # dark digits fill the map
 
 
+def test_embed_json_has_the_trustworthiness_the_text_prints(digits_model, tmp_path):
+    """Issue 18 defect 3: --json returned before the trustworthiness was computed."""
+    opts = ("embed", digits_model, "--method", "pca", "--n", "100", "--quiet")
+    js = json.loads(call_cli(*opts, "--out", tmp_path / "a.png", "--json").stdout)
+    text = call_cli(*opts, "--out", tmp_path / "b.png").stdout
+    printed = float(text.split("trustworthiness (5 neighbours)")[1].split()[0])
+    assert js["trustworthiness_k"] == 5 and 0.5 < js["trustworthiness"] <= 1
+    assert round(js["trustworthiness"], 3) == printed
+
+
+def test_embed_of_too_few_images_leaves_the_trustworthiness_out(digits_model, tmp_path):
+    """scikit-learn measures it only for more than 2k points; 8 images used to traceback."""
+    opts = ("embed", digits_model, "--method", "pca", "--n", "8", "--quiet")
+    assert "trustworthiness" not in call_cli(*opts, "--out", tmp_path / "a.png").stdout
+    js = json.loads(call_cli(*opts, "--out", tmp_path / "b.png", "--json").stdout)
+    assert js["trustworthiness"] is None and len(js["coords"]) == 8
+
+
 def test_embed_tsne_text(digits_model, tmp_path):
     proc = call_cli("embed", digits_model, "--n", "60", "--iterations", "50", "--out",
                     tmp_path / "t.png", "--quiet")

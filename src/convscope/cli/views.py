@@ -9,15 +9,18 @@ from dataclasses import asdict
 from convscope.cli.common import (
     add_data_args,
     add_model_args,
+    image_file,
     int_in,
     nonneg_int,
+    npy_file,
+    output_dir,
     positive_float,
     positive_int,
     print_json,
     seed_int,
 )
 from convscope.evaluate import SPLITS
-from convscope.inspect.embedding import EMBED_METHODS, EmbedConfig
+from convscope.inspect.embedding import EMBED_METHODS, TRUST_K, EmbedConfig
 from convscope.inspect.filters import FILTER_MODES
 from convscope.inspect.neighbors import METRICS, NeighborsConfig
 
@@ -63,7 +66,7 @@ def _common(p, layer_help: str, out: bool = True, data: bool = False) -> None:
                        help="images per forward pass (default 256)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
     if out:
-        p.add_argument("--out", required=True, metavar="PNG", help="the figure")
+        p.add_argument("--out", required=True, type=image_file, metavar="PNG", help="the figure")
 
 
 def _images_args(p, split: bool = False, reduction: bool = False) -> None:
@@ -158,8 +161,8 @@ def register(sub) -> None:
                                                      "(default: fill it, at most 40)")
     p.add_argument("--jobs", type=jobs, default=e.n_jobs, help="t-SNE threads, -1: all cores")
     p.add_argument("--seed", type=seed_int, default=e.seed, help="sample and t-SNE seed (default 0)")
-    p.add_argument("--npy", metavar="NPY", help="also save the (N, 2) coordinates")
-    p.add_argument("--tensorboard", metavar="DIR",
+    p.add_argument("--npy", type=npy_file, metavar="NPY", help="also save the (N, 2) coordinates")
+    p.add_argument("--tensorboard", type=output_dir, metavar="DIR",
                    help="also write TensorBoard embedding-projector files (vectors, labels, "
                         "sprite) to DIR")
     p.add_argument("--json", action="store_true", help="print the coordinates as JSON")
@@ -302,8 +305,9 @@ def run_embed(args) -> int:
     c = e.config
     print(f"{c.method} of {c.n} images of {e.data} at {c.layer} "
           f"({e.features.shape[1]} features)")
-    if c.n <= 5000:
-        print(f"trustworthiness (5 neighbours)  {e.trustworthiness(5):.3f}")
+    trust = e.trust()
+    if trust is not None:
+        print(f"trustworthiness ({TRUST_K} neighbours)  {trust:.3f}")
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from convscope.display import MosaicDisplay
 from convscope.errors import UsageError, unknown_name
 from convscope.evaluate import SPLITS
 from convscope.inspect.attribution import as_classifier
@@ -32,6 +33,9 @@ EMBED_METHODS = ("tsne", "pca")
 MAX_GRID = 40
 #: openTSNE's early exaggeration phase, before ``iterations`` more
 EARLY_ITERATIONS = 250
+#: trustworthiness is measured with this many neighbours, for at most TRUST_MAX points
+TRUST_K = 5
+TRUST_MAX = 5000
 
 
 @dataclass
@@ -62,7 +66,7 @@ class EmbedConfig:
 
 
 @dataclass
-class Embedding:
+class Embedding(MosaicDisplay):
     """2-D coordinates of images' features, with everything needed to draw them."""
 
     config: EmbedConfig      # resolved: layer, n, split, grid
@@ -86,16 +90,24 @@ class Embedding:
 
         return float(trustworthiness(self.features.numpy(), self.coords, n_neighbors=k))
 
+    def trust(self, k: int = TRUST_K) -> float | None:
+        """:meth:`trustworthiness`, or None where it is not measured: it needs more than 2k
+        points, and its (N, N) distances cost too much above :data:`TRUST_MAX` points."""
+        n = len(self.coords)
+        return self.trustworthiness(k) if 2 * k < n <= TRUST_MAX else None
+
     def render(self) -> np.ndarray:
         """Scatter coloured by class beside the thumbnail map, (H, W, 3) uint8."""
         from convscope.render.views import embedding_image
 
         return embedding_image(self)
 
+
     def to_dict(self) -> dict:
         out = {"config": asdict(self.config), "data": self.data,
                "indices": self.indices.tolist(),
-               "coords": np.round(self.coords.astype(np.float64), 5).tolist()}
+               "coords": np.round(self.coords.astype(np.float64), 5).tolist(),
+               "trustworthiness": self.trust(), "trustworthiness_k": TRUST_K}
         if self.labels is not None:
             out["labels"] = [self.classes[int(i)] for i in self.labels]
         return out
