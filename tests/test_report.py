@@ -106,11 +106,34 @@ def test_training_curves_come_from_metrics_jsonl(report, digits_model):
     assert f"{epochs} epochs" in body and "<img" in body
 
 
-def test_sections_can_be_chosen_and_a_missing_metrics_file_is_said(digits_model):
+def test_report_command_draws_the_training_curves_beside_the_model(digits_model, tmp_path):
+    """Issue 18: `convscope report` loaded the model and lost its path, so the training card
+    said "No metrics.jsonl next to the model" with the file right there."""
+    page = tmp_path / "report.html"
+    call_cli("report", digits_model, "--out", page, "--sections", "training", "--quiet")
+    body = section_html(page.read_text(), "training")
+    assert "No metrics.jsonl" not in body and "without its file" not in body
+    epochs = len((digits_model.parent / "metrics.jsonl").read_text().splitlines())
+    assert f"{epochs} epochs; last: training loss" in body and "test top-1" in body
+    (alt, pixels), = images_of(body)
+    assert alt == "training curves" and pixels.std() > 1
+    assert read_report_config(page.read_text())["facts"]["epochs"] == epochs
+
+
+def test_sections_can_be_chosen_and_a_missing_metrics_file_is_said(digits_model, tmp_path):
     clf = convscope.load(digits_model)  # a Classifier: no file, so no metrics.jsonl to find
     r = build_report(clf, "digits", sections=("training", "mistakes"), progress=False, wrong=3)
     assert re.findall(r'data-section="(\w+)"', r.html) == ["training", "mistakes"]
-    assert "No metrics.jsonl" in section_html(r.html, "training")
+    assert "given without its file" in section_html(r.html, "training")
+    # given its file, a loaded Classifier gets its curves
+    r = build_report(clf, "digits", sections=("training",), progress=False,
+                     model_path=digits_model)
+    assert "<img" in section_html(r.html, "training")
+    # a model file with no metrics.jsonl beside it: the card says where it looked
+    alone = clf.save(tmp_path / "alone" / "model.safetensors")
+    r = build_report(alone, "digits", sections=("training",), progress=False)
+    body = section_html(r.html, "training")
+    assert "No metrics.jsonl next to the model" in body and str(alone.parent) in body
     with pytest.raises(UsageError, match="unknown report section 'nope'"):
         ReportConfig(sections=("nope",)).resolved()
     with pytest.raises(UsageError, match="at least 1"):
@@ -122,11 +145,13 @@ def test_a_section_that_does_not_apply_says_why(tmp_path):
     report says so in that section instead of failing."""
     convscope.train("digits", model="linear", epochs=1, out=str(tmp_path), progress=False,
                     verbose=False)
-    r = build_report(tmp_path / "model.safetensors", sections=("accuracy", "explanations"),
-                     progress=False, explain_images=2)
+    r = build_report(tmp_path / "model.safetensors",
+                     sections=("accuracy", "explanations", "training"), progress=False,
+                     explain_images=2)
     body = section_html(r.html, "explanations")
     assert "Not available here" in body and "spatial" in body
     assert "Not available" not in section_html(r.html, "accuracy")
+    assert "<p>1 epoch; last:" in section_html(r.html, "training")  # not "1 epochs"
 
 
 def test_an_rgb_model_of_another_size_gets_every_section(tmp_path):

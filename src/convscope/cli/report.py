@@ -113,7 +113,8 @@ def run_report(args) -> int:
         raise UsageError(f"--metrics {args.metrics!r} is not a file.")
     clf = open_model(args.model, args.weights, args.device)
     report = build_report(clf, args.data, config, progress=not args.quiet,
-                          data_root=args.data_root, image_size=args.image_size)
+                          data_root=args.data_root, image_size=args.image_size,
+                          model_path=args.model)
     from convscope import distributed
 
     if distributed.current().is_main:  # under torchrun every process has the same page

@@ -37,6 +37,7 @@ from convscope.progress import progress_bar
 from convscope.render import html as H
 from convscope.render.figures import _plt, confusion_figure, figure_png, image_png
 
+from convscope.text import count
 CONFIG_ID = "convscope-config"
 
 
@@ -215,7 +216,7 @@ def open_report_data(clf: Classifier, data, *, data_root=None, image_size: int |
 
 def build_report(model, data=None, config: ReportConfig | None = None, *,
                  progress: bool = True, data_root=None, image_size: int | None = None,
-                 **options) -> Report:
+                 model_path: str | os.PathLike | None = None, **options) -> Report:
     """The report of ``model`` (a Classifier, model file or torchvision name) on ``data``
     (a dataset name, None for the model's own, or an ImageDataset).
 
@@ -230,8 +231,10 @@ def build_report(model, data=None, config: ReportConfig | None = None, *,
     if not config.model and isinstance(model, (str, os.PathLike)):
         config = replace(config, model=str(model))
     config = config.resolved()
-    model_path = Path(model) if isinstance(model, (str, os.PathLike)) and Path(
-        model).is_file() else None
+    if model_path is None and isinstance(model, (str, os.PathLike)):
+        model_path = model
+    model_path = Path(model_path) if model_path is not None and Path(
+        model_path).is_file() else None
     sections = [SECTIONS[name] for name in config.sections]
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -240,6 +243,8 @@ def build_report(model, data=None, config: ReportConfig | None = None, *,
         bar.set_postfix_str("data")
         t = time.perf_counter()
         source, split = open_report_data(clf, data if data is not None else config.data,
+    ``model_path`` is the file a Classifier was loaded from (a model given as a file needs
+    none): the training curves are read from the ``metrics.jsonl`` beside it.
                                          data_root=data_root, image_size=image_size,
                                          progress=False)
         seconds["data"] = round(time.perf_counter() - t, 3)
@@ -281,8 +286,9 @@ def assemble(ctx: ReportContext, sections: Sequence[Section], parts: Sequence[st
               "</footer>")
     body = f'<nav class="toc">{toc}</nav>{"".join(parts)}{footer}{H.json_script(record, CONFIG_ID)}'
     name = H.model_label(ctx.config.model or clf.meta.model)
-    subtitle = (f"{clf.meta.model} · {len(clf.classes)} classes · {h}x{w}x{clf.channels} images "
-                f"· scored on {ds.name} ({len(ds.test_images):,} test images)")
+    subtitle = (f"{clf.meta.model} · {count(len(clf.classes), 'class', 'classes')} · "
+                f"{h}x{w}x{clf.channels} images · scored on {ds.name} "
+                f"({count(len(ds.test_images), 'test image')})")
     return H.page(f"convscope report: {name}", body, subtitle)
 
 
@@ -373,10 +379,12 @@ def read_metrics(path: Path) -> list[dict]:
 def training_section(ctx: ReportContext) -> str:
     path = Path(ctx.config.metrics) if ctx.config.metrics else (
         ctx.model_path.parent / "metrics.jsonl" if ctx.model_path else None)
-    if path is None or not path.is_file():
-        where = f" ({path})" if path else ""
-        return f'<p class="note">No metrics.jsonl next to the model{H.esc(where)}, so there ' \
-               "are no curves to draw.</p>"
+    if path is None:
+        return ('<p class="note">The model was given without its file, so there is no '
+                "metrics.jsonl to draw curves from; pass the model file (or --metrics).</p>")
+    if not path.is_file():
+        return (f'<p class="note">No metrics.jsonl next to the model ({H.esc(path)}), so '
+                "there are no curves to draw.</p>")
     rows = read_metrics(path)
     if not rows:
         return f'<p class="note">{H.esc(path)} holds no epochs.</p>'
@@ -400,8 +408,11 @@ def training_section(ctx: ReportContext) -> str:
     ax2.legend(fontsize=8)
     fig.tight_layout()
     last = rows[-1]
-    text = (f"<p>{len(rows)} epochs; last: training loss {last.get('train_loss', '?')}, test "
-            f"top-1 {100 * last.get('test_acc', float('nan')):.2f}%.</p>")
+    test = last.get("test_acc")
+    text = (f"<p>{H.esc(count(len(rows), 'epoch'))}; last: training loss "
+            f"{last.get('train_loss', '?')}, "
+            + (f"test top-1 {100 * test:.2f}%" if test is not None else "no test split")
+            + f" (from {H.esc(path)}).</p>")
     return text + figure(fig, "training curves")
 
 
@@ -443,8 +454,11 @@ def mistakes_section(ctx: ReportContext) -> str:
     order = wrong[conf[wrong].argsort(descending=True, stable=True)][: ctx.config.wrong]
     items = [(ctx.images[i], f"#{int(i)} true {ctx.label(i)}, predicted "
               f"{ctx.clf.classes[int(pred[i])]} {float(conf[i]):.2f}", "wrong") for i in order]
-    return (f"<p>{len(wrong):,} of {len(ctx.labels):,} test images are wrong; the "
-            f"{len(order)} most confident:</p>" + tiles(items, display_side(ctx.clf)))
+    wrong_text = (f"{len(wrong):,} of {count(len(ctx.labels), 'test image')} "
+                  f"{'is' if len(wrong) == 1 else 'are'} wrong; "
+                  + ("it is:" if len(wrong) == 1 else "the most confident:" if len(order) == 1
+                     else f"the {len(order)} most confident:"))
+    return f"<p>{wrong_text}</p>" + tiles(items, display_side(ctx.clf))
 
 
 @register_section("filters", "First-layer filters", "The weights of the first convolution, "
