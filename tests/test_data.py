@@ -283,6 +283,8 @@ def test_split_refuses_a_class_left_without_training_images():
     assert set(labels[tr]) == {0, 1, 2}
     with pytest.raises(ConvscopeError, match="no training image of class 'a'"):
         stratified_split(labels, 97, 0, classes=["a", "b", "c"])
+    with pytest.raises(ConvscopeError, match="class 'b' has only 1 image.*give the test images"):
+        stratified_split(np.array([0, 0, 1, 2, 2]), 0.4, 0, classes=["a", "b", "c"])
 
 
 def test_folder_class_without_readable_images_is_dropped_or_refused(tmp_path):
@@ -352,3 +354,19 @@ def test_folder_lists_links_fifos_and_folders_named_like_images(tmp_path):
     assert out["skipped"] == ds.skipped
     text = call_cli("datasets", f"folder:{root}").stdout
     assert "skipped 6 unreadable file(s)" in text and "dog/sub/up" in text
+
+
+def test_folder_that_cannot_be_listed_is_one_sentence(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    root = write_image_folder(tmp_path / "pets", per_class=3)
+    real = Path.iterdir
+
+    def denied(self):
+        if self == root:
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # root ignores permissions, so simulate them
+    with pytest.raises(ConvscopeError, match="could not be read .Permission denied.; check"):
+        load_dataset(f"folder:{root}", progress=False)

@@ -176,7 +176,8 @@ def check_split(labels: np.ndarray, test_size: int | float, classes: list[str] |
         raise ConvscopeError(
             f"class {', '.join(few[:5])}{' ...' if len(few) > 5 else ''} has only 1 image, but a "
             f"split needs at least 2 images per class (one for training, one for testing); add "
-            f"images, give a test/ subfolder, or train on everything with {flag} 0.")
+            + ("images, give a test/ subfolder, or train on everything with --holdout 0."
+               if flag == "--holdout" else "images or give the test images separately."))
     n_train, n_test = split_sizes(n, test_size)
     if n_test < k or n_train < k:
         if n < 2 * k:

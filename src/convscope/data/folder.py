@@ -137,7 +137,12 @@ class _Scan:
     def class_files(self, split_dir: Path) -> dict[str, list[Path]]:
         """{class: sorted image files} for every class subfolder of split_dir (possibly empty)."""
         classes: dict[str, list[Path]] = {}
-        for entry in sorted(split_dir.iterdir()):
+        try:
+            top = sorted(split_dir.iterdir())
+        except OSError as exc:
+            raise ConvscopeError(f"{split_dir}: the folder could not be read "
+                                 f"({exc.strerror or exc}); check its permissions.") from None
+        for entry in top:
             if entry.name.startswith("."):
                 continue
             st, why = _problem(entry)
