@@ -118,3 +118,139 @@ def build_corpus(folder: Path) -> list[Case]:
     img("photo.webp", noise, "WebP")
     img("photo.bmp", noise, "BMP")
     return cases
+
+
+# ----------------------------------------------------------------- model files
+class Evil:
+    """Unpickling this runs a shell command that creates ``sentinel``."""
+
+    def __init__(self, sentinel):
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.sentinel}",))
+
+
+def _tiny_export(path: Path) -> Path:
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()).eval()
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 1, 8, 8),)), path)
+    return path
+
+
+def evil_pt2(path: Path, sentinel: Path) -> Path:
+    """A valid torch.export archive whose sample inputs are swapped for a pickle payload
+    (``torch.export.load`` retries such an entry with ``weights_only=False``)."""
+    import zipfile
+
+    import torch
+
+    good = _tiny_export(path.with_name(path.stem + "_good.pt2"))
+    payload = io.BytesIO()
+    torch.save(Evil(sentinel), payload)
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("sample_inputs/model.pt"):
+                data = payload.getvalue()
+            zout.writestr(info, data)
+    good.unlink()
+    return path
+
+
+TS_MARKER = "TORCHSCRIPT-PAYLOAD-RAN"
+
+
+def evil_torchscript(path: Path) -> Path:
+    """A TorchScript archive whose ``__setstate__`` (TorchScript code, run by
+    ``torch.jit.load``) prints ``TS_MARKER``."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    class Loud(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            return self.c(x)
+
+        @torch.jit.export
+        def __getstate__(self) -> tuple[int, bool]:
+            return (1, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: tuple[int, bool]) -> None:
+            print("TORCHSCRIPT-PAYLOAD-RAN")
+            self.training = state[1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(Loud()), str(path))
+    return path
+
+
+def build_model_corpus(folder: Path, good: Path, sentinel: Path) -> list[Case]:
+    """Model files convscope must refuse, each with a fragment of its one sentence, written
+    into ``folder`` from the valid convscope model file ``good``."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with safe_open(str(good), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata()
+    meta = json.loads(metadata["convscope"])
+    cases: list[Case] = []
+
+    def variant(name, change, reason, what, weights=None):
+        m = {**meta, **change}
+        save_file(weights or tensors, folder / name, metadata={"convscope": json.dumps(m)})
+        cases.append(Case(name, False, reason, what))
+
+    variant("version_str.safetensors", {"version": "2"}, "'version' must be a whole number",
+            'metadata `version: "2"`')
+    variant("channels_str.safetensors", {"channels": "one"}, "'channels' must be a whole number "
+            "from 1 to 4", 'metadata `channels: "one"`')
+    variant("channels_9.safetensors", {"channels": 9}, "'channels' must be a whole number from "
+            "1 to 4", "metadata `channels: 9`")
+    variant("negative_size.safetensors", {"image_size": [-8, -8]}, "'image_size' must be "
+            "[height, width]", "metadata `image_size: [-8, -8]`")
+    variant("input_str.safetensors", {"input_size": "8x8"}, "'input_size' must be",
+            'metadata `input_size: "8x8"`')
+    variant("empty_mean.safetensors", {"mean": []}, "'mean' must be a list of 1 finite",
+            "metadata `mean: []`")
+    variant("std_zero.safetensors", {"std": [0]}, "'std' must be positive",
+            "metadata `std: [0]`")
+    variant("options_list.safetensors", {"options": [1, 2]}, "'options' must be a JSON object",
+            "metadata `options: [1, 2]`")
+    variant("option_type.safetensors", {"options": {**meta["options"], "width": "8"}},
+            "model option width of convnet must be int", 'metadata option `width: "8"`')
+    variant("no_classes.safetensors", {"classes": []}, "'classes' must be a list of 1",
+            "metadata `classes: []`")
+    variant("huge_spec.safetensors", {"model": "spec", "options": {
+        "spec": "CONV3-100000-CONV3-100000-FC"}}, "more than the 500,000,000 convscope builds",
+        "a spec of 90 billion parameters (refused from the meta device, nothing allocated)")
+    variant("huge_activation.safetensors", {"model": "spec", "options": {"spec": "CONV3-64-GAP-FC"},
+            "image_size": [8192, 8192], "input_size": [8192, 8192]},
+            "more than the 268,435,456 convscope allows in one layer",
+            "a layer output of 4.3 billion values per image")
+    nan = {k: v.clone() for k, v in tensors.items()}
+    nan["classifier.weight"].view(-1)[0] = float("nan")
+    variant("nan_weights.safetensors", {}, "holds NaN or infinite values",
+            "a NaN in the weights", weights=nan)
+    evil_pt2(folder / "payload.pt2", sentinel)
+    cases.append(Case("payload.pt2", False, "--trust-code",
+                      "torch.export archive whose sample inputs are a pickle payload"))
+    evil_torchscript(folder / "payload.ts")
+    cases.append(Case("payload.ts", False, "--trust-code",
+                      "TorchScript whose `__setstate__` runs code on load"))
+    return cases

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import struct
 
 import numpy as np
@@ -181,3 +182,82 @@ def test_folder_training_skips_and_lists_bad_files(corpus, tmp_path):
     for name in bad:
         assert name in skipped_line
     assert (out / "model.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def model_corpus(tmp_path_factory, digits_model):
+    from tests.corpus import build_model_corpus
+
+    folder = tmp_path_factory.mktemp("model_corpus")
+    sentinel = folder / "PWNED"
+    cases = build_model_corpus(folder, digits_model, sentinel)
+    assert not sentinel.exists()
+    return folder, sentinel, cases
+
+
+def test_model_corpus_is_refused_with_one_sentence_each(model_corpus, tmp_path):
+    from PIL import Image
+
+    folder, sentinel, cases = model_corpus
+    assert len(cases) >= 15
+    img = tmp_path / "x.png"
+    Image.new("L", (8, 8), 100).save(img)
+    for case in cases:
+        path = folder / case.name
+        with pytest.raises(convscope.ConvscopeError, match=re.escape(case.reason)):
+            convscope.load(path)
+        commands = [["predict", path, img], ["layers", path]]
+        if case.what.startswith("metadata `") or path.suffix != ".safetensors":
+            commands.append(["info", path])  # info reads the metadata, never the weights
+        for args in commands:
+            err = call_cli(*args, check=1).stderr
+            assert case.reason in err and err.count("\n") == 1, (case.name, args, err)
+    assert not sentinel.exists(), "a pickle inside a model file was executed"
+
+
+def test_pt2_and_torchscript_need_trust_code(model_corpus, tmp_path):
+    from tests.corpus import TS_MARKER, _tiny_export
+
+    folder, sentinel, _ = model_corpus
+    for name in ("payload.pt2", "payload.ts"):
+        proc = run_cli("summary", folder / name, "--input", "8x8x1", check=1)
+        assert "--trust-code" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+        assert TS_MARKER not in proc.stdout + proc.stderr
+        with pytest.raises(convscope.ConvscopeError, match="trust_code=True"):
+            convscope.summarize(folder / name, "8x8x1")
+    assert not sentinel.exists(), "a .pt2 entry was unpickled without --trust-code"
+    # a torch.save'd state dict named .pt is a pickle: refused, never unpickled
+    torch.save({"w": torch.zeros(2)}, tmp_path / "weights.pt")
+    err = call_cli("summary", tmp_path / "weights.pt", "--input", "8x8x1", check=1).stderr
+    assert "never unpickles" in err
+    # with --trust-code a file made by the user opens as before, and the help says what it allows
+    good = _tiny_export(tmp_path / "good.pt2")
+    out = call_cli("summary", good, "--trust-code").stdout
+    assert "on a 8x8x1 input" in out
+    helptext = call_cli("summary", "--help").stdout
+    assert "--trust-code" in helptext and "runs code inside the file" in " ".join(helptext.split())
+
+
+def test_non_finite_scores_are_refused(digits_model, tmp_path):
+    """Finite weights so large that the scores overflow: no "nan" probabilities, exit 1."""
+    clf = convscope.load(digits_model)
+    with torch.no_grad():
+        for p in clf.model.parameters():
+            p.mul_(1e30)
+    clf.save(tmp_path / "overflow.safetensors")
+    with pytest.raises(convscope.ConvscopeError, match="NaN or infinite scores"):
+        clf.topk(np.zeros((8, 8), np.uint8))
+    from PIL import Image
+
+    Image.new("L", (8, 8), 100).save(tmp_path / "x.png")
+    proc = call_cli("predict", tmp_path / "overflow.safetensors", tmp_path / "x.png", check=1)
+    assert "nan" not in proc.stdout and "NaN or infinite scores" in proc.stderr
+
+
+def test_huge_model_names_are_refused_before_allocating():
+    from convscope.models import ModelInput, build_model
+
+    with pytest.raises(convscope.ConvscopeError, match="90,065,100,010 parameters"):
+        build_model("spec:CONV3-100000-CONV3-100000-FC", ModelInput(1, 10, (8, 8)))
+    with pytest.raises(convscope.ConvscopeError, match="at layer conv1_1"):
+        build_model("spec:CONV3-64-GAP-FC", ModelInput(1, 10, (8192, 8192)))

@@ -106,24 +106,24 @@ def test_torch_export_and_torchscript_files(tmp_path):
     reference = layer_table(net, (3, 16, 16))
     x = torch.zeros(1, 3, 16, 16)
     torch.export.save(torch.export.export(net, (x,)), tmp_path / "net.pt2")
-    exported = summarize(tmp_path / "net.pt2")  # the input size comes from the program
+    exported = summarize(tmp_path / "net.pt2", trust_code=True)  # input size from the program
     assert exported.input.width == 16
     assert [r.name for r in exported.rows] == [r.name for r in reference.rows]
     assert exported.totals == reference.totals
     assert [r.field for r in exported.rows] == [r.field for r in reference.rows]
     torch.jit.save(torch.jit.trace(net, x), tmp_path / "traced.ts")
-    traced = summarize(tmp_path / "traced.ts", "16x16x3")
+    traced = summarize(tmp_path / "traced.ts", "16x16x3", trust_code=True)
     assert traced.totals == reference.totals
     assert traced.row("0").field == reference.row("0").field
     assert traced.row("0").check == "ok" and traced.row("0").F == (3, 3)
     torch.jit.save(torch.jit.script(net), tmp_path / "scripted.pt")
-    scripted = summarize(tmp_path / "scripted.pt", "16x16x3")  # layers found by their weights
+    scripted = summarize(tmp_path / "scripted.pt", "16x16x3", trust_code=True)  # by weights
     assert scripted.totals == reference.totals
     assert [r.name for r in scripted.rows] == ["0", "4"]
     assert scripted.row("0").type == "Conv2d" and scripted.row("4").volume == "1x1x5"
     assert scripted.row("4").field == reference.row("4").field
     with pytest.raises(UsageError, match="TorchScript, which does not record its input size"):
-        summarize(tmp_path / "traced.ts")
+        summarize(tmp_path / "traced.ts", trust_code=True)
 
 
 class Payload:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,10 +12,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from convscope.errors import ConvscopeError
+from convscope.errors import ConvscopeError, ModelFileError
 from convscope.images import load_image
 from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model
 from convscope.models import ModelInput, get_entry
+
+_log = logging.getLogger("convscope")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -171,9 +174,16 @@ class Classifier:
             return torch.empty(0, len(self.classes))  # e.g. a process's empty share
         x = self.as_batch(images)
         self.model.eval()
-        out = [self.scores(self.preprocess(x[i : i + batch_size].to(self.device))).float().cpu()
-               for i in range(0, len(x), batch_size)]
-        return torch.cat(out)
+        out = torch.cat([
+            self.scores(self.preprocess(x[i : i + batch_size].to(self.device))).float().cpu()
+            for i in range(0, len(x), batch_size)])
+        bad = (~torch.isfinite(out)).any(dim=1).nonzero()
+        if len(bad):
+            raise ConvscopeError(
+                f"the model gave NaN or infinite scores for {len(bad)} of {len(out)} image(s) "
+                f"(the first is number {int(bad[0]) + 1}), so it has no prediction; its weights "
+                "overflow or are corrupt: retrain it or use an earlier checkpoint.")
+        return out
 
     def predict_proba(self, images, batch_size: int = 256) -> np.ndarray:
         """Softmax probabilities, (N, K)."""
@@ -212,11 +222,32 @@ class Classifier:
         return save_model(self.model, self.meta, path)
 
 
-def rebuild(meta: ModelMeta) -> nn.Module:
-    """The untrained network a model file's metadata describes."""
-    entry = get_entry(meta.model)
+def rebuild(meta: ModelMeta, where: str = "the model file") -> nn.Module:
+    """The untrained network a model file's metadata describes, after checking its name and
+    options against the registry and its size against the bounds (built on the meta device
+    first, so a file describing a huge network allocates nothing)."""
+    from convscope.models.registry import check_options, check_size
+
+    def step(fn):
+        try:
+            return fn()
+        except ConvscopeError as exc:
+            text = str(exc)
+            raise ModelFileError(text if text.startswith(where) else
+                                 f"{where}: {text.rstrip('.')}; the file's metadata was "
+                                 "altered or is corrupt.") from None
+        except Exception as exc:  # noqa: BLE001 - a builder failing on values it never gets
+            raise ModelFileError(f"{where}: its metadata describes a {meta.model} that cannot "
+                                 f"be built ({str(exc).splitlines()[0][:160]}); the file was "
+                                 "altered or is corrupt.") from None
+
+    entry = step(lambda: get_entry(meta.model))
+    step(lambda: check_options(entry, meta.options))
     inp = ModelInput(meta.channels, len(meta.classes), tuple(meta.image_size))
-    return entry.build(inp, **meta.options)
+    step(lambda: check_size(lambda: entry.build(inp, **meta.options), inp,
+                            tuple(meta.input_size), f"{where}: the model its metadata describes",
+                            "it was not built (the file was altered or is corrupt)"))
+    return step(lambda: entry.build(inp, **meta.options))
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Classifier:
@@ -225,7 +256,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Classif
     >>> clf = convscope.load("runs/demo/model.safetensors")  # doctest: +SKIP
     """
     meta = read_meta(path)
-    model = rebuild(meta)
+    model = rebuild(meta, str(path))
     load_weights(model, path)
     return Classifier(model, meta, device)
 
@@ -243,7 +274,10 @@ def torchvision_classifier(name: str, weights: str | None = None,
         IMAGENET_MEAN,
         IMAGENET_STD,
         _constructor,
+        _first,
+        _last,
         download_state_dict,
+        fit_to_weights,
         read_state_dict,
     )
 
@@ -257,10 +291,19 @@ def torchvision_classifier(name: str, weights: str | None = None,
     if weights:
         is_file = Path(weights).suffix in (".pt", ".pth", ".safetensors") or Path(weights).exists()
         sd = read_state_dict(weights) if is_file else download_state_dict(name, weights)
-        missing, _ = model.load_state_dict(sd, strict=False)
-        if missing:
-            raise ConvscopeError(f"the weights in {weights} do not fit torchvision's {name} "
-                                 f"(missing {missing[:3]}).")
+        rebuilt = fit_to_weights(model, sd, name, weights)
+        stem, conv = _first(model, nn.Conv2d)
+        if stem in rebuilt:  # ImageNet's preprocessing feeds 3 channels
+            raise ConvscopeError(
+                f"the weights in {weights} take {conv.in_channels}-channel images, not "
+                f"ImageNet's 3; train with `convscope train --model {name} --weights "
+                f"{weights} --data ...` to adapt them to your data, then use that model file.")
+        head, fc = _last(model, nn.Linear)
+        if head in rebuilt:  # a fine-tuned head: its classes are not ImageNet's
+            classes = [str(i) for i in range(fc.out_features)]
+            _log.warning("note: the weights in %s have a %d-class head (%s), not ImageNet's "
+                         "1000; it is kept, with classes named 0-%d.", weights,
+                         fc.out_features, head, fc.out_features - 1)
     meta = ModelMeta(model=f"torchvision:{name}", options={}, classes=classes, channels=3,
                      image_size=[224, 224], input_size=[224, 224], mean=list(IMAGENET_MEAN),
                      std=list(IMAGENET_STD), dataset="imagenet",

@@ -9,7 +9,9 @@ metrics).  Nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import math
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,14 +59,92 @@ class ModelMeta:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ModelFileError(f"{where} is not a convscope model file; train one with "
                                  "`convscope train`.")
-        if d.get("version", 0) > FORMAT_VERSION:
+        version = d.get("version", 0)
+        if not _is_int(version) or version < 0:
+            raise ModelFileError(f"{where}: the convscope metadata field 'version' must be a "
+                                 f"whole number, not {_shown(version)}; the file was altered "
+                                 "or is corrupt.")
+        if version > FORMAT_VERSION:
             raise ModelFileError(f"{where} was written by a newer convscope (format "
-                                 f"{d['version']}); upgrade convscope to read it.")
+                                 f"{version}); upgrade convscope to read it.")
         names = set(cls.__dataclass_fields__)
         missing = {"model", "classes", "channels", "image_size", "input_size", "mean", "std"} - set(d)
         if missing:
             raise ModelFileError(f"{where}: the convscope metadata lacks {', '.join(sorted(missing))}.")
+        d.setdefault("options", {})
+        validate_meta(d, where)
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# Bounds on what a model file's metadata may describe (checked before anything is built).
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 4
+MAX_SIDE = 8192  # pixels per side of image_size / input_size
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _shown(v) -> str:
+    text = json.dumps(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def validate_meta(d: dict, where: str) -> None:
+    """Check the type and range of every field a model file's metadata uses, so that bad
+    metadata is refused with one sentence naming the field (not a TypeError later).
+
+    Hand-written rather than a schema library: the rules are a dozen lines and the
+    sentences must name the field and the bound in the user's terms."""
+
+    def bad(key: str, want: str) -> ModelFileError:
+        return ModelFileError(f"{where}: the convscope metadata field {key!r} must be {want}, "
+                              f"not {_shown(d[key])}; the file was altered or is corrupt.")
+
+    if not isinstance(d["model"], str) or not d["model"]:
+        raise bad("model", "a model name such as \"convnet\"")
+    if not isinstance(d["options"], dict):
+        raise bad("options", "a JSON object of model options")
+    classes = d["classes"]
+    if (not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES
+            or not all(isinstance(c, str) for c in classes)):
+        raise bad("classes", f"a list of 1 to {MAX_CLASSES:,} class names (strings)")
+    channels = d["channels"]
+    if not _is_int(channels) or not 1 <= channels <= MAX_CHANNELS:
+        raise bad("channels", f"a whole number from 1 to {MAX_CHANNELS}")
+    for key in ("image_size", "input_size"):
+        v = d[key]
+        if (not isinstance(v, list) or len(v) != 2
+                or not all(_is_int(s) and 1 <= s <= MAX_SIDE for s in v)):
+            raise bad(key, f"[height, width], two whole numbers from 1 to {MAX_SIDE}")
+    for key in ("mean", "std"):
+        v = d[key]
+        if (not isinstance(v, list) or len(v) != channels
+                or not all(_is_number(x) and _finite(x) for x in v)):
+            raise bad(key, f"a list of {channels} finite number(s), one per channel")
+    if not all(s > 0 for s in d["std"]):
+        raise bad("std", "positive (images are divided by it)")
+    tta = d.get("tta", 0)
+    if not _is_int(tta) or not 0 <= tta <= 2:
+        raise bad("tta", "0, 1 or 2")
+    for key in ("dataset", "created"):
+        if key in d and not isinstance(d[key], str):
+            raise bad(key, "a string")
+    for key in ("train_config", "metrics", "versions"):
+        if key in d and not isinstance(d[key], dict):
+            raise bad(key, "a JSON object")
 
 
 def _versions() -> dict:
@@ -91,6 +171,45 @@ DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2
                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
 
+def program_kind(path: str | os.PathLike) -> str | None:
+    """What a non-safetensors model file is, from its zip listing or first bytes, without
+    loading anything: "torch.export" (a .pt2 archive), "TorchScript", "pickle" (torch.save's
+    zip format), or None when it is none of these."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if head == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return None
+        if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
+            return "torch.export"
+        if any("/code/" in n or n.startswith("code/") or n.endswith("constants.pkl")
+               for n in names):
+            return "TorchScript"
+        if any(n.endswith(".pkl") for n in names):
+            return "pickle"
+        return None
+    return None  # a bare pickle is refused by the header check ("not JSON")
+
+
+def foreign_error(path: str | os.PathLike, kind: str) -> ModelFileError:
+    """The one sentence for a file that is a program or a pickle, not a convscope model."""
+    if kind == "pickle":
+        return ModelFileError(
+            f"{path} is a Python pickle (torch.save), and convscope never unpickles files "
+            "because that can run code; save weights with safetensors, or pass a state dict "
+            "as --weights FILE for a torchvision model, which reads it with weights_only=True.")
+    return ModelFileError(
+        f"{path} is a {kind} program, which can run code when loaded, so convscope does not "
+        f"open it here; `convscope summary {path} --trust-code` shows its layers if you trust "
+        "the file, and the other commands take a convscope .safetensors model file.")
+
+
 def verify_file(path: str | os.PathLike) -> dict:
     """Check a safetensors file's structure before anything uses it; return its header.
 
@@ -104,6 +223,9 @@ def verify_file(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist; train one with "
                              "`convscope train --out DIR` and pass DIR/model.safetensors.")
+    kind = program_kind(path)
+    if kind:
+        raise foreign_error(path, kind)
     size = path.stat().st_size
     bad = f"{path} is not a valid safetensors model file"
     if size < 8:
@@ -192,3 +314,13 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
         raise ModelFileError(f"{path}: the weights do not match the model described in its "
                              f"metadata (missing {sorted(missing)[:3]}, unexpected "
                              f"{sorted(unexpected)[:3]}).")
+    check_finite(model.state_dict(), str(path))
+
+
+def check_finite(tensors: dict, where: str) -> None:
+    """Refuse NaN or infinite weights, naming the first tensor that holds them."""
+    for key, t in tensors.items():
+        if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all()):
+            raise ModelFileError(f"{where}: tensor {key!r} holds NaN or infinite values, so "
+                                 "every prediction would be NaN; retrain the model or use an "
+                                 "earlier checkpoint.")

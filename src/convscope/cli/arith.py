@@ -56,8 +56,9 @@ def register(sub) -> None:
                     "WxHxD, weights and biases, receptive field size and jump on the input, "
                     "multiply-adds; then totals. Volumes come from the formulas and are "
                     "cross-checked against a real forward pass.",
-        epilog="MODEL is a model file (convscope .safetensors, torch.export .pt2, TorchScript),\n"
-               "a model name (`convscope models`), spec:\"...\" or torchvision:NAME.\n\n"
+        epilog="MODEL is a convscope .safetensors model file, a model name (`convscope models`),\n"
+               "spec:\"...\" or torchvision:NAME; torch.export .pt2 and TorchScript files only\n"
+               "with --trust-code, because loading them runs code inside the file.\n\n"
                "examples:\n"
                "  convscope summary runs/demo/model.safetensors\n"
                "  convscope summary vgg16\n"
@@ -72,6 +73,10 @@ def register(sub) -> None:
                    help="classes when building a model by name (default 1000 for the ILSVRC "
                         "nets, 10 otherwise)")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--trust-code", action="store_true",
+                   help="open .pt2 (torch.export) and TorchScript files, which runs code inside "
+                        "the file (torch unpickles their entries and runs their programs): use "
+                        "it only for files you made or trust")
     p.set_defaults(func=run_summary)
 
 
@@ -121,6 +126,6 @@ def _conv_result(args):
 def run_summary(args) -> int:
     from convscope.models.summary import summarize
 
-    table = summarize(args.model, args.input, args.classes)
+    table = summarize(args.model, args.input, args.classes, trust_code=args.trust_code)
     print_json(table.to_dict()) if args.json else print(table.format())
     return 0

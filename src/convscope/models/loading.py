@@ -3,14 +3,17 @@
 ``open_network`` is what ``convscope summary``'s MODEL means:
 
 - a convscope model file (``.safetensors``; its own input size);
-- a torch.export program (``.pt2``; the input size it was exported with);
-- a TorchScript archive (any other file read by ``torch.jit.load``; ``--input`` needed),
+- only with ``trust_code=True`` (``--trust-code``), because loading them runs code inside
+  the file: a torch.export program (``.pt2``; the input size it was exported with), whose
+  entries ``torch.export.load`` unpickles (falling back to ``weights_only=False``), and a
+  TorchScript archive (any other file read by ``torch.jit.load``; ``--input`` needed),
   converted with torch's TorchScript-to-export converter, which runs the layers inline:
   the trace then finds each layer through the weights its ops use;
 - a registered model name or ``spec:...``, built for an input volume and a class count;
 - ``torchvision:NAME``, any of torchvision's classifiers.
 
-Nothing is unpickled: convscope never calls ``torch.load`` on a module.
+Without ``trust_code`` nothing is unpickled and no code from a file runs: such files are
+refused, before they are opened, with a sentence naming ``--trust-code``.
 """
 
 from __future__ import annotations
@@ -166,7 +169,7 @@ def _by_name(text: str, input, classes: int | None, device: str) -> OpenedNetwor
         if ":" in text or not str(exc).startswith("unknown model"):
             raise
         raise UsageError(f"{text!r} is neither a file nor a model name; give a model file "
-                         f"(.safetensors, .pt2, TorchScript), one of {', '.join(list_models())}, "
+                         f"(.safetensors; .pt2 or TorchScript with --trust-code), one of {', '.join(list_models())}, "
                          "or torchvision:NAME.") from None
     ilsvrc = entry.family == "ilsvrc"
     vol = _volume(input, Volume(224, 224, 3) if ilsvrc else Volume(32, 32, 3))
@@ -176,14 +179,36 @@ def _by_name(text: str, input, classes: int | None, device: str) -> OpenedNetwor
     return OpenedNetwork(net, vol, text)
 
 
+def refuse_program(path: Path) -> ConvscopeError:
+    """The sentence for a .pt2 or TorchScript file opened without trust_code."""
+    from convscope.modelfile import program_kind
+
+    kind = program_kind(path)
+    if kind is None:
+        return ConvscopeError(
+            f"{path} is not a convscope .safetensors model file; .pt2 (torch.export) and "
+            "TorchScript programs run code inside the file when loaded, so convscope opens "
+            "them only with --trust-code (trust_code=True in Python).")
+    if kind == "pickle":
+        return ConvscopeError(
+            f"{path} is a Python pickle (torch.save), and convscope never unpickles files "
+            "because that can run code; save the model with torch.export.save, or train a "
+            "convscope model file.")
+    return ConvscopeError(
+        f"{path} looks like a {kind} program, which runs code inside the file when loaded; "
+        "convscope opens it only with --trust-code (trust_code=True in Python), so pass that "
+        "if you made or trust the file.")
+
+
 def open_network(target, input: str | Volume | None = None, classes: int | None = None,
-                 device: str = "cpu") -> OpenedNetwork:
+                 device: str = "cpu", trust_code: bool = False) -> OpenedNetwork:
     """Anything ``convscope summary`` accepts, ready to trace (see the module docstring).
 
     ``input`` is a volume (``"32x32x3"``; ``"32x32"`` takes the depth from the model);
     ``classes`` sizes a model built by name.  Networks built from a name are built on
     ``device``: "meta" builds them without allocating or initialising weights, which is
-    all a layer table needs.
+    all a layer table needs.  ``trust_code=True`` allows ``.pt2`` and TorchScript files,
+    whose loading runs code inside the file; without it they are refused unopened.
 
     >>> open_network("spec:CONV3-8-POOL2-FC", "16x16x1").module   # doctest: +SKIP
     """
@@ -204,6 +229,8 @@ def open_network(target, input: str | Volume | None = None, classes: int | None 
             opened = open_network(load(path), input, classes)
             opened.name = f"{opened.name} ({path})"
             return opened
+        if not trust_code:
+            raise refuse_program(path)
         if path.suffix == ".pt2":
             return open_exported(path, _volume(input, None))
         return open_torchscript(path, _volume(input, None))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from convscope.errors import UsageError, unknown_name
@@ -144,7 +145,86 @@ def build_model(name: str, inp: ModelInput, options: dict | None = None,
                              f"({', '.join(e.name for e in model_entries() if e.pretrained)}), "
                              f"not to {entry.name}.")
         parsed["weights"] = weights
+    if torch.get_default_device().type != "meta":  # a meta build allocates nothing anyway
+        arch = {k: v for k, v in parsed.items() if k != "weights"}
+        check_size(lambda: entry.build(inp, **arch), inp, entry.input_size(inp.image_size),
+                   f"model {name}", "use fewer or smaller layers, or smaller images")
     return entry.build(inp, **parsed)
+
+
+def check_options(entry: ModelEntry, options) -> None:
+    """Options read from a file must be the entry's own, of its types (UsageError if not)."""
+    if not isinstance(options, dict):
+        raise UsageError(f"the options of {entry.name} must be a mapping, not "
+                         f"{type(options).__name__}.")
+    if entry.free_arg:
+        key = entry.free_arg.lower()
+        if set(options) != {key} or not isinstance(options[key], str):
+            raise UsageError(f"model {entry.name} takes one option, {key}, a string.")
+        if entry.check:
+            entry.check(options)
+        return
+    for k, v in options.items():
+        if k not in entry.defaults:
+            valid = ", ".join(f"{o}={d}" for o, d in entry.defaults.items()) or "none"
+            raise UsageError(f"unknown option {k!r} for model {entry.name}; its options are: "
+                             f"{valid}.")
+        kind = type(entry.defaults[k])
+        ok = (isinstance(v, bool) if kind is bool else
+              isinstance(v, (int, float)) and not isinstance(v, bool) if kind is float else
+              isinstance(v, kind) and not isinstance(v, bool))
+        if not ok:
+            raise UsageError(f"model option {k} of {entry.name} must be {kind.__name__}, "
+                             f"got {v!r}.")
+
+
+#: what any model built from a name or a file's metadata may hold: 500 million parameters
+#: (2 GB in float32) and 256 Mi values in any one layer's output for one image (1 GiB)
+MAX_PARAMETERS = 500_000_000
+MAX_ACTIVATION = 2**28
+
+
+class _TooBig(Exception):
+    pass
+
+
+def check_size(build: Callable[[], nn.Module], inp: ModelInput, input_size: tuple[int, int],
+               what: str, fix: str = "make it smaller") -> None:
+    """Build the model on the meta device (nothing allocated, nothing initialised), then
+    refuse it with one sentence when its parameters or one image's largest layer output
+    exceed the bounds above; one meta forward pass measures the outputs."""
+    import torch
+
+    with torch.device("meta"):
+        net = build()
+    params = sum(p.numel() for p in net.parameters())
+    if params > MAX_PARAMETERS:
+        raise UsageError(f"{what} would have {params:,} parameters ({params * 4 / 2**30:.1f} "
+                         f"GiB), more than the {MAX_PARAMETERS:,} convscope builds; {fix}.")
+    largest: list[tuple[int, str]] = [(0, "")]
+
+    def measure(name):
+        def hook(_module, _inputs, output):
+            if isinstance(output, torch.Tensor) and output.numel() > largest[0][0]:
+                largest[0] = (output.numel(), name)
+                if output.numel() > MAX_ACTIVATION:
+                    raise _TooBig
+        return hook
+
+    handles = [m.register_forward_hook(measure(n)) for n, m in net.named_modules() if n]
+    try:
+        with torch.no_grad():
+            net.eval()(torch.empty(1, inp.channels, *input_size, device="meta"))
+    except _TooBig:
+        n, name = largest[0]
+        raise UsageError(f"{what} would compute {n:,} values per image at layer {name} "
+                         f"({n * 4 / 2**30:.1f} GiB), more than the {MAX_ACTIVATION:,} "
+                         f"convscope allows in one layer; {fix}.") from None
+    except Exception:  # noqa: BLE001 - no meta kernel, or a forward that fails for real later
+        pass
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def canonical_name(entry: ModelEntry, options: dict) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from convscope.display import TextDisplay
 from convscope.errors import UsageError
 from convscope.inspect.receptive import LayerRecord, ReceptiveField, resolve_input, trace
 from convscope.models.arithmetic import (
@@ -28,6 +29,7 @@ from convscope.models.arithmetic import (
     pool_arithmetic,
     uncovered,
 )
+from convscope.text import count
 
 Pair = tuple[int, int]
 
@@ -52,6 +54,8 @@ class LayerRow:
     #: None for layers without a formula
     check: str | None = None
     ran: bool = True
+    #: how many layers of the full table this row sums up (0: a layer of its own)
+    folded: int = 0
 
     @property
     def params(self) -> int:
@@ -68,7 +72,7 @@ class LayerRow:
              "output_shape": list(self.output) if self.output else None,
              "weights": self.weights, "biases": self.biases, "params": self.params,
              "macs": self.macs, "receptive_field": self.field.to_dict() if self.field else None,
-             "check": self.check, "ran": self.ran}
+             "check": self.check, "ran": self.ran, "folded": self.folded}
         if self.arithmetic is not None:
             d["fits"] = self.arithmetic.fits
             d["formula"] = {"W2": self.arithmetic.axis_formula("W"),
@@ -88,7 +92,7 @@ def volume_text(shape) -> str:
 
 
 @dataclass
-class LayerTable:
+class LayerTable(TextDisplay):
     """The rows, their totals, and what was summarised (``config``)."""
 
     rows: list[LayerRow]
@@ -96,6 +100,8 @@ class LayerTable:
     model_params: int  # sum(p.numel()) over the model's distinct parameters
     config: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: every leaf layer's row (the full table, ``depth="all"``); ``rows`` may fold blocks
+    leaves: list[LayerRow] = field(default_factory=list)
 
     @property
     def totals(self) -> dict:
@@ -106,10 +112,11 @@ class LayerTable:
 
     @property
     def checked(self) -> list[LayerRow]:
-        return [r for r in self.rows if r.check is not None]
+        return [r for r in (self.leaves or self.rows) if r.check is not None]
 
     def row(self, name: str) -> LayerRow:
-        for r in self.rows:
+        """The row of a layer, or of a layer inside a folded block."""
+        for r in [*self.rows, *self.leaves]:
             if r.name == name:
                 return r
         raise UsageError(f"no layer {name!r} in the table.")
@@ -121,6 +128,9 @@ class LayerTable:
 
     def format(self) -> str:
         return format_table(self)
+
+    def _text(self) -> str:
+        return self.format()
 
 
 # ----------------------------------------------------------------- rows
@@ -188,8 +198,8 @@ def _row(rec: LayerRecord, field_: ReceptiveField | None, types: dict[str, str])
     formula = _formula_params(module, arith)
     row.weights, row.biases = formula if formula is not None else held
     if formula is not None and formula != held:
-        row.check = (f"the formula gives {sum(formula):,} parameters but the module holds "
-                     f"{sum(held):,}")
+        row.check = (f"the formula gives {count(sum(formula), 'parameter')} but the module "
+                     f"holds {sum(held):,}")
     if arith is not None:
         row.F, row.S, row.P = arith.size, arith.stride, arith.pad
         row.K = arith.filters or None
@@ -211,8 +221,13 @@ def _is_row(name: str, module: nn.Module, rec: LayerRecord | None) -> bool:
 
 
 def layer_table(model, input_shape: Sequence[int] | None = None, config: dict | None = None,
-                types: dict[str, str] | None = None) -> LayerTable:
+                types: dict[str, str] | None = None, depth: int | str = "all") -> LayerTable:
     """One row per layer of ``model`` for a (C, H, W) input (a Classifier: its own).
+
+    ``depth`` is the level of the rows, as torchinfo's: ``"all"`` (every leaf layer),
+    an int N (a module N names deep, ``layer1`` = 1, ``layer1.0`` = 2, is one row that sums
+    up the layers inside it), or ``"auto"`` (see :func:`auto_folds`: ResNet's ``layer1`` ...
+    ``layer4``, DenseNet's dense blocks are rows; a flat net keeps its leaves).
 
     Rows are the leaf modules in the order they ran (plus containers that own
     parameters or compute in their own ``forward``), named as ``--layer`` accepts.
@@ -238,7 +253,90 @@ def layer_table(model, input_shape: Sequence[int] | None = None, config: dict | 
     table = LayerTable(rows, Volume(shape[2], shape[1], shape[0]), sum(unique.values()),
                        dict(config or {}, input=str(Volume(shape[2], shape[1], shape[0]))))
     table.notes = _notes(table)
+    folds = _folds(net, depth)
+    table.leaves = table.rows
+    if folds:
+        table.rows = _fold_rows(table.rows, folds, t, types)
+    table.config["depth"] = depth
     return table
+
+
+# ----------------------------------------------------------------- depth
+def _depth_of(name: str) -> int:
+    return name.count(".") + 1 if name else 0
+
+
+def _has_children(module: nn.Module) -> bool:
+    return any(True for _ in module.children())
+
+
+def auto_folds(net: nn.Module) -> list[str]:
+    """The containers ``depth="auto"`` shows as one row each: those made of blocks, every
+    child a container: a block class of its own (Inception's branches, MobileNet's inverted
+    residual) or a Sequential of repeated blocks of one class (ResNet's ``layer1`` of
+    BasicBlocks, DenseNet's dense blocks); the outermost such one wins, and the model itself
+    is never folded, so a flat net (VGG, AlexNet, convnet, spec:) keeps one row per layer."""
+    folds: list[str] = []
+    for name, module in net.named_modules():
+        if not name or any(name.startswith(f + ".") for f in folds):
+            continue
+        kids = list(module.children())
+        generic = isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        if kids and all(_has_children(k) for k in kids) and (
+                not generic or len({type(k) for k in kids}) == 1):
+            folds.append(name)
+    return folds
+
+
+def _folds(net: nn.Module, depth: int | str) -> list[str]:
+    """The containers shown as one row each at ``depth``."""
+    if depth == "all":
+        return []
+    if depth == "auto":
+        return auto_folds(net)
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise UsageError(f"depth must be a whole number >= 1, auto or all, got {depth!r}.")
+    return [name for name, module in net.named_modules()
+            if _depth_of(name) == depth and _has_children(module)]
+
+
+def _block_type(module: nn.Module, kind: str) -> str:
+    """'2x BasicBlock' for a container of repeated blocks, else its class."""
+    kids = list(module.children())
+    if len(kids) > 1 and len({type(k) for k in kids}) == 1:
+        return f"{len(kids)}x {type(kids[0]).__name__}"
+    return kind
+
+
+def _fold_rows(rows: list[LayerRow], folds: list[str], t, types: dict[str, str]) -> list[LayerRow]:
+    """Each fold's rows summed into one, placed where its first layer was: output volume and
+    receptive field of the container's output, weights, biases and multiply-adds added up."""
+    owner = {}
+    for r in rows:
+        owner[r.name] = next((f for f in folds if r.name == f or r.name.startswith(f + ".")),
+                             None)
+    out: list[LayerRow] = []
+    made: dict[str, LayerRow] = {}
+    for r in rows:
+        f = owner[r.name]
+        if f is None:
+            out.append(r)
+            continue
+        row = made.get(f)
+        if row is None:
+            rec = t.layers.get(f)
+            module = rec.module if rec is not None else None
+            kind = types.get(f) or (type(module).__name__ if module is not None else "?")
+            row = LayerRow(f, _block_type(module, kind) if module is not None else kind,
+                           rec.output_shape if rec is not None else None,
+                           field=t.field(f), ran=rec is not None)
+            made[f] = row
+            out.append(row)
+        row.weights += r.weights
+        row.biases += r.biases
+        row.macs += r.macs
+        row.folded += 1
+    return out
 
 
 def _rounding_notes(name: str, a: LayerArithmetic) -> list[str]:
@@ -269,8 +367,8 @@ def _notes(table: LayerTable) -> list[str]:
         notes.append(f"{r.name}: {r.check}")
     not_run = [r.name for r in table.rows if not r.ran]
     if not_run:
-        notes.append(f"{len(not_run)} layers not called as modules by the forward pass, their "
-                     f"parameters still counted ({', '.join(not_run[:6])}"
+        notes.append(f"{count(len(not_run), 'layer')} not called as modules by the forward "
+                     "pass, their parameters still counted ({', '.join(not_run[:6])}"
                      f"{', ...' if len(not_run) > 6 else ''}); a scripted TorchScript file "
                      "inlines its layers, a torch.export .pt2 keeps them")
     inexact = [r.name for r in table.rows if r.field is not None and not r.field.exact]
@@ -351,17 +449,38 @@ def totals_lines(table: LayerTable) -> list[tuple[str, str]]:
     checked = table.checked
     agree = sum(r.check == "ok" for r in checked)
     return [
-        ("parameters", f"{t['params']:,} ({t['weights']:,} weights + {t['biases']:,} biases), "
+        ("parameters", f"{t['params']:,} ({count(t['weights'], 'weight')} + "
+                       f"{count(t['biases'], 'bias', 'biases')}), "
                        f"{same} sum(p.numel()) = {t['model_params']:,}"),
         ("multiply-adds", f"{t['macs']:,} per image ({_si(t['macs'])})"),
-        ("volumes", f"the formula agrees with the forward pass for {agree} of {len(checked)} "
-                    "conv/pool/FC layers"),
+        ("volumes", f"the formula agrees with the forward pass for {agree} of "
+                    f"{count(len(checked), 'conv/pool/FC layer')}"),
         ("RF", "receptive field size on the input and its jump (effective stride); - : global"),
+        *_folded_line(table),
     ]
 
 
-def summarize(target, input: str | Volume | None = None, classes: int | None = None) -> LayerTable:
+def _folded_line(table: LayerTable) -> list[tuple[str, str]]:
+    folded = [r for r in table.rows if r.folded]
+    if not folded:
+        return []
+    names = ", ".join(r.name for r in folded[:4]) + (", ..." if len(folded) > 4 else "")
+    return [("blocks", f"{names}: each row sums up the layers inside it (output and RF of "
+                       f"the block's output); depth {table.config.get('depth')}, "
+                       "--depth all lists every layer")]
+
+
+def summarize(target, input: str | Volume | None = None, classes: int | None = None,
+              trust_code: bool = False, depth: int | str = "auto") -> LayerTable:
     """The layer table of a model file, a model name, ``spec:...`` or a module.
+
+    ``depth`` is the level of the rows (see :func:`layer_table`): ``"auto"`` shows blocks
+    as the lecture draws them (ResNet's ``layer1`` ... ``layer4``, Inception modules, dense
+    blocks) and every layer of a flat net; ``"all"`` every leaf layer; N the modules N
+    names deep.
+
+    ``trust_code=True`` also opens ``.pt2`` and TorchScript files, which runs code inside the
+    file (see :func:`convscope.models.loading.open_network`); without it they are refused.
 
     >>> print(summarize("spec:[(CONV3-32-RELU)*2-POOL2]*3-FC", "32x32x3").format())  # doctest: +SKIP
     >>> summarize("resnet18").totals["params"]                                      # doctest: +SKIP
@@ -370,11 +489,11 @@ def summarize(target, input: str | Volume | None = None, classes: int | None = N
     from convscope.models.loading import open_network
 
     def table(device: str) -> LayerTable:
-        opened = open_network(target, input, classes, device=device)
+        opened = open_network(target, input, classes, device=device, trust_code=trust_code)
         vol = opened.input
         return layer_table(opened.module, (vol.depth, vol.height, vol.width),
                            config={"model": opened.name, "classes": classes},
-                           types=opened.types)
+                           types=opened.types, depth=depth)
 
     try:  # names build on the meta device: shapes without weights, instantly
         return table("meta")
@@ -382,5 +501,5 @@ def summarize(target, input: str | Volume | None = None, classes: int | None = N
         return table("cpu")
 
 
-__all__ = ["COLUMNS", "LayerRow", "LayerTable", "layer_table", "summarize", "table_cells",
-           "totals_lines"]
+__all__ = ["COLUMNS", "LayerRow", "LayerTable", "auto_folds", "layer_table", "summarize",
+           "table_cells", "totals_lines"]

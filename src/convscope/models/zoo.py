@@ -39,6 +39,8 @@ def _constructor(name: str):
     if name == "googlenet":  # no auxiliary heads; our normalisation, not torchvision's remap
         return lambda: ctor(weights=None, aux_logits=False, init_weights=True,
                             transform_input=False)
+    if name.startswith("resnet"):  # each residual branch starts as identity: deep nets train
+        return lambda: ctor(weights=None, zero_init_residual=True)
     return lambda: ctor(weights=None)
 
 
@@ -113,10 +115,57 @@ def adapt(model: nn.Module, inp: ModelInput, pretrained: bool) -> nn.Module:
     return model
 
 
-def _load(model: nn.Module, sd: dict) -> None:
-    missing, _unexpected = model.load_state_dict(sd, strict=False)  # e.g. GoogLeNet's aux heads
+def _mismatches(model: nn.Module, sd: dict) -> tuple[list[str], list[str]]:
+    """(tensors of ``sd`` whose shapes differ from ``model``'s, as "name [got] vs [needed]";
+    the model's tensors that ``sd`` lacks).  Keys ``sd`` has beyond the model's are ignored
+    (e.g. GoogLeNet's auxiliary heads)."""
+    own = model.state_dict()
+    wrong = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in sd]
+    return wrong, missing
+
+
+def _shape_list(model: nn.Module, sd: dict, keys: list[str]) -> str:
+    own = model.state_dict()
+    shown = [f"{k} {list(sd[k].shape)} (needs {list(own[k].shape)})" for k in keys[:4]]
+    return ", ".join(shown) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+
+def fit_to_weights(model: nn.Module, sd: dict, name: str, weights: str) -> list[str]:
+    """Load ``sd`` into torchvision's ``model``; when only its stem (first conv) and head
+    (last Linear) differ in shape, rebuild those to the weights' shapes first and return their
+    names.  Any other difference is a ConvscopeError naming the tensors and both shapes."""
+    stem, conv = _first(model, nn.Conv2d)
+    head, fc = _last(model, nn.Linear)
+    ends = {f"{stem}.weight", f"{stem}.bias", f"{head}.weight", f"{head}.bias"}
+    wrong, missing = _mismatches(model, sd)
     if missing:
-        raise RuntimeError(f"missing keys {missing[:5]}")
+        listed = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4
+                                          else "")
+        raise ConvscopeError(f"the weights in {weights} do not fit {name}: they lack "
+                             f"{listed}; pass a state dict saved from torchvision's {name}.")
+    if set(wrong) - ends:
+        raise ConvscopeError(f"the weights in {weights} do not fit {name}: "
+                             f"{_shape_list(model, sd, [k for k in wrong if k not in ends])}; "
+                             f"pass a state dict saved from torchvision's {name}.")
+    rebuilt = []
+    w = sd.get(f"{stem}.weight")
+    if f"{stem}.weight" in wrong and w is not None and w.ndim == 4 and w.shape[0] == conv.out_channels:
+        model.set_submodule(stem, nn.Conv2d(w.shape[1], conv.out_channels, conv.kernel_size,
+                                            conv.stride, conv.padding, conv.dilation,
+                                            conv.groups, conv.bias is not None))
+        rebuilt.append(stem)
+    w = sd.get(f"{head}.weight")
+    if f"{head}.weight" in wrong and w is not None and w.ndim == 2 and w.shape[1] == fc.in_features:
+        model.set_submodule(head, nn.Linear(fc.in_features, w.shape[0], fc.bias is not None))
+        rebuilt.append(head)
+    wrong, _ = _mismatches(model, sd)
+    if wrong:
+        raise ConvscopeError(f"the weights in {weights} do not fit {name}: "
+                             f"{_shape_list(model, sd, wrong)}; pass a state dict saved from "
+                             f"torchvision's {name}.")
+    model.load_state_dict(sd, strict=False)
+    return rebuilt
 
 
 def build_zoo(name: str, inp: ModelInput, weights: str | None = None) -> nn.Module:
@@ -125,18 +174,11 @@ def build_zoo(name: str, inp: ModelInput, weights: str | None = None) -> nn.Modu
         return adapt(model, inp, pretrained=False)
     is_file = Path(weights).suffix in (".pt", ".pth", ".safetensors", ".bin") or Path(weights).exists()
     sd = read_state_dict(weights) if is_file else download_state_dict(name, weights)
-    try:  # ImageNet-shaped weights: load, then adapt keeping what was learned
-        _load(model, sd)
-        return adapt(model, inp, pretrained=True)
-    except RuntimeError:
-        pass
-    try:  # weights already adapted to this dataset (e.g. saved from a fine-tuned model)
-        model = adapt(_constructor(name)(), inp, pretrained=False)
-        _load(model, sd)
-        return model
-    except RuntimeError as exc:
-        raise ConvscopeError(f"the weights in {weights} do not fit {name} "
-                             f"({str(exc).splitlines()[0][:160]}).") from None
+    # ImageNet-shaped weights, or weights already adapted to some dataset (e.g. a fine-tuned
+    # model's with another class count or channels): load them, then adapt to this dataset
+    # keeping what was learned (the head is rebuilt when the class counts differ)
+    fit_to_weights(model, sd, name, weights)
+    return adapt(model, inp, pretrained=True)
 
 
 def _register(name: str, summary: str, min_input: int) -> None:
