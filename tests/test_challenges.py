@@ -35,11 +35,11 @@ def test_severity_zero_is_the_plain_test_accuracy(mnist_model, result):
 def test_severe_settings_fall_well_below_the_plain_accuracy(result):
     clean = result.main.clean
     assert clean > 0.9
-    for name in ("rotation", "occlusion", "occlusion-evidence", "clutter"):
+    for name in ("rotation", "occlusion-random", "occlusion-evidence", "clutter"):
         assert result.main.curves[name].accuracy[-1] < clean - 0.25, (
             name, result.main.curves[name].accuracy)
     # evidence-placed patches hurt at least as much as random ones of the same size
-    ev, rnd = (result.main.curves[k].score for k in ("occlusion-evidence", "occlusion"))
+    ev, rnd = (result.main.curves[k].score for k in ("occlusion-evidence", "occlusion-random"))
     assert ev <= rnd
 
 
@@ -108,7 +108,9 @@ def test_colour_images_get_every_challenge(tmp_path):
 
 def test_select_accepts_groups_and_refuses_unknown_names():
     assert select(["viewpoint"]) == ["rotation", "scale", "perspective", "translation"]
-    assert select(["elastic", "occlusion"]) == ["elastic", "occlusion", "occlusion-evidence"]
+    assert select(["elastic", "occlusion"]) == ["elastic", "occlusion-random",
+                                                "occlusion-evidence"]
+    assert select(["clutter", "occlusion-random"]) == ["clutter", "occlusion-random"]
     with pytest.raises(Exception, match="rotatoin|rotation"):
         select(["rotatoin"])
     assert {c.group for c in CHALLENGES.values()} == {

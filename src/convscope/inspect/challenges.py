@@ -92,7 +92,8 @@ def list_challenges() -> list[str]:
 
 
 def select(only) -> list[str]:
-    """Challenge names from names or group names (None: all)."""
+    """Challenge names from names or group names (None: all); a group's name (e.g.
+    ``occlusion``) stands for all its challenges."""
     if not only:
         return list(CHALLENGES)
     chosen: list[str] = []
@@ -245,8 +246,8 @@ def _occlusion_params(t, shape):
     return {"side": side, "area": round(side * side / (shape[1] * shape[2]), 4)}
 
 
-@register_challenge("occlusion", "occlusion", "a square patch of the data's mean colour at a "
-                    "random place", _occlusion_params)
+@register_challenge("occlusion-random", "occlusion", "a square patch of the data's mean "
+                    "colour at a random place", _occlusion_params)
 def _occlusion(images, p, d: Draws):
     n, _, h, w = images.shape
     centre = d.uniform(n, 2)
