@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from convscope.display import Displayable
 from convscope.errors import ConvscopeError
 
 
 @dataclass
-class Evaluation:
+class Evaluation(Displayable):
     classes: list[str]
     n: int
     top1: float
@@ -42,6 +43,13 @@ class Evaluation:
             "per_class": dict(zip(self.classes, self.per_class)),
             "confusion": self.confusion.tolist(),
         }
+
+    def figure(self, title: str = ""):
+        """The confusion matrix as a matplotlib Figure (what ``evaluate --out`` saves)."""
+        from convscope.display import detached
+        from convscope.render.figures import confusion_figure  # lazily: keeps imports light
+
+        return detached(confusion_figure(self, title))
 
     def format(self, max_classes: int = 20) -> str:
         lines = [

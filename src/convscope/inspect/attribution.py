@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from convscope.classifier import Classifier, open_model, resize_input
+from convscope.display import Displayable
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.hooks import (
     LayerCall,
@@ -119,7 +120,7 @@ class MethodOutput:
 
 
 @dataclass
-class Attribution:
+class Attribution(Displayable):
     """The maps of one method on a batch of images.
 
     ``maps`` is what the figure draws: for occlusion the target probability with the mask
@@ -138,6 +139,14 @@ class Attribution:
     classes: list[str]
     config: ExplainConfig       # resolved: window, stride, layer ... as used
     neurons: list[tuple[int, ...]] | None = None
+
+    def figure(self, names: list[str] | None = None):
+        """The explanation figure (``convscope explain``'s): one row per image, the image,
+        this method's map and the top-5, as a matplotlib Figure."""
+        from convscope.display import detached
+        from convscope.render.attribution import explanation_figure  # lazily: no render here
+
+        return detached(explanation_figure({self.method: self}, names=names))
 
     def numpy(self) -> np.ndarray:
         """The maps as a float32 (N, H, W) array."""

@@ -21,10 +21,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from convscope.display import MosaicDisplay
 from convscope.errors import UsageError
 from convscope.images import load_image
 from convscope.inspect.hooks import default_conv_layer, eval_mode, trace_layers
@@ -64,7 +66,7 @@ class DreamConfig:
 
 
 @dataclass
-class DreamResult:
+class DreamResult(MosaicDisplay):
     """The dreamt image, and Σf² at the layer before and after, on the full-size image."""
 
     image: torch.Tensor  # (C, H, W) float in [0, 1]
@@ -77,6 +79,10 @@ class DreamResult:
     def pil(self) -> Image.Image:
         arr = (self.image * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
         return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+
+    def render(self) -> np.ndarray:
+        """The dreamt image as (H, W, C) uint8 (C is 1 or 3), what the PNG holds."""
+        return (self.image * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
     @property
     def gain(self) -> float:

@@ -102,7 +102,6 @@ class Embedding(MosaicDisplay):
 
         return embedding_image(self)
 
-
     def to_dict(self) -> dict:
         out = {"config": asdict(self.config), "data": self.data,
                "indices": self.indices.tolist(),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from convscope.classifier import Classifier
+from convscope.display import Displayable
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.attribution import (
     BASELINES,
@@ -52,7 +53,7 @@ class FaithfulnessConfig:
 
 
 @dataclass
-class FaithfulnessResult:
+class FaithfulnessResult(Displayable):
     """Deletion and insertion curves of each method (and the random baseline)."""
 
     config: FaithfulnessConfig
@@ -64,6 +65,13 @@ class FaithfulnessResult:
     @property
     def methods(self) -> list[str]:
         return list(self.deletion)
+
+    def figure(self):
+        """The mean deletion and insertion curves per method, as a matplotlib Figure."""
+        from convscope.display import detached
+        from convscope.render.attribution import faithfulness_figure  # lazily: no render here
+
+        return detached(faithfulness_figure(self))
 
     def auc(self, kind: str) -> dict[str, tuple[float, float]]:
         """Area under each method's ``deletion`` or ``insertion`` curve: (mean, standard

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from convscope.classifier import Classifier
+from convscope.display import MosaicDisplay
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.attribution import as_classifier
 from convscope.inspect.hooks import capture, get_layer
@@ -48,7 +49,7 @@ class FiltersConfig:
 
 
 @dataclass
-class Filters:
+class Filters(MosaicDisplay):
     """A layer's filters, ``(K, C, kh, kw)``, and how they are drawn."""
 
     layer: str
@@ -150,7 +151,7 @@ class ActivationsConfig:
 
 
 @dataclass
-class Activations:
+class Activations(MosaicDisplay):
     """One image's activation maps at one layer."""
 
     layer: str

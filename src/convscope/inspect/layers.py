@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from convscope.classifier import Classifier
+from convscope.display import TextDisplay
 from convscope.errors import UsageError
 from convscope.inspect.hooks import (
     LayerCall,
@@ -52,7 +53,7 @@ class LayerInfo:
 
 
 @dataclass
-class LayerList:
+class LayerList(TextDisplay):
     """Every layer of a model, in registration order, with each view's default layer."""
 
     model: str
@@ -64,6 +65,9 @@ class LayerList:
         return {"model": self.model, "input_shape": list(self.input_shape),
                 "input": volume_text(self.input_shape),
                 "layers": [r.to_dict() for r in self.layers], "defaults": self.defaults}
+
+    def _text(self) -> str:
+        return self.format()
 
     def format(self) -> str:
         """The table: name (indented by depth), type, output WxHxD, calls."""

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
+from convscope.display import MosaicDisplay
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.attribution import as_classifier
 from convscope.inspect.features import REDUCTIONS, extract, model_images
@@ -62,7 +63,7 @@ class Knn:
 
 
 @dataclass
-class Neighbours:
+class Neighbours(MosaicDisplay):
     """Feature-space and pixel-space neighbours of the same queries."""
 
     config: NeighborsConfig   # resolved: layer, database size

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from convscope import distributed
+from convscope.display import MosaicDisplay
 from convscope.errors import UsageError, unknown_name
 from convscope.evaluate import SPLITS
 from convscope.inspect.attribution import as_classifier
@@ -197,7 +198,7 @@ class Hit:
 
 
 @dataclass
-class Patches:
+class Patches(MosaicDisplay):
     """The top patches of each channel of a layer."""
 
     config: PatchesConfig          # resolved: layer, channels, n

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from convscope.display import TextDisplay
 from convscope.errors import ConvscopeError, UsageError
 from convscope.text import count, plural
 
@@ -163,7 +164,7 @@ def _show(p: Pair) -> str:
 
 
 @dataclass(frozen=True)
-class LayerArithmetic:
+class LayerArithmetic(TextDisplay):
     """Input, hyperparameters, output and parameter counts of one conv or pool layer.
 
     Pairs are (height, width) like torch's; ``fits`` says whether both divisions
@@ -224,6 +225,9 @@ class LayerArithmetic:
         if not value.is_integer():
             text += f", which torch rounds {'up' if self.ceil_mode else 'down'} to {out}"
         return text
+
+    def _text(self) -> str:
+        return self.explain()
 
     def explain(self) -> str:
         """The calculation as the lecture writes it, one line per quantity."""

@@ -12,9 +12,12 @@ import numpy as np
 
 
 def _plt():
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "ipykernel" not in sys.modules:  # a Jupyter kernel keeps its (inline) backend, so
+        matplotlib.use("Agg", force=False)  # the user's own plots there still show
     import matplotlib.pyplot as plt
 
     return plt

@@ -30,6 +30,7 @@ import torch
 
 from convscope.classifier import Classifier
 from convscope.data import ImageDataset
+from convscope.display import PageDisplay
 from convscope.errors import ConvscopeError, UsageError, unknown_name
 from convscope.evaluate import Evaluation, evaluate_logits
 from convscope.inspect.patches import DEFAULT_CHANNELS as PATCH_CHANNELS  # the first 16
@@ -183,13 +184,29 @@ class ReportContext:
 
 # --------------------------------------------------------------------------- the result
 @dataclass
-class Report:
+class Report(PageDisplay):
     """The page and what went into it."""
 
     html: str
     config: ReportConfig
     seconds: dict[str, float]   # per section
     facts: dict
+
+    def figure(self):
+        """Where the report's time went: seconds per section, as a matplotlib Figure (the
+        page itself is the notebook's picture: ``_repr_html_``)."""
+        from matplotlib.figure import Figure  # lazily, without pyplot
+
+        parts = {k: v for k, v in self.seconds.items() if k != "total"}
+        fig = Figure(figsize=(6, 0.3 * len(parts) + 1))
+        ax = fig.add_subplot()
+        ax.barh(list(parts), list(parts.values()))
+        ax.invert_yaxis()
+        ax.set_xlabel("seconds")
+        ax.set_title(f"report: {self.seconds.get('total', sum(parts.values())):.1f} s",
+                     fontsize=10)
+        fig.tight_layout()
+        return fig
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the page atomically (a temp file, then a rename)."""
@@ -220,6 +237,8 @@ def build_report(model, data=None, config: ReportConfig | None = None, *,
     """The report of ``model`` (a Classifier, model file or torchvision name) on ``data``
     (a dataset name, None for the model's own, or an ImageDataset).
 
+    ``model_path`` is the file a Classifier was loaded from (a model given as a file needs
+    none): the training curves are read from the ``metrics.jsonl`` beside it.
     ``options`` are :class:`ReportConfig` fields.  One progress bar covers the job.
     """
     from convscope.inspect.attribution import as_classifier
@@ -243,8 +262,6 @@ def build_report(model, data=None, config: ReportConfig | None = None, *,
         bar.set_postfix_str("data")
         t = time.perf_counter()
         source, split = open_report_data(clf, data if data is not None else config.data,
-    ``model_path`` is the file a Classifier was loaded from (a model given as a file needs
-    none): the training curves are read from the ``metrics.jsonl`` beside it.
                                          data_root=data_root, image_size=image_size,
                                          progress=False)
         seconds["data"] = round(time.perf_counter() - t, 3)

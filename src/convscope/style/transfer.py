@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from convscope.display import MosaicDisplay
 from convscope.errors import UsageError
 from convscope.images import fit_image, load_image_scaled, to_pil
 from convscope.progress import progress_bar
@@ -41,7 +42,7 @@ from convscope.style.losses import (
 
 # --------------------------------------------------------------------------- the result
 @dataclass
-class StyleResult:
+class StyleResult(MosaicDisplay):
     """What :func:`stylize` returns: the image, the resolved config and the loss history."""
 
     image: np.ndarray  # (H, W, 3) uint8
@@ -61,6 +62,10 @@ class StyleResult:
     @property
     def final_loss(self) -> float:
         return self.history[-1]["total"]
+
+    def render(self) -> np.ndarray:
+        """The styled image, (H, W, 3) uint8."""
+        return self.image
 
     def save(self, path: str | Path) -> Path:
         """Write the image as PNG with the resolved config embedded."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from convscope.display import Displayable
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.hooks import eval_mode, forward_hooks, get_layer, trace_layers
 from convscope.inspect.synthesis.objectives import Context, Objective
@@ -40,7 +41,7 @@ OPTIMIZERS = ("adam", "normalized")
 
 
 @dataclass
-class SynthesisResult:
+class SynthesisResult(Displayable):
     """Images made by gradient ascent, with the objective's value at every step."""
 
     images: torch.Tensor  # (B, C, H, W) float in [0, 1], on the CPU
@@ -59,6 +60,13 @@ class SynthesisResult:
 
 
 class _Done(Exception):
+    def figure(self, title: str = ""):
+        """The images in a labelled grid (``convscope visualize``'s), a matplotlib Figure."""
+        from convscope.display import detached
+        from convscope.render.figures import image_grid  # lazily: no render at import
+
+        return detached(image_grid(self.pil(), self.labels, title=title))
+
     """Raised from a hook once every layer the objective reads has run: no need to go on."""
 
 
