@@ -230,7 +230,7 @@ def test_a_failing_run_still_cleans_up():
 
 def test_same_seed_same_image_other_seed_other_image():
     clf = tiny()
-    for preset in ("simonyan", "yosinski", "fourier"):
+    for preset in ("simonyan", "yosinski", "fourier", "mahendran"):
         a = run_channel(clf, preset=preset, steps=8, seed=3).images
         b = run_channel(clf, preset=preset, steps=8, seed=3).images
         c = run_channel(clf, preset=preset, steps=8, seed=4).images
@@ -290,6 +290,13 @@ def test_neuron_and_channel_images_and_bad_choices():
     assert res.labels == ["conv2_1:0@2,3", "conv2_1:1@2,3"]
     with pytest.raises(UsageError, match="unknown layer 'nope'"):
         channel_images(clf, "nope", [0], config=VisualizeConfig(steps=2), progress=False)
+    # the default preset: one rule, by the model's channels
+    assert VisualizeConfig().resolved(tiny(channels=1)).preset == "mahendran"
+    assert VisualizeConfig().resolved(tiny(channels=3)).preset == "fourier"
+    assert VisualizeConfig().resolved().preset == "fourier"
+    assert VisualizeConfig("yosinski").resolved(tiny(channels=1)).preset == "yosinski"
+    gray = class_images(tiny(channels=1), [0], VisualizeConfig(steps=2), progress=False)
+    assert gray.config["preset"] == "mahendran" and gray.config["tv"] == 5.0
     with pytest.raises(UsageError, match="unknown preset 'lucent'"):
         VisualizeConfig("lucent").resolved()
     with pytest.raises(UsageError, match="pixel, not fourier"):
@@ -312,3 +319,63 @@ def test_torchvision_model_reused_relu_and_early_stop():
         assert forward(clf, x, rec, resize=True) is None  # stopped before the head
     assert torch.allclose(rec.acts["layer1.0.relu"], ref["layer1.0.relu"])
     assert hook_count(clf.model) == 0
+
+
+# ----------------------------------------------------------------- the judge
+class FixedLogits(nn.Module):
+    """A judge whose outputs we set: row i of ``table`` for the i-th image, whatever it shows."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", table)
+
+    def forward(self, x):
+        return self.table[: len(x)]
+
+
+def fixed_judge(classes: list[str], table: torch.Tensor) -> Classifier:
+    meta = ModelMeta(model="fixed", options={}, classes=classes, channels=1, image_size=[5, 5],
+                     input_size=[5, 5], mean=[0.5], std=[0.5])
+    return Classifier(FixedLogits(table), meta)
+
+
+def test_judge_agreement_hand_computed():
+    """Three class images judged by a model with known outputs, its classes in another order
+    and at another size and channel count than the model's: probabilities by name, top-1,
+    agreement 2/3 and mean probability (0.6 + 0.25 + 0.6) / 3."""
+    from convscope.inspect.synthesis import judge_images
+
+    clf = tiny(classes=3)  # classes c0, c1, c2; 16x16 RGB
+    # judge classes in the order c2, c0, c1; wanted p over (c0, c1, c2) per image:
+    # (0.6, 0.3, 0.1) -> c0 agrees; (0.25, 0.25, 0.5) -> top-1 c2, not c1; (0.1, 0.3, 0.6) -> c2
+    p = torch.tensor([[0.6, 0.3, 0.1], [0.25, 0.25, 0.5], [0.1, 0.3, 0.6]])
+    judge = fixed_judge(["c2", "c0", "c1"], p[:, [2, 0, 1]].log() + 7.0)
+    res = class_images(clf, ["c0", "c1", "c2"], VisualizeConfig("simonyan", steps=3),
+                       progress=False, judge=judge, judge_name="fixed judge")
+    j = res.judgement
+    assert j.targets == ["c0", "c1", "c2"] and j.judge == "fixed judge"
+    assert j.probability == pytest.approx([0.6, 0.25, 0.6], abs=1e-6)
+    assert j.top1 == ["c0", "c2", "c2"] and j.agrees == [True, False, True]
+    assert j.rate == pytest.approx(2 / 3) and j.mean_probability == pytest.approx(1.45 / 3)
+    assert j.as_dict() == {"judge": "fixed judge", "agreement": pytest.approx(2 / 3),
+                           "mean_probability": pytest.approx(1.45 / 3)}
+    assert "agrees on 2/3 class images (67%), mean judge p=0.483" in j.summary()
+    # the same verdict straight from the images
+    again = judge_images(judge, res.uint8(), res.labels)
+    assert again.probability == pytest.approx(j.probability) and again.top1 == j.top1
+    assert class_images(clf, ["c0"], VisualizeConfig(steps=2), progress=False).judgement is None
+
+
+def test_a_judge_without_the_class_is_refused_before_the_ascent(monkeypatch):
+    import importlib
+
+    vis = importlib.import_module("convscope.inspect.synthesis.visualize")
+
+    def no_ascent(*args, **kwargs):
+        raise AssertionError("the ascent ran before the judge was checked")
+
+    monkeypatch.setattr(vis, "ascend", no_ascent)
+    judge = fixed_judge(["c0", "c1"], torch.zeros(3, 2))
+    with pytest.raises(UsageError, match="the judge model has no class 'c2'"):
+        class_images(tiny(classes=3), ["c0", "c2"], VisualizeConfig(steps=2), progress=False,
+                     judge=judge)

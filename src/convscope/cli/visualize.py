@@ -6,7 +6,14 @@ import argparse
 import dataclasses
 
 from convscope.cli import common
-from convscope.cli.common import nonneg_float, positive_int, print_json
+from convscope.cli.common import (
+    finite_float,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+    print_json,
+    seed_int,
+)
 from convscope.errors import UsageError
 from convscope.inspect.synthesis.param import PARAMS
 
@@ -34,7 +41,7 @@ OVERRIDES = [
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     common.add_model_args(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -59,15 +66,20 @@ def register(sub) -> None:
     target.add_argument("--class", dest="classes", nargs="+", metavar="NAME_OR_INDEX",
                         help="classes to draw, by name or index; `all` for every class")
     target.add_argument("--layer", metavar="L", help="a layer to visualise (with --channel)")
-    p.add_argument("--channel", nargs="+", type=int, metavar="C", help="channels of --layer")
+    p.add_argument("--channel", nargs="+", type=nonneg_int, metavar="C", help="channels of --layer")
     p.add_argument("--neuron", metavar="Y,X",
                    help="one neuron at this position of the layer's map (default: the "
                         "channel's mean over all positions)")
-    p.add_argument("--reg", default=VisualizeConfig.preset, choices=list(PRESETS),
-                   help=f"recipe (default {VisualizeConfig.preset})")
+    p.add_argument("--reg", choices=list(PRESETS),
+                   help="recipe (default: mahendran for grayscale models, fourier otherwise)")
     for flag, name, how, text in OVERRIDES:
         p.add_argument(flag, dest=name, help=text + " (default: preset)",
                        **({"metavar": "X"} if "type" in how else {}), **how)
+    p.add_argument("--judge", metavar="MODEL",
+                   help="with --class: a second model trained apart on the same classes (other "
+                        "seed, other architecture); print its probability and top-1 for each "
+                        "image and the agreement over the classes, since the model's own p "
+                        "also rewards images that only fool it")
     p.add_argument("--batch-size", type=positive_int, default=VisualizeConfig.batch_size,
                    help="images optimised together (default 16)")
     p.add_argument("--zoom", type=positive_int, default=1,
@@ -88,12 +100,12 @@ def register(sub) -> None:
     p.add_argument("--layer", metavar="L",
                    help="layer to amplify (default: the last layer with a spatial map)")
     p.add_argument("--octaves", type=positive_int, default=4, help="scales (default 4)")
-    p.add_argument("--octave-scale", type=float, default=1.4, metavar="S",
+    p.add_argument("--octave-scale", type=finite_float, default=1.4, metavar="S",
                    help="size ratio between octaves (default 1.4)")
     p.add_argument("--steps", type=positive_int, default=10, help="steps per octave (default 10)")
     p.add_argument("--lr", type=nonneg_float, default=0.01,
                    help="pixels move LR x normalised gradient per step (default 0.01)")
-    p.add_argument("--jitter", type=int, default=32, help="random roll in pixels (default 32)")
+    p.add_argument("--jitter", type=nonneg_int, default=32, help="random roll in pixels (default 32)")
     p.add_argument("--max-size", type=positive_int, metavar="PX",
                    help="shrink the image so its longer side is at most PX")
     p.add_argument("--out", required=True, metavar="PNG", help="output image")
@@ -126,13 +138,14 @@ def parse_neuron(text: str | None) -> tuple[int, int] | None:
     return y, x
 
 
-def _config(args):
+def _config(args, clf=None):
+    """The resolved config, with the default preset for ``clf`` when --reg is not given."""
     from convscope.inspect.synthesis import VisualizeConfig
 
     overrides = {name: getattr(args, name) for _, name, _, _ in OVERRIDES
                  if getattr(args, name) is not None}
     return VisualizeConfig(preset=args.reg, seed=args.seed, batch_size=args.batch_size,
-                           **overrides).resolved()
+                           **overrides).resolved(clf)
 
 
 def run_visualize(args) -> int:
@@ -140,30 +153,55 @@ def run_visualize(args) -> int:
     from convscope.inspect.synthesis import channel_images, class_images
 
     check_out(args.out)
-    cfg = _config(args)
+    if args.reg:  # without it the preset depends on the model: checked once it is open
+        _config(args)
     if args.layer and not args.channel:
         raise UsageError("--layer needs --channel C [C ...]: the channels to visualise.")
     if args.channel and not args.layer:
         raise UsageError("--channel needs --layer L.")
+    if args.judge and not args.classes:
+        raise UsageError("--judge scores class images; use it with --class.")
+    if args.judge and _same_file(args.judge, args.model):
+        raise UsageError("--judge is the model itself; give a second model trained apart on "
+                         "the same classes (another seed or architecture).")
     clf = open_model(args.model, args.weights, args.device)
+    cfg = _config(args, clf)
+    judge = open_model(args.judge, None, args.device) if args.judge else None
     if args.classes:
         wanted = list(range(len(clf.classes))) if args.classes == ["all"] else args.classes
-        res = class_images(clf, wanted, cfg, progress=not args.quiet)
+        res = class_images(clf, wanted, cfg, progress=not args.quiet, judge=judge,
+                           judge_name=args.judge)
     else:
         res = channel_images(clf, args.layer, args.channel, parse_neuron(args.neuron), cfg,
                              progress=not args.quiet)
     rows = _describe(clf, res, bool(args.classes))
     _write_visualization(res, rows, args, clf)
+    judged = res.judgement
     if args.json:
-        print_json({"out": args.out, "config": res.config, "images": rows})
+        print_json({"out": args.out, "config": res.config, "images": rows,
+                    **({"judge": judged.as_dict()} if judged else {})})
     else:
         for r in rows:
             line = f"{r['target']}: objective {r['objective_start']:.3g} -> {r['objective_end']:.3g}"
             if "probability" in r:
                 line += f", p={r['probability']:.3f}, top-1 {r['top1']}"
+            if "judge_probability" in r:
+                line += (f"; judge p={r['judge_probability']:.3f}, top-1 {r['judge_top1']}"
+                         + ("" if r["judge_agrees"] else " (disagrees)"))
             print(line)
+        if judged:
+            print(judged.summary())
         print(f"wrote {args.out}")
     return 0
+
+
+def _same_file(a, b) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(a).is_file() and Path(b).is_file() and Path(a).samefile(b)
+    except OSError:
+        return False
 
 
 def _describe(clf, res, classes: bool) -> list[dict]:
@@ -176,6 +214,10 @@ def _describe(clf, res, classes: bool) -> list[dict]:
         for i, r in enumerate(rows):
             r["probability"] = float(proba[i, clf.classes.index(r["target"])])
             r["top1"] = clf.classes[int(proba[i].argmax())]
+    if res.judgement is not None:
+        j = res.judgement
+        for r, p, top1, agrees in zip(rows, j.probability, j.top1, j.agrees):
+            r.update(judge_probability=p, judge_top1=top1, judge_agrees=agrees)
     return rows
 
 
@@ -185,6 +227,8 @@ def _write_visualization(res, rows, args, clf) -> None:
     from convscope.render.figures import image_grid, save_figure, save_image
 
     config = {"job": "visualize", "model": str(args.model), "targets": res.labels, **res.config}
+    if res.judgement is not None:
+        config["judge"] = res.judgement.as_dict()
     images = res.pil()
     if len(images) == 1:
         img = images[0]
@@ -193,9 +237,12 @@ def _write_visualization(res, rows, args, clf) -> None:
         save_image(img, args.out, config=config)
         return
     titles = [r["target"] + (f"\np={r['probability']:.2f}" if "probability" in r else "")
+              + (f" judge {r['judge_probability']:.2f}" if "judge_probability" in r else "")
               for r in rows]
-    save_figure(image_grid(images, titles, title=f"{args.model} — {args.reg}"), args.out,
-                config=config)
+    title = f"{args.model} — {res.config['preset']}"
+    if res.judgement is not None:
+        title += f" — judge agrees {sum(res.judgement.agrees)}/{len(rows)}"
+    save_figure(image_grid(images, titles, title=title), args.out, config=config)
 
 
 # ----------------------------------------------------------------- dream

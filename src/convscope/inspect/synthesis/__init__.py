@@ -14,10 +14,13 @@ from convscope.inspect.synthesis import objectives, param, regularizers, transfo
 from convscope.inspect.synthesis.core import SynthesisResult, ascend
 from convscope.inspect.synthesis.visualize import (
     PRESETS,
+    Judgement,
     VisualizeConfig,
     channel_images,
     class_images,
     class_index,
+    default_preset,
+    judge_images,
     list_presets,
     register_preset,
     visualize,
@@ -25,12 +28,15 @@ from convscope.inspect.synthesis.visualize import (
 
 __all__ = [
     "PRESETS",
+    "Judgement",
     "SynthesisResult",
     "VisualizeConfig",
     "ascend",
     "channel_images",
     "class_images",
     "class_index",
+    "default_preset",
+    "judge_images",
     "list_presets",
     "objectives",
     "param",

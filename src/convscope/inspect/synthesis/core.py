@@ -48,6 +48,8 @@ class SynthesisResult(Displayable):
     objective: torch.Tensor  # (steps, B): the objective (without penalties) at each step
     labels: list[str] = field(default_factory=list)  # what each image maximises
     config: dict = field(default_factory=dict)  # the resolved settings that made them
+    #: class images only: what an independently trained second model says of them
+    judgement: object | None = None  # a visualize.Judgement
 
     def uint8(self) -> torch.Tensor:
         """(B, C, H, W) uint8, what a saved PNG holds."""
@@ -58,8 +60,6 @@ class SynthesisResult(Displayable):
         arr = self.uint8().permute(0, 2, 3, 1).numpy()
         return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arr]
 
-
-class _Done(Exception):
     def figure(self, title: str = ""):
         """The images in a labelled grid (``convscope visualize``'s), a matplotlib Figure."""
         from convscope.display import detached
@@ -67,6 +67,8 @@ class _Done(Exception):
 
         return detached(image_grid(self.pil(), self.labels, title=title))
 
+
+class _Done(Exception):
     """Raised from a hook once every layer the objective reads has run: no need to go on."""
 
 
