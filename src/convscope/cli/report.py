@@ -50,6 +50,9 @@ def register(sub) -> None:
                    help=f"classes visualised, the first N (default {d.class_images})")
     p.add_argument("--class-steps", type=positive_int, default=d.class_steps, metavar="N",
                    help=f"gradient-ascent steps per class image (default {d.class_steps})")
+    p.add_argument("--judge", metavar="MODEL",
+                   help="a second model trained apart on the same classes: its probability "
+                        "and top-1 on the class images are shown beside p")
     p.add_argument("--neighbour-database", type=positive_int, default=d.neighbour_database,
                    metavar="N", help="training images searched for neighbours (default "
                                      f"{d.neighbour_database:,})")
@@ -105,13 +108,16 @@ def run_report(args) -> int:
     config = ReportConfig(
         data=args.data, sections=sections, n=args.n, wrong=args.wrong,
         explain_images=args.explain_images, faithfulness_images=args.faithfulness_images,
-        class_images=args.class_images, class_steps=args.class_steps, seed=args.seed,
+        class_images=args.class_images, class_steps=args.class_steps, judge=args.judge,
+        seed=args.seed,
         batch_size=args.batch_size, metrics=args.metrics, model=str(args.model),
         neighbour_database=args.neighbour_database, patch_units=args.patch_units,
         challenge_images=args.challenge_images).resolved()
     if args.metrics and not Path(args.metrics).is_file():
         raise UsageError(f"--metrics {args.metrics!r} is not a file.")
     clf = open_model(args.model, args.weights, args.device)
+    if args.judge and "classes" in sections:
+        open_model(args.judge, None, args.device)  # a bad --judge fails now, not at the end
     report = build_report(clf, args.data, config, progress=not args.quiet,
                           data_root=args.data_root, image_size=args.image_size,
                           model_path=args.model)

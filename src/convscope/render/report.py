@@ -63,6 +63,9 @@ class ReportConfig:
     class_images: int = 10
     #: gradient-ascent steps per class image
     class_steps: int = 150
+    #: a second model trained apart on the same classes; its probability and top-1 on the
+    #: class images are shown beside p (None: the card says that none was given)
+    judge: str | None = None
     #: query images of the nearest-neighbour section
     neighbour_queries: int = 8
     #: training images searched for neighbours (a seeded sample; None: all)
@@ -581,24 +584,35 @@ def faithfulness_section(ctx: ReportContext) -> str:
 
 
 @register_section("classes", "What each class looks like to the model", "Images made by "
-                  "gradient ascent on the class score (Fourier parameterisation, jitter, "
-                  "scale and rotation); p is the model's probability of that class for the "
-                  "image shown.", costly=True, weight=3)
+                  "gradient ascent on the class score (visualize's default preset: pixels "
+                  "with total variation for grayscale models, Fourier for colour ones; "
+                  "jitter, scale and rotation); p is the model's probability of that class "
+                  "for the image shown, judge the probability a second model trained apart "
+                  "(report --judge MODEL) gives it.", costly=True, weight=3)
 def classes_section(ctx: ReportContext) -> str:
     from convscope.inspect.synthesis import VisualizeConfig, class_images
 
     k = min(len(ctx.clf.classes), ctx.config.class_images)
     res = class_images(ctx.clf, list(range(k)),
                        VisualizeConfig(steps=ctx.config.class_steps, seed=ctx.config.seed),
-                       progress=False)
+                       progress=False, judge=ctx.config.judge)
     images = res.uint8()
     proba = ctx.clf.predict_proba(images)
     ctx.facts["class_images_top1"] = float(np.mean(proba.argmax(1) == np.arange(k)))
-    items = [(images[i], f"{label} p={proba[i, i]:.2f}", "") for i, label in
-             enumerate(res.labels)]
+    j = res.judgement
+    items = [(images[i], f"{label} p={proba[i, i]:.2f}"
+              + (f" judge {j.probability[i]:.2f}" if j else ""),
+              "" if j is None or j.agrees[i] else "wrong") for i, label in enumerate(res.labels)]
+    if j:
+        ctx.facts["class_images_judge_agreement"] = j.rate
+        judged = f'<p class="note">{H.esc(j.summary())} (red: its top-1 is another class).</p>'
+    else:
+        judged = ('<p class="note">No judge was given (report --judge MODEL, a second model '
+                  "trained apart on the same classes): p alone also rewards images that only "
+                  "fool this model.</p>")
     more = (f'<p class="note">The first {k} of {len(ctx.clf.classes)} classes.</p>'
             if k < len(ctx.clf.classes) else "")
-    return tiles(items, display_side(ctx.clf)) + more
+    return tiles(items, display_side(ctx.clf)) + judged + more
 
 
 @register_section("challenges", "The six challenges", "Top-1 accuracy on test images under "
