@@ -163,3 +163,62 @@ def test_torchvision_names_and_an_unseen_architecture():
     assert all(r.check == "ok" for r in table.checked)
     with pytest.raises(ConvscopeError, match="unknown torchvision model"):
         summarize("torchvision:lenet")
+
+
+def test_resnet18_rows_are_the_lectures_blocks_with_aggregated_numbers():
+    """Issue 18: `summary resnet18` listed only leaves; layer1..layer4 (the stages of the
+    lecture's diagram) are rows now, with their output, parameters, RF and multiply-adds."""
+    from convscope.inspect.receptive import receptive_fields
+
+    table = summarize("resnet18")  # depth auto
+    assert [r.name for r in table.rows] == ["conv1", "bn1", "relu", "maxpool", "layer1",
+                                            "layer2", "layer3", "layer4", "avgpool", "fc"]
+    net = _meta("resnet18")
+    fields = receptive_fields(net, (3, 224, 224))
+    full = layer_table(net, (3, 224, 224))
+    for name, volume in [("layer1", "56x56x64"), ("layer2", "28x28x128"),
+                         ("layer3", "14x14x256"), ("layer4", "7x7x512")]:
+        row = table.row(name)
+        assert row.volume == volume and row.type == "2x BasicBlock"
+        assert row.params == sum(p.numel() for p in get_layer(net, name).parameters())
+        assert row.field == fields[name]  # the block's output unit sees what receptive_fields says
+        inside = [r for r in full.rows if r.name.startswith(name + ".")]
+        assert row.macs == sum(r.macs for r in inside) > 0 and row.folded == len(inside)
+    assert table.row("layer4").field.size == (435, 435)
+    assert table.totals == full.totals  # folding moves numbers, never loses them
+    assert table.row("layer2.0.conv1").K == 128  # a layer inside a block is still found
+    assert "23 of 23 conv/pool/FC layers" in table.format()  # checks count every layer
+    assert "layer1, layer2, layer3, layer4: each row sums up" in table.format()
+
+
+def test_depth_levels_like_torchinfo():
+    net = _meta("resnet18")
+    two = layer_table(net, (3, 224, 224), depth=2)
+    assert [r.name for r in two.rows][4:6] == ["layer1.0", "layer1.1"]
+    assert two.row("layer2.0").type == "BasicBlock" and two.row("layer2.0").volume == "28x28x128"
+    deep = layer_table(net, (3, 224, 224), depth=9)  # deeper than the net: every leaf
+    assert [r.name for r in deep.rows] == [r.name for r in layer_table(net, (3, 224, 224)).rows]
+    vgg = layer_table(_meta("vgg16"), (3, 224, 224), depth=1)
+    assert [r.name for r in vgg.rows] == ["features", "avgpool", "classifier"]
+    assert vgg.row("features").volume == "7x7x512" and vgg.row("features").field.size == (212, 212)
+    flat = layer_table(_meta("vgg16"), (3, 224, 224), depth="auto")  # a flat net: its leaves
+    assert len(flat.rows) == 39 and not any(r.folded for r in flat.rows)
+    auto = summarize("googlenet")
+    assert "inception3a" in [r.name for r in auto.rows]
+    with pytest.raises(UsageError, match="depth must be"):
+        layer_table(net, (3, 224, 224), depth=0)
+
+
+def test_cli_depth(capsys):
+    code, out, _ = cli(capsys, "summary", "resnet18", "--depth", "2", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["config"]["depth"] == 2
+    block = next(r for r in data["layers"] if r["name"] == "layer4.1")
+    assert block["output"] == "7x7x512" and block["receptive_field"]["size"] == [435, 435]
+    assert block["folded"] == 5 and block["params"] == 2 * (512 * 512 * 9 + 2 * 512)
+    code, out, _ = cli(capsys, "summary", "resnet18")
+    assert "\nlayer3   2x BasicBlock" in out and "\nlayer3.0.conv1 " not in out
+    code, out, _ = cli(capsys, "summary", "resnet18", "--depth", "all")
+    assert "\nlayer3.0.conv1 " in out
+    code, _, err = cli(capsys, "summary", "resnet18", "--depth", "0")
+    assert code == 2 and "whole number >= 1, auto or all" in err

@@ -21,6 +21,16 @@ def _pad(text: str):
     return value
 
 
+def _depth(text: str):
+    if text in ("auto", "all"):
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, auto or all, got "
+                                         f"{text!r}") from None
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "conv", help="output volume and parameters of one conv or pool layer",
@@ -62,6 +72,7 @@ def register(sub) -> None:
                "examples:\n"
                "  convscope summary runs/demo/model.safetensors\n"
                "  convscope summary vgg16\n"
+               "  convscope summary resnet18 --depth 2     # one row per BasicBlock\n"
                "  convscope summary spec:\"[(CONV3-32-RELU)*2-POOL2]*3-(FC256-RELU)*1-FC\" "
                "--input 32x32x3",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +83,12 @@ def register(sub) -> None:
     p.add_argument("--classes", type=positive_int, metavar="N",
                    help="classes when building a model by name (default 1000 for the ILSVRC "
                         "nets, 10 otherwise)")
+    p.add_argument("--depth", type=_depth, default="auto", metavar="N|auto|all",
+                   help="the level of the rows, as torchinfo's: N shows the modules N names "
+                        "deep (layer1 = 1, layer1.0 = 2) with the layers inside summed up; "
+                        "all: every layer; auto (default): blocks as the lecture draws them "
+                        "(ResNet's layer1..layer4, Inception modules, dense blocks) and every "
+                        "layer of a flat net")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.add_argument("--trust-code", action="store_true",
                    help="open .pt2 (torch.export) and TorchScript files, which runs code inside "
@@ -126,6 +143,7 @@ def _conv_result(args):
 def run_summary(args) -> int:
     from convscope.models.summary import summarize
 
-    table = summarize(args.model, args.input, args.classes, trust_code=args.trust_code)
+    table = summarize(args.model, args.input, args.classes, trust_code=args.trust_code,
+                      depth=args.depth)
     print_json(table.to_dict()) if args.json else print(table.format())
     return 0

@@ -349,8 +349,9 @@ def _rounding_notes(name: str, a: LayerArithmetic) -> list[str]:
         seen.add((n, f, s, p, d))
         lost = uncovered(n, f, s, p, d)
         what = what if lost > 1 else what[:-1]
-        extra = (f" (the last {lost} {what} of the padded input {'are' if lost > 1 else 'is'} "
-                 "never read)"
+        last = f"the last {lost} {what} of the padded input are" if lost > 1 else (
+            f"the last {what} of the padded input is")
+        extra = (f" ({last} never read)"
                  if lost and not a.ceil_mode else "")
         notes.append(f"{name}: {a.axis_formula(axis)}{extra}")
     return notes
