@@ -51,6 +51,22 @@ class LiveServer:
                 return int(line.split()[1])
         raise AssertionError("no VmRSS line")
 
+    def peak_rss_kb(self) -> int:
+        """The server process's peak resident memory since start or reset_peak() (VmHWM)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM line")
+
+    def reset_peak(self) -> bool:
+        """Reset VmHWM to the current resident memory (Linux: clear_refs 5); False if not
+        possible here."""
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return self.peak_rss_kb() <= self.rss_kb() + 1024
+
     def stop(self) -> str:
         """Stop the server (SIGTERM, then SIGKILL) and return what it wrote to stderr."""
         if self.stderr is None:

@@ -112,3 +112,33 @@ def test_format_outside_allow_list(tmp_path):
     p = save(Image.new("RGB", (4, 4)), tmp_path / "x.pcx")
     with pytest.raises(ImageError, match="PCX images are not accepted"):
         open_image(p)
+
+
+def test_a_big_16bit_image_is_converted_without_a_float64_copy():
+    """Issue 20, finding 9: a 16-bit PNG was converted in float64 at full size (8 bytes a
+    pixel: +1.2 GB for 7000x7000).  Now it is resized in its own mode, then converted;
+    numpy's allocations (tracemalloc sees them) stay far below one full-size copy."""
+    import tracemalloc
+
+    buf = io.BytesIO()
+    Image.new("I;16", (3000, 3000), 40000).save(buf, "PNG")
+    tracemalloc.start()
+    try:
+        out = load_image(buf.getvalue(), (8, 8), 1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (1, 8, 8) and (out == 156).all()  # round(40000 / 257) = 156
+    assert peak < 3000 * 3000, f"numpy peak {peak / 2**20:.0f} MB"  # float64 copy: 69 MB
+
+
+def test_a_jpeg_is_decoded_reduced_and_the_limit_counts_decoded_pixels():
+    """A 4000x4000 JPEG asked for at 64x64 decodes at 1/8 scale (500x500), so a caller's
+    pixel limit of 1,000,000 lets it through; the same image as PNG is refused."""
+    jpg, png = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (4000, 4000), (10, 200, 30)).save(jpg, "JPEG")
+    Image.new("RGB", (4000, 4000), (10, 200, 30)).save(png, "PNG")
+    out = load_image(jpg.getvalue(), (64, 64), 3, limit=1_000_000)
+    assert out.shape == (3, 64, 64) and abs(int(out[1].mean()) - 200) < 4
+    with pytest.raises(ImageError, match="above the limit of 1,000,000; send a smaller"):
+        load_image(png.getvalue(), (64, 64), 3, limit=1_000_000)

@@ -221,8 +221,79 @@ def test_requests_for_other_hosts_are_refused(clf, dataset):
 
     c = TestClient(create_app(clf, dataset, ServeConfig()), base_url="http://evil.example")
     assert c.get("/api/info").status_code == 400
+    # issue 20, finding 10: exposing the app (0.0.0.0) keeps the check; --allowed-host adds
     open_app = create_app(clf, dataset, ServeConfig(host="0.0.0.0"))
-    assert TestClient(open_app, base_url="http://evil.example").get("/api/info").status_code == 200
+    assert TestClient(open_app, base_url="http://evil.example").get("/api/info").status_code == 400
+    assert TestClient(open_app, base_url="http://127.0.0.1:8000").get("/api/info").status_code \
+        == 200
+    named = create_app(clf, dataset, ServeConfig(host="0.0.0.0", allowed_hosts=("box.lan",)))
+    assert TestClient(named, base_url="http://box.lan:8000").get("/api/info").status_code == 200
+    assert TestClient(named, base_url="http://evil.example").get("/api/info").status_code == 400
+    bound = create_app(clf, dataset, ServeConfig(host="192.168.1.5"))
+    assert TestClient(bound, base_url="http://192.168.1.5:8000").get("/api/info").status_code \
+        == 200
+    with pytest.raises(convscope.ConvscopeError, match="not a host name"):
+        ServeConfig(allowed_hosts=("*",)).resolved()
+
+
+def test_cross_origin_requests_are_refused(client):
+    """Issue 20, finding 9: any web page could POST uploads to the local app; a request
+    whose Origin is not the app's own gets 403 with one sentence, the page's own pass."""
+    body = png_bytes(np.full((8, 8), 200, np.uint8))
+    r = client.post("/api/upload", content=body, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "another site" in r.json()["error"]
+    r = client.post("/api/upload", content=body, headers={"Origin": "null"})
+    assert r.status_code == 403
+    r = client.get("/api/info", headers={"Origin": "http://127.0.0.1:9999"})  # another port
+    assert r.status_code == 403
+    r = client.post("/api/upload", content=body, headers={"Origin": "http://127.0.0.1:8000"})
+    assert r.status_code == 200, r.text
+    assert client.post("/api/upload", content=body).status_code == 200  # no Origin: curl
+
+
+def test_a_slow_body_gets_408():
+    """Issue 20, finding 12: a body trickling in is timed out instead of held forever."""
+    import asyncio
+
+    from convscope.render.server import HTTPProblem, read_body
+
+    class Slow:
+        headers = {}
+
+        async def stream(self):
+            yield b"x"
+            await asyncio.sleep(5)
+            yield b"y"
+
+    with pytest.raises(HTTPProblem) as info:
+        asyncio.run(read_body(Slow(), 100, timeout=0.2))
+    assert info.value.status == 408 and "did not arrive within 0.2 s" in info.value.message
+
+
+def test_upload_pixels_are_bounded(clf, dataset):
+    """Issue 20, finding 9: the pixels an upload decodes to are bounded (a JPEG counts at
+    its reduced draft size, so a big photo still passes)."""
+    from fastapi.testclient import TestClient
+
+    c = TestClient(create_app(clf, dataset, ServeConfig(methods=("saliency",),
+                                                        max_upload_pixels=250_000)),
+                   base_url="http://127.0.0.1:8000")
+    buf = io.BytesIO()
+    Image.new("I;16", (1000, 1000), 30000).save(buf, "PNG")
+    r = c.post("/api/upload", content=buf.getvalue())
+    assert r.status_code == 422 and "above the limit of 250,000" in r.json()["error"]
+    buf = io.BytesIO()
+    Image.new("RGB", (1600, 1600), (90, 90, 90)).save(buf, "JPEG")  # drafts to 200x200
+    assert c.post("/api/upload", content=buf.getvalue()).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e9"])
+def test_serve_refuses_a_bad_upload_limit(digits_model, value):
+    """Issue 20, finding 11: nan and inf ended in tracebacks."""
+    from tests.conftest import call_cli
+
+    r = call_cli("serve", digits_model, "--max-upload-mb", value, check=2)
+    assert "--max-upload-mb" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_the_bad_image_corpus_through_the_upload(clf, dataset, tmp_path):

@@ -40,6 +40,9 @@ IMAGE_SUFFIXES = frozenset(
 )
 #: Largest image, in pixels, that is decoded (env CONVSCOPE_MAX_PIXELS overrides).
 DEFAULT_MAX_PIXELS = 50_000_000
+#: modes that fit_image resizes before converting (their conversion copies the full image)
+_RESIZE_FIRST = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F", "LA", "La", "RGBA",
+                           "RGBa", "CMYK", "YCbCr"})
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]
 
@@ -50,6 +53,14 @@ def max_pixels() -> int:
 
 def _describe(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else "image data"
+
+
+def _too_large(name: str, w: int, h: int, limit: int | None) -> ImageError:
+    hint = ("shrink the image or raise CONVSCOPE_MAX_PIXELS" if limit is None
+            else "send a smaller image")
+    cap = max_pixels() if limit is None else limit
+    return ImageError(f"{name}: {w}x{h} = {w * h:,} pixels is above the limit of {cap:,}; "
+                      f"{hint}.", "too_large")
 
 
 @contextmanager
@@ -78,10 +89,7 @@ def _checked(source: str | os.PathLike | bytes) -> Iterator[Image.Image]:
                 )
             w, h = img.size
             if w * h > max_pixels():
-                raise ImageError(
-                    f"{name}: {w}x{h} = {w * h:,} pixels is above the limit of "
-                    f"{max_pixels():,}; shrink the image or raise CONVSCOPE_MAX_PIXELS.",
-                    "too_large")
+                raise _too_large(name, w, h, None)
             yield img
     except ImageError:
         raise
@@ -109,11 +117,23 @@ def open_image(
     ``draft_size`` (W, H) lets JPEG decoding skip detail finer than that size,
     which makes thumbnails of big photos several times faster to decode.
     """
+    return to_standard_mode(_decode(source, draft_size))
+
+
+def _decode(source: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None,
+            limit: int | None = None) -> Image.Image:
+    """Decode upright in the file's own mode (no conversion yet: deep and alpha images are
+    converted after the resize, so no full-size copy is made of them).  A JPEG is decoded
+    reduced (``draft``) to no less than ``draft_size`` (W, H) in either axis; ``limit``
+    bounds the pixels actually decoded."""
     with _checked(source) as img:
         if draft_size is not None and img.format == "JPEG":
-            img.draft(img.mode, draft_size)
+            img.draft(img.mode, (max(1, draft_size[0]), max(1, draft_size[1])))
+        w, h = img.size  # after draft: what will be decoded
+        if limit is not None and w * h > limit:
+            raise _too_large(_describe(source), w, h, limit)
         img.load()
-        return to_standard_mode(ImageOps.exif_transpose(img))
+        return ImageOps.exif_transpose(img)
 
 
 def _reason(exc: BaseException) -> str:
@@ -128,13 +148,22 @@ def to_standard_mode(img: Image.Image) -> Image.Image:
         return img
     if mode == "1":
         return img.convert("L")
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        if mode.startswith("I;16") or (mode == "I" and arr.size and arr.max() > 255):
-            arr = arr / 257.0  # 65535 -> 255: scale the 16-bit range, never clip it
+    if mode.startswith("I;16"):
+        # 65535 -> 255: scale the 16-bit range, never clip it; (v + 128) // 257 is
+        # round(v / 257) exactly (no ties: 257 is odd), in uint32 rather than float64
+        arr = np.asarray(img).astype(np.uint32)
+        arr += 128
+        arr //= 257
+        return Image.fromarray(arr.astype(np.uint8), "L")
+    if mode in ("I", "F"):
+        arr = np.asarray(img).astype(np.float32)  # float32: half of float64's memory
+        if (mode == "I" and arr.size and arr.max() > 255):
+            arr /= 257.0
         elif mode == "F" and arr.size and arr.max() <= 1.0:
-            arr = arr * 255.0
-        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+            arr *= 255.0
+        np.rint(arr, out=arr)
+        np.clip(arr, 0, 255, out=arr)
+        return Image.fromarray(arr.astype(np.uint8), "L")
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
@@ -149,16 +178,24 @@ def to_standard_mode(img: Image.Image) -> Image.Image:
 def fit_image(img: Image.Image, size: tuple[int, int] | None, channels: int) -> np.ndarray:
     """Resize (shorter side, then centre crop) and convert to (C, H, W) uint8.
 
-    ``size`` None keeps the image's own size.
+    ``size`` None keeps the image's own size.  An image in a deep or alpha mode is
+    resized in its own mode first (Pillow premultiplies alpha), then converted: the
+    conversion then touches only the model's size, not a full-size copy.
     """
-    img = to_standard_mode(img)
     if size is None:
         size = (img.height, img.width)
+    th, tw = size
+    w, h = img.size
+    if img.mode in _RESIZE_FIRST and (w > tw or h > th) and (w, h) != (tw, th):
+        scale = max(tw / w, th / h)
+        nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
+        if nw * nh < w * h:
+            img = img.resize((nw, nh), Image.BILINEAR)
+    img = to_standard_mode(img)
     if channels == 1 and img.mode != "L":
         img = img.convert("L")
     elif channels == 3 and img.mode != "RGB":
         img = img.convert("RGB")
-    th, tw = size
     if img.size != (tw, th):
         w, h = img.size
         scale = max(tw / w, th / h)
@@ -172,12 +209,18 @@ def fit_image(img: Image.Image, size: tuple[int, int] | None, channels: int) -> 
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def load_image(source: ImageLike, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+def load_image(source: ImageLike, size: tuple[int, int] | None, channels: int,
+               limit: int | None = None) -> np.ndarray:
     """Any supported image input as a (C, H, W) uint8 array of the given size (None: its own).
 
     Accepts a path, encoded bytes, a PIL image, a uint8 HWC/HW numpy array, or a
-    tensor (uint8 CHW, or float CHW in [0, 1]).
+    tensor (uint8 CHW, or float CHW in [0, 1]).  A file or bytes is decoded lean: a JPEG
+    reduced to the size needed (``draft``), deep and alpha images converted after the
+    resize; ``limit`` bounds the pixels decoded (the web app's per-upload bound).
     """
+    if isinstance(source, (str, os.PathLike, bytes)):
+        draft = None if size is None else (size[1], size[0])
+        return fit_image(_decode(source, draft, limit), size, channels)
     return fit_image(to_pil(source), size, channels)
 
 

@@ -7,7 +7,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from convscope.cli.common import add_data_args, add_model_args, int_in, positive_int, seed_int
+from convscope.cli.common import (
+    add_data_args,
+    add_model_args,
+    float_in,
+    int_in,
+    positive_int,
+    seed_int,
+)
 from convscope.errors import ConvscopeError, UsageError
 
 
@@ -82,8 +89,12 @@ def register(sub) -> None:
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
                         "exposes the app to your network)")
     s.add_argument("--port", type=int_in(0, 65535, "port"), default=8000, help="port (default 8000; 0: any free)")
-    s.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
-                   help="largest upload accepted (default 10 MB)")
+    s.add_argument("--max-upload-mb", type=float_in(0, 2048, lo_open=True, name="MB"),
+                   default=10.0, metavar="MB",
+                   help="largest upload accepted, above 0 and at most 2048 (default 10 MB)")
+    s.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to this host name (repeatable; "
+                        "loopback names and the --host address are always allowed)")
     s.add_argument("--methods", nargs="+", choices=list_methods(), metavar="METHOD",
                    help="explanation methods drawn (default all: "
                         f"{', '.join(list_methods())})")
@@ -134,12 +145,10 @@ def run_serve(args) -> int:
     from convscope.render.report import open_report_data
     from convscope.render.server import LOOPBACK, ServeConfig, free_port, serve
 
-    if args.max_upload_mb <= 0:
-        raise UsageError("--max-upload-mb must be above 0.")
     config = ServeConfig(host=args.host, port=args.port, data=args.data,
-                         max_upload_bytes=int(args.max_upload_mb * 2**20),
+                         max_upload_bytes=max(1, int(args.max_upload_mb * 2**20)),
                          methods=tuple(args.methods or ()), model=str(args.model),
-                         tsne_n=args.tsne_n).resolved()
+                         tsne_n=args.tsne_n, allowed_hosts=tuple(args.allowed_host)).resolved()
     if config.port == 0:
         config = replace(config, port=free_port(config.host))
     clf = open_model(args.model, args.weights, args.device)
@@ -155,7 +164,8 @@ def run_serve(args) -> int:
     host = f"[{config.host}]" if ":" in config.host else config.host
     print(f"convscope serve: http://{host}:{config.port}/ (Ctrl-C to stop)", flush=True)
     if config.host not in LOOPBACK:
-        print(f"listening on {config.host}: anyone who can reach this machine can use the app.",
-              file=sys.stderr)
+        print(f"listening on {config.host}: anyone who can reach this machine can use the app; "
+              f"it answers requests addressed to {', '.join(config.allowed_hosts)} "
+              "(--allowed-host NAME adds a name).", file=sys.stderr)
     serve(clf, dataset, config, split=split)
     return 0

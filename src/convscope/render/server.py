@@ -22,22 +22,31 @@ JSON API behind it:
 Security, because demo servers in this field have a record of arbitrary-file reads and
 multipart denial of service:
 
-* it binds 127.0.0.1 unless told otherwise, and then answers only requests addressed to
-  a loopback name (``Host`` checked), which stops DNS-rebinding pages from reaching it;
+* it binds 127.0.0.1 unless told otherwise, and on any bind answers only requests addressed
+  to a loopback name, the bound address or an ``--allowed-host`` (``Host`` checked), which
+  stops DNS-rebinding pages from reaching it; a request whose ``Origin`` is another site
+  (any web page POSTing to the app) gets 403;
 * uploads are the request body itself, never multipart: nothing is parsed but the image;
   past ``max_upload_bytes`` the answer is 413, from the ``Content-Length`` header or as
   soon as the streamed body passes the limit, before the rest is read;
+* a body that is not received within ``read_timeout`` seconds gets 408;
 * images are decoded by :mod:`convscope.images` (format allow-list, pixel limit checked
-  from the header before decoding), in memory, never written anywhere;
+  from the header before decoding, a per-upload bound on the pixels decoded, JPEGs decoded
+  reduced to the model's size), in memory, never written anywhere, at most
+  ``DECODE_WORKERS`` at a time;
 * no path or file name from a request reaches the filesystem: test images are addressed
   by integer index, the page is a string in memory, and there is no static-file route;
 * model computations run one at a time under a lock (hooks and the attribution copy must
-  not interleave), in the threadpool, so the event loop keeps serving.
+  not interleave), an upload's in one worker thread of its own (one malloc arena, not one
+  per pool thread), so the event loop keeps serving.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -51,6 +60,10 @@ from convscope.render import html as H
 from convscope.render.figures import image_png
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: addresses that mean "every interface": not a name a request can be addressed to
+WILDCARD = ("0.0.0.0", "::", "")
+#: uploads decoded at the same time (each holds at most max_upload_pixels decoded)
+DECODE_WORKERS = 2
 #: HTTP status of each kind of bad image
 IMAGE_STATUS = {"empty": 422, "format": 415, "too_large": 422, "corrupt": 422, "missing": 422}
 
@@ -76,8 +89,13 @@ class ServeConfig:
     seed: int = 0
     #: what MODEL was on the command line
     model: str = ""
-    #: Host header values accepted (None: loopback names for a loopback host, else any)
+    #: Host header values accepted besides the loopback names and the bound address
+    #: (``--allowed-host``); after resolved(), the whole allow-list
     allowed_hosts: tuple[str, ...] | None = None
+    #: most pixels one upload may decode to (a JPEG counts at its reduced draft size)
+    max_upload_pixels: int = 16_000_000
+    #: seconds a request body may take to arrive (408 after)
+    read_timeout: float = 30.0
 
     def resolved(self) -> ServeConfig:
         from dataclasses import replace
@@ -90,12 +108,22 @@ class ServeConfig:
                 raise unknown_name("attribution method", m, list(METHODS))
         if self.max_upload_bytes < 1 or self.k < 1 or self.tsne_n < 2:
             raise UsageError("the upload limit and k must be at least 1, tsne_n at least 2.")
+        if self.max_upload_pixels < 1:
+            raise UsageError("the upload pixel limit must be at least 1.")
+        if not (math.isfinite(self.read_timeout) and self.read_timeout > 0):
+            raise UsageError(f"the read timeout must be a positive number of seconds, got "
+                             f"{self.read_timeout}.")
         if not 0 <= self.port < 65536:
             raise UsageError(f"--port must be 0-65535, got {self.port}.")
-        hosts = self.allowed_hosts
-        if hosts is None:
-            hosts = (*LOOPBACK, "[::1]") if self.host in LOOPBACK else ("*",)
-        return replace(self, methods=methods, allowed_hosts=tuple(hosts))
+        hosts = [*LOOPBACK, "[::1]"]
+        if self.host not in WILDCARD:
+            hosts.append(f"[{self.host}]" if ":" in self.host else self.host)
+        for name in self.allowed_hosts or ():
+            if not name or "*" in name or "/" in name or " " in name:
+                raise UsageError(f"--allowed-host {name!r} is not a host name; give a name "
+                                 "or address such as myhost.local (no wildcards).")
+            hosts.append(name)
+        return replace(self, methods=methods, allowed_hosts=tuple(dict.fromkeys(hosts)))
 
 
 class HTTPProblem(Exception):
@@ -136,8 +164,11 @@ class Workbench:
     def decode(self, data: bytes) -> torch.Tensor:
         """Uploaded bytes -> a uint8 (1, C, H, W) batch at the model's size; a bad image is
         an HTTPProblem with the reader's own sentence."""
+        from convscope.images import load_image
+
         try:
-            return self.clf.as_batch(data)
+            return torch.from_numpy(load_image(data, self.clf.image_size, self.clf.channels,
+                                               limit=self.config.max_upload_pixels))[None]
         except ImageError as exc:
             raise HTTPProblem(IMAGE_STATUS.get(exc.kind, 422), str(exc)) from None
 
@@ -304,7 +335,6 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -317,8 +347,29 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
     # no /docs, /redoc or /openapi.json: they load their scripts from a CDN
     app = FastAPI(title="convscope", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.workbench = bench
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
+    # decodes on their own small pool (bounded); uploads' model work on one thread
+    decoders = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="convscope-decode")
+    model_thread = ThreadPoolExecutor(1, thread_name_prefix="convscope-model")
+    app.state.executors = (decoders, model_thread)
+
+    async def on(pool, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
     page = index_html(bench.info())
+
+    @app.middleware("http")
+    async def same_origin(request: Request, call_next):
+        # runs inside the Host check (added after it): the Host named is an allowed one
+        origin = request.headers.get("origin")
+        if origin is not None:
+            own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+            if origin.rstrip("/").lower() != own.lower():
+                return JSONResponse(
+                    {"error": f"requests from another site ({origin[:100]}) are refused; "
+                              "use the app's own page."}, status_code=403)
+        return await call_next(request)
+
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
@@ -365,9 +416,10 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
 
     @app.post("/api/upload")
     async def upload(request: Request):
-        data = await read_body(request, config.max_upload_bytes)
-        batch = await run_in_threadpool(bench.decode, data)
-        return await run_in_threadpool(bench.analyze, batch)
+        data = await read_body(request, config.max_upload_bytes, config.read_timeout)
+        batch = await on(decoders, bench.decode, data)
+        del data
+        return await on(model_thread, bench.analyze, batch)
 
     @app.get("/api/test")
     def test_page(start: int = 0, count: int = 60):
@@ -396,9 +448,10 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
 
     @app.post("/api/activations")
     async def activations_of_upload(request: Request, layer: str = ""):
-        data = await read_body(request, config.max_upload_bytes)
-        batch = await run_in_threadpool(bench.decode, data)
-        return await run_in_threadpool(bench.activations, layer, batch)
+        data = await read_body(request, config.max_upload_bytes, config.read_timeout)
+        batch = await on(decoders, bench.decode, data)
+        del data
+        return await on(model_thread, bench.activations, layer, batch)
 
     @app.get("/api/tsne")
     def tsne():
@@ -407,10 +460,10 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
     return app
 
 
-async def read_body(request, limit: int) -> bytes:
+async def read_body(request, limit: int, timeout: float = 30.0) -> bytes:
     """The request body, refused with 413 once it passes ``limit`` bytes: at once when
     ``Content-Length`` says so, else as soon as the streamed chunks add up past it (the
-    rest is never read)."""
+    rest is never read); with 408 when it has not all arrived within ``timeout`` s."""
     from starlette.requests import ClientDisconnect
 
     too_big = HTTPProblem(413, f"the upload is larger than the limit of {limit:,} bytes; "
@@ -423,12 +476,16 @@ async def read_body(request, limit: int) -> bytes:
             raise too_big
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_big
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_big
     except ClientDisconnect:
         raise HTTPProblem(400, "the upload was interrupted.") from None
+    except TimeoutError:
+        raise HTTPProblem(408, f"the upload did not arrive within {timeout:g} s; send it "
+                               "again on a faster connection.") from None
     if not body:
         raise HTTPProblem(422, "the upload is empty; send the image file as the request "
                                "body.")
