@@ -206,3 +206,139 @@ def test_failed_save_raises_even_as_root(tmp_path, monkeypatch):
         convscope.train("fake:size=8,n=32,test=8,classes=2", model="linear", epochs=1,
                         out=str(tmp_path / "run"), progress=False, verbose=False)
     assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+# ---------------------------------------------------------------- full disks, --force (issue 20)
+SMALL = dict(model="linear", epochs=1, progress=False, verbose=False)
+SMALL_DATA = "fake:size=8,n=32,test=8,classes=2"
+
+
+def _run_files(folder: Path) -> dict[str, bytes]:
+    return {n: (folder / n).read_bytes() for n in ("config.json", "metrics.jsonl",
+                                                   "model.safetensors")}
+
+
+def test_full_disk_during_forced_run_keeps_the_earlier_run(tmp_path, monkeypatch):
+    """safetensors reports a full disk as SafetensorError: one sentence, and --force's new
+    run has not touched the earlier run's files."""
+    import safetensors.torch as st
+    from safetensors import SafetensorError
+
+    out = tmp_path / "run"
+    convscope.train(SMALL_DATA, out=str(out), **SMALL)
+    before = _run_files(out)
+
+    def full(tensors, path, metadata=None):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: "
+                              "StorageFull, message: \"No space left on device\" })")
+
+    monkeypatch.setattr(st, "save_file", full)
+    with pytest.raises(ConvscopeError, match=r"the disk is full"):
+        convscope.train(SMALL_DATA, out=str(out), seed=1, **SMALL)
+    assert _run_files(out) == before
+    monkeypatch.undo()
+    convscope.train(SMALL_DATA, out=str(out), seed=1, epochs=2, model="linear",
+                    progress=False, verbose=False)  # a later forced run replaces it at the end
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+    assert [r["epoch"] for r in metrics(out)] == [1, 2] and not (out / ".pending").exists()
+
+
+def test_full_disk_on_metrics_append_is_one_sentence(tmp_path):
+    from convscope.fileio import append_text
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    with pytest.raises(ConvscopeError, match=r"^could not write /dev/full: the disk is full"):
+        append_text("/dev/full", '{"epoch": 1}\n')
+
+
+def test_cli_on_a_full_tmpfs(tmp_path):
+    """A real 2 MB tmpfs: the forced run stops with one sentence, the earlier run survives."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        out = mnt / "run"
+        args = ["train", "--data", SMALL_DATA, "--model", "convnet:width=4,fc=8", "--epochs",
+                "1", "--quiet", "--out", out]
+        run_cli(*args)
+        before = _run_files(out)
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        (mnt / "filler").write_bytes(b"\0" * max(0, free - 8192))
+        err = run_cli(*args, "--force", "--seed", "1", check=1).stderr
+        assert "the disk is full" in err and err.count("\n") == 1, err
+        assert _run_files(out) == before
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_run_files_respect_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        convscope.train(SMALL_DATA, out=str(tmp_path / "a"), **SMALL)
+        os.umask(0o077)
+        convscope.train(SMALL_DATA, out=str(tmp_path / "b"), **SMALL)
+    finally:
+        os.umask(old)
+    for name in ("config.json", "metrics.jsonl", "model.safetensors", CHECKPOINT_NAME):
+        assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o644, name
+        assert (tmp_path / "b" / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_resume_removes_every_stale_temp(tmp_path):
+    out = tmp_path / "run"
+    convscope.train(SMALL_DATA, out=str(out), **SMALL)
+    (out / "model.safetensors").unlink()  # killed after the last checkpoint
+    stale = [out / f".{n}.abc123.tmp" for n in ("model.safetensors", "config.json",
+                                                "metrics.jsonl", CHECKPOINT_NAME)]
+    for p in stale:
+        p.write_bytes(b"half")
+    convscope.resume(out, progress=False, verbose=False)
+    assert (out / "model.safetensors").is_file()
+    assert not [p for p in stale if p.exists()]
+
+
+# ---------------------------------------------------------------- resume after changes (issue 20)
+def _folder_run(tmp_path) -> tuple[Path, Path]:
+    from tests.conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", classes=("cat", "dog"), per_class=6)
+    out = tmp_path / "run"
+    run_cli("train", "--data", f"folder:{data}", "--model", "linear", "--epochs", "1",
+            "--holdout", "0", "--quiet", "--out", out)
+    (out / "model.safetensors").unlink()  # as if killed before the model file was written
+    return data, out
+
+
+def test_resume_after_a_class_was_added(tmp_path):
+    from tests.conftest import write_image_folder
+
+    data, out = _folder_run(tmp_path)
+    write_image_folder(data, classes=("cat", "dog", "eel"), per_class=6)
+    err = run_cli("train", "--resume", out, "--quiet", check=1).stderr
+    assert "changed since this run started (classes added: eel)" in err, err
+    assert err.count("\n") == 1
+
+
+def test_resume_after_images_were_removed(tmp_path):
+    data, out = _folder_run(tmp_path)
+    for p in sorted((data / "dog").iterdir())[:2]:
+        p.unlink()
+    err = run_cli("train", "--resume", out, "--quiet", check=1).stderr
+    assert "it had 12 training images and now has 10" in err, err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda text: text[: len(text) // 2], "is damaged (Unterminated"),
+    (lambda text: json.dumps({**json.loads(text), "epochs": "many"}),
+     "is damaged ('epochs' is 'many', expected int"),
+    (lambda text: "[1, 2]", "is damaged (not a JSON object)"),
+])
+def test_resume_with_a_damaged_config(tmp_path, damage, message):
+    out = tmp_path / "run"
+    convscope.train(SMALL_DATA, out=str(out), **SMALL)
+    (out / "config.json").write_text(damage((out / "config.json").read_text()))
+    err = run_cli("train", "--resume", out, check=1).stderr
+    assert message in err and err.count("\n") == 1, err

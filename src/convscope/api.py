@@ -174,12 +174,19 @@ def resume(out: str | os.PathLike, *, progress: bool = True, verbose: bool = Tru
     """
     import json
 
+    from convscope.train.loop import run_folder
+
     out = Path(out)
-    cfg_path = out / "config.json"
+    cfg_path = run_folder(out) / "config.json"
     if not cfg_path.is_file():
         raise ConvscopeError(f"{out} holds no config.json; --resume takes the --out folder of an "
                              "earlier `convscope train`.")
-    config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    try:
+        saved = json.loads(cfg_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConvscopeError(f"{cfg_path} is damaged ({str(exc).splitlines()[0][:120]}); "
+                             "restore it, or start a new run with --force.") from None
+    config = TrainConfig.from_dict(saved, source=str(cfg_path))
     config.out = str(out)
     if data_root:
         config.data_root = str(data_root)

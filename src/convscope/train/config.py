@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from convscope.errors import UsageError, unknown_name
+from convscope.errors import ConvscopeError, UsageError, unknown_name
 
 OPTIMIZERS = ("sgd", "adamw", "muon")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -100,6 +100,24 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+    def from_dict(cls, d: dict, source: str = "the config") -> TrainConfig:
+        """A config from saved values, each checked against its field's type (a damaged
+        config.json fails here in one sentence, not deep inside training)."""
+        if not isinstance(d, dict):
+            raise ConvscopeError(f"{source} is damaged (not a JSON object); restore it, or "
+                                 "start a new run with --force.")
+        types = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+                 "dict": (dict,), "None": (type(None),)}
+        values = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            allowed = tuple(t for part in str(f.type).split("|")
+                            for t in types.get(part.strip(), (object,)))
+            if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed):
+                raise ConvscopeError(f"{source} is damaged ({f.name!r} is {v!r}, expected "
+                                     f"{str(f.type).replace(' | None', ' or null')}); restore "
+                                     "it, or start a new run with --force.")
+            values[f.name] = v
+        return cls(**values)

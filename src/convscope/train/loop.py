@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import threading
 import time
@@ -20,7 +21,7 @@ from convscope.classifier import Classifier, resolve_device
 from convscope.data import ImageDataset
 from convscope.errors import ConvscopeError
 from convscope.evaluate import evaluate_logits
-from convscope.fileio import write_text_atomic
+from convscope.fileio import append_text, remove_stale_temps, write_error, write_text_atomic
 from convscope.modelfile import ModelMeta
 from convscope.models import ModelInput, build_model, canonical_name, parse_model_name
 from convscope.models.zoo import IMAGENET_MEAN, IMAGENET_STD
@@ -35,6 +36,18 @@ from convscope.train.checkpoint import (
 )
 from convscope.train.config import TrainConfig
 from convscope.train.optim import make_optimizer
+
+#: the files of a run, and the folder inside ``--out`` where a run started over an earlier
+#: one writes them until it finishes (the earlier run's files stay intact until then)
+RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINT_NAME, "model.safetensors")
+PENDING = ".pending"
+
+
+def run_folder(out: str | Path) -> Path:
+    """Where the newest run in ``out`` keeps its files: ``out/.pending`` while a run that
+    replaces an earlier one is unfinished, else ``out``."""
+    out = Path(out)
+    return out / PENDING if (out / PENDING / "config.json").is_file() else out
 
 
 def make_classifier(dataset: ImageDataset, config: TrainConfig, device: torch.device) -> Classifier:
@@ -58,6 +71,18 @@ def make_classifier(dataset: ImageDataset, config: TrainConfig, device: torch.de
         dataset=dataset.name,
     )
     return Classifier(model, meta, device)
+
+
+#: nets with at least this many conv/linear layers get ``max_grad_norm`` DEEP_MAX_GRAD_NORM
+#: unless one is given: ILSVRC-depth nets otherwise reach NaN within a few steps on small
+#: batches (issue 18), while the shallow ones keep their unclipped figures
+DEEP_LAYERS = 20
+DEEP_MAX_GRAD_NORM = 2.0
+
+
+def weight_layers(model: nn.Module) -> int:
+    """How many conv and linear layers ``model`` has: its depth, for the defaults."""
+    return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
 
 
 def init_from_data(model: nn.Module, dataset: ImageDataset, preprocess, limit: int = 5000) -> None:
@@ -120,7 +145,11 @@ class Trainer:
         self.device = resolve_device(config.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        self.saved = dict(config.resolved)  # on resume: what the run recorded at its start
         self.clf = make_classifier(dataset, config, self.device)
+        if config.max_grad_norm is None and weight_layers(self.clf.model) >= DEEP_LAYERS:
+            config.max_grad_norm = DEEP_MAX_GRAD_NORM  # deep nets: a default limit
+            config.resolved["from_recipe"].append("max_grad_norm")
         self.n = len(dataset.train_labels)
         if self.n == 0:
             raise ConvscopeError(f"{dataset.name} has no training images.")
@@ -173,16 +202,73 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def start_files(self) -> None:
-        """A new run: write config.json and an empty metrics.jsonl."""
-        if self.out and self.dist.is_main:
+        """A new run: write config.json and an empty metrics.jsonl.  Over an earlier run's
+        files (``--force``), write them to ``out/.pending`` and replace the old ones only
+        when the new run has finished, so a failed new run loses nothing."""
+        if not self.out:
+            return
+        staged = any((self.out / name).exists() for name in RUN_FILES)
+        self.dist.barrier()  # every process decided before rank 0 writes anything
+        if staged:
+            self.out = self.out / PENDING
+        if self.dist.is_main:
+            if staged and self.out.exists():  # an earlier replacement that never finished
+                shutil.rmtree(self.out, ignore_errors=True)
             write_text_atomic(self.out / "config.json",
                               json.dumps(self.config.to_dict(), indent=2) + "\n")
             write_text_atomic(self.out / "metrics.jsonl", "")
 
+    def publish(self) -> None:
+        """Move a finished ``.pending`` run's files over the earlier run's."""
+        if not (self.out and self.out.name == PENDING and self.dist.is_main):
+            return
+        final = self.out.parent
+        for name in RUN_FILES:
+            if (self.out / name).exists():
+                try:
+                    (self.out / name).replace(final / name)
+                except OSError as exc:
+                    raise write_error(final / name, exc) from None
+        shutil.rmtree(self.out, ignore_errors=True)
+        self.out = final
+
+    def check_data(self, tensors: dict) -> None:
+        """Refuse to resume when the data changed since the run started, in one sentence."""
+        ds, saved = self.dataset, self.saved.get("dataset") or {}
+        what = f"{ds.name} changed since this run started"
+        fix = "restore the data, or start a new run with --force"
+        old_classes = saved.get("classes")
+        if isinstance(old_classes, list) and old_classes != list(ds.classes):
+            added = [c for c in ds.classes if c not in old_classes]
+            removed = [c for c in old_classes if c not in ds.classes]
+            change = ", ".join(filter(None, [
+                f"classes added: {', '.join(map(str, added[:5]))}" if added else "",
+                f"classes removed: {', '.join(map(str, removed[:5]))}" if removed else "",
+            ])) or "the classes are in another order"
+            raise ConvscopeError(f"{what} ({change}); {fix}.")
+        old_n = saved.get("train")
+        order = tensors.get("loop.order")
+        if order is not None and old_n is None:
+            old_n = len(order)
+        if isinstance(old_n, int) and old_n != self.n:
+            raise ConvscopeError(f"{what}: it had {old_n:,} training images and now has "
+                                 f"{self.n:,}; {fix}.")
+        model = self.clf.model.state_dict()
+        for k, v in tensors.items():
+            if k.startswith("model.") and k[6:] in model and v.shape != model[k[6:]].shape:
+                raise ConvscopeError(f"{what} (the checkpoint's {k[6:]} has shape "
+                                     f"{tuple(v.shape)}, the model for the data now needs "
+                                     f"{tuple(model[k[6:]].shape)}); {fix}.")
+
     def resume(self) -> None:
         """Continue from ``out/checkpoint.safetensors``; metrics.jsonl is rewritten from the
         checkpoint, so epochs a killed run logged after it are not counted twice."""
+        self.out = run_folder(self.out)
+        if self.dist.is_main:  # a killed writer's temp files: never read, removed
+            for name in RUN_FILES:
+                remove_stale_temps(self.out, name)
         tensors, meta = read_checkpoint(self.out, clean=self.dist.is_main)
+        self.check_data(tensors)
         self.state = restore(tensors, meta, self.clf.model, self.optimizer, self.scheduler,
                              self.generator)
         if self.dist.is_main:
@@ -227,6 +313,7 @@ class Trainer:
         self.clf.meta.metrics = dict(st.history[-1])
         if self.out and self.dist.is_main:
             self.clf.save(self.out / "model.safetensors")
+            self.publish()
         self.dist.barrier()
         return self.clf
 
@@ -337,8 +424,7 @@ class Trainer:
                  f"train {100 * row['train_acc']:6.2f}%  {test}  {row['seconds']:.1f}s  "
                  f"{row['images_per_sec']:.0f} img/s")
         if self.out and self.dist.is_main:
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_text(self.out / "metrics.jsonl", json.dumps(row) + "\n")
         st.epoch += 1
         st.step = st.seen = st.correct = 0
         st.loss_sum = st.elapsed = 0.0
