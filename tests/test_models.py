@@ -107,3 +107,36 @@ def test_weights_that_do_not_fit(tmp_path):
     torch.save({"foo": torch.zeros(3)}, tmp_path / "bad.pt")
     with pytest.raises(ConvscopeError, match="do not fit resnet18"):
         build_model("resnet18", SHAPES[2], weights=str(tmp_path / "bad.pt"))
+
+
+def test_weights_with_the_wrong_shapes_are_named_or_adapted(tmp_path, caplog):
+    """A 10-class ResNet-18 state dict: the head is adapted (training and views) and said so;
+    a mismatch elsewhere names the tensor with both shapes, with no traceback."""
+    from torchvision.models import resnet18
+
+    from convscope.classifier import open_model
+    from tests.conftest import call_cli
+
+    torch.manual_seed(0)
+    ten = resnet18(num_classes=10)
+    torch.save(ten.state_dict(), tmp_path / "r10.pt")
+    net = build_model("resnet18", ModelInput(3, 10, (32, 32)), weights=str(tmp_path / "r10.pt"))
+    assert torch.equal(net.fc.weight, ten.fc.weight)  # same class count: the head is kept
+    net = build_model("resnet18", ModelInput(1, 4, (32, 32)), weights=str(tmp_path / "r10.pt"))
+    assert net.fc.out_features == 4 and torch.equal(net.layer4[1].conv2.weight,
+                                                    ten.layer4[1].conv2.weight)
+    with caplog.at_level("WARNING", logger="convscope"):
+        clf = open_model("resnet18", weights=str(tmp_path / "r10.pt"))
+    assert "10-class head (fc)" in caplog.text  # the CLI prints it on stderr
+    assert clf.classes == [str(i) for i in range(10)]
+    assert torch.equal(clf.model.fc.weight, ten.fc.weight)
+    proc = call_cli("layers", "resnet18", "--weights", tmp_path / "r10.pt")
+    assert "conv1" in proc.stdout
+    sd = ten.state_dict()
+    sd["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save(sd, tmp_path / "odd.pt")
+    err = call_cli("layers", "resnet18", "--weights", tmp_path / "odd.pt", check=1).stderr
+    assert "layer1.0.conv1.weight [64, 64, 1, 1] (needs [64, 64, 3, 3])" in err
+    assert err.count("\n") == 1
+    with pytest.raises(ConvscopeError, match=r"layer1.0.conv1.weight \[64, 64, 1, 1\]"):
+        build_model("resnet18", SHAPES[2], weights=str(tmp_path / "odd.pt"))

@@ -244,9 +244,11 @@ def rebuild(meta: ModelMeta, where: str = "the model file") -> nn.Module:
     entry = step(lambda: get_entry(meta.model))
     step(lambda: check_options(entry, meta.options))
     inp = ModelInput(meta.channels, len(meta.classes), tuple(meta.image_size))
-    step(lambda: check_size(lambda: entry.build(inp, **meta.options), inp,
-                            tuple(meta.input_size), f"{where}: the model its metadata describes",
-                            "it was not built (the file was altered or is corrupt)"))
+    if entry.family != "ilsvrc":  # torchvision's nets have a fixed size
+        step(lambda: check_size(lambda: entry.build(inp, **meta.options), inp,
+                                tuple(meta.input_size),
+                                f"{where}: the model its metadata describes",
+                                "it was not built (the file was altered or is corrupt)"))
     return step(lambda: entry.build(inp, **meta.options))
 
 
