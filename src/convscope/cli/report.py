@@ -129,6 +129,7 @@ def run_report(args) -> int:
     clf = open_model(args.model, args.weights, args.device)
     if args.judge and "classes" in sections:
         open_model(args.judge, None, args.device)  # a bad --judge fails now, not at the end
+    # the file the model came from: the training section reads the metrics.jsonl beside it
     report = build_report(clf, args.data, config, progress=not args.quiet,
                           data_root=args.data_root, image_size=args.image_size,
                           model_path=args.model)

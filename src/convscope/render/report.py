@@ -37,8 +37,8 @@ from convscope.inspect.patches import DEFAULT_CHANNELS as PATCH_CHANNELS  # the 
 from convscope.progress import progress_bar
 from convscope.render import html as H
 from convscope.render.figures import _plt, confusion_figure, figure_png, image_png
-
 from convscope.text import count
+
 CONFIG_ID = "convscope-config"
 
 
