@@ -190,3 +190,21 @@ def test_report_command(digits_model, tmp_path):
 def test_report_command_errors(digits_model, tmp_path, args, message):
     proc = call_cli("report", digits_model, *args, check=2)
     assert message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_class_images_card_shows_a_judge_or_says_there_is_none(digits_model, tmp_path):
+    """Issue 18, defect 7: p alone rewards fooling images, so the card shows a second model's
+    verdict beside it (report --judge MODEL), or says that none was given."""
+    only = {**SMALL, "sections": ("classes",), "class_steps": 5}
+    r = build_report(digits_model, progress=False, **only)
+    assert "No judge was given" in section_html(r.html, "classes")
+    convscope.train("digits", model="mlp", seed=1, epochs=2, out=str(tmp_path), progress=False,
+                    verbose=False)
+    judge = str(tmp_path / "model.safetensors")
+    r = build_report(digits_model, progress=False, **only, judge=judge)
+    body = section_html(r.html, "classes")
+    rate = r.facts["class_images_judge_agreement"]
+    assert f"agrees on {round(3 * rate)}/3 class images" in body and "No judge" not in body
+    assert len(re.findall(r"<figcaption>\d p=\d\.\d\d judge \d\.\d\d</figcaption>", body)) == 3
+    assert body.count('class="tile wrong"') == 3 - round(3 * rate)
+    assert read_report_config(r.html)["judge"] == judge
