@@ -220,3 +220,139 @@ def test_spec_models_build_and_run_or_say_why(text):
         return
     with torch.no_grad():
         assert net.eval()(torch.zeros(2, 3, 12, 12)).shape == (2, 4), text
+
+
+# ------------------------------------------------ every numeric flag of every command
+#: fed to every numeric flag (issue 20, finding 11); README.md quotes the number of cases
+NUMERIC_VALUES = ("nan", "inf", "-inf", "-1", "0", "12345678901234567890", "1e309", "abc")
+
+
+def _is_numeric(action) -> bool:
+    """Whether an option parses numbers: int/float, or a type that turns "1", "0.5" or
+    "1,1" into a number or a sequence of numbers (counts, seeds, Y,X, W1,W2, ...)."""
+    kind = action.type
+    if kind in (int, float):
+        return True
+    if kind is None or not callable(kind) or not action.option_strings:
+        return False
+    for probe in ("1", "0.5", "1,1"):
+        try:
+            value = kind(probe)
+        except Exception:  # noqa: BLE001 - the probe only asks what the type returns
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if values and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                          for v in values):
+            return True
+    return False
+
+
+def _numeric_cases() -> list[tuple[str, str]]:
+    import argparse
+
+    from convscope.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    return [(name, action.option_strings[-1 if action.option_strings[0].startswith("--")
+                                          else 0])
+            for name, parser in sub.choices.items() for action in parser._actions
+            if _is_numeric(action)]
+
+
+def _base_argv(command: str, flag: str, tmp) -> list[str]:
+    """The command's required arguments, chosen to stop cheaply once parsing succeeds: a
+    model file that does not exist, images that do not exist, training stopped before the
+    first step (the test patches the trainer)."""
+    import argparse
+
+    from convscope.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices[command]
+    given = {"model": [str(tmp / "missing.safetensors")],
+             "images": [str(tmp / "missing1.png"), str(tmp / "missing2.png")],
+             "image": [str(tmp / "missing.png")], "name": ["no-such-dataset"],
+             "input": ["7x7x3"], "size": ["3"]}
+    positional, options = [], []
+    for action in parser._actions:
+        if flag in action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        if not action.option_strings:
+            positional += given.get(action.dest, ["1"])
+        elif action.required:
+            if action.dest == "out":
+                for name in ("o.png", "o.html", "odir"):
+                    try:
+                        value = (action.type or str)(str(tmp / name))
+                        break
+                    except argparse.ArgumentTypeError:
+                        continue
+            else:
+                value = given.get(action.dest, [action.choices[0] if action.choices else "1"])[0]
+            options += [action.option_strings[0], str(value)]
+    for group in parser._mutually_exclusive_groups:  # e.g. visualize's --class | --layer
+        if group.required and not any(flag in a.option_strings for a in group._group_actions):
+            options += [group._group_actions[0].option_strings[0], "0"]
+    if command == "train":
+        options += ["--data", "digits", "--out", str(tmp / "run")]
+    return [command, *positional, *options]
+
+
+NUMERIC_CASES = [(c, f, v) for c, f in _numeric_cases() for v in NUMERIC_VALUES]
+
+
+def _int_flags() -> dict[str, set[str]]:
+    """command -> its flags that take whole numbers only (20 digits overflow int64)."""
+    import argparse
+
+    from convscope.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    out: dict[str, set[str]] = {}
+    for name, parser in sub.choices.items():
+        out[name] = set()
+        for action in parser._actions:
+            if _is_numeric(action):
+                try:
+                    action.type("0.5")
+                except Exception:  # noqa: BLE001 - refuses fractions: a whole-number flag
+                    out[name].update(action.option_strings)
+    return out
+
+
+INT_FLAGS = _int_flags()
+
+
+def test_every_numeric_flag_refuses_bad_numbers_without_a_traceback(monkeypatch, tmp_path):
+    """nan, inf, -1, 0, a 20-digit number, 1e309 and abc to every numeric option of every
+    command: exit status 0, 1 or 2 with a message, never a traceback."""
+    import time
+
+    from convscope.train import loop
+
+    def no_training(self):
+        raise ConvscopeError("(fuzz) training reached")
+
+    import convscope.cli
+
+    monkeypatch.setattr(loop.Trainer, "run", no_training)
+    parser = convscope.cli.build_parser()  # built once: argparse parsers are reusable
+    monkeypatch.setattr(convscope.cli, "build_parser", lambda: parser)
+    monkeypatch.chdir(tmp_path)
+    assert len(NUMERIC_CASES) >= 8 * 100  # every command's flags were found
+    start, failures = time.perf_counter(), []
+    for command, flag, value in NUMERIC_CASES:
+        argv = [*_base_argv(command, flag, tmp_path), f"{flag}={value}"]
+        proc = call_cli(*argv, check=None)
+        if proc.returncode not in (0, 1, 2) or "Traceback" in proc.stderr or (
+                proc.returncode and not proc.stderr.strip()):
+            failures.append(f"{command} {flag}={value}: {proc.returncode} {proc.stderr[-200:]}")
+        never = {"nan", "inf", "-inf", "1e309", "abc"} | ({"12345678901234567890"}
+                                                          if flag in INT_FLAGS[command] else set())
+        if value in never and proc.returncode != 2:  # argparse refuses them before any work
+            failures.append(f"{command} {flag}={value}: accepted ({proc.returncode})")
+    assert not failures, "\n".join(failures)
+    assert time.perf_counter() - start < 120

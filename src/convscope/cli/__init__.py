@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from convscope.errors import ConvscopeError
 
@@ -34,6 +35,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_library_warnings() -> None:
+    """Keep the libraries' noise off a user's terminal (issue 20, finding 12); convscope's
+    own warnings (DataWarning and the like) still show.
+
+    * Pillow's DecompressionBombWarning: convscope.images already refuses images above
+      CONVSCOPE_MAX_PIXELS before decoding; the warning only fires when the user raised
+      that limit past Pillow's, i.e. asked for the big image;
+    * Pillow's "Palette images with Transparency expressed in bytes": convscope.images
+      converts such images to RGBA and composites them over white itself;
+    * numpy's floating-point RuntimeWarnings (0/0 in normalising a flat map, overflow in
+      an exp): the results say nan or inf where it matters, the warning names a line of
+      our code that a user cannot act on.
+    """
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", message="Palette images with Transparency")
+    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                            message=r".*(invalid value|divide by zero|overflow|underflow) "
+                                    r"encountered")
+    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                            message=r"(Mean of empty slice|Degrees of freedom <= 0)")
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
@@ -45,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         from convscope import distributed
 
         distributed.init_from_env(getattr(args, "device", "auto"))  # no-op outside torchrun
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            quiet_library_warnings()
+            return int(args.func(args) or 0)
     except ConvscopeError as exc:
         print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

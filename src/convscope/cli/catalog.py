@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convscope.cli.common import add_data_args, positive_int, print_json
+from convscope.cli.common import add_data_args, output_dir, positive_int, print_json
+from convscope.text import count, plural
 
 
 def register(sub) -> None:
@@ -30,7 +31,7 @@ def register(sub) -> None:
                                    "named <index>_<label>.png, e.g. to try `convscope predict`.")
     p.add_argument("name", metavar="NAME", help="dataset")
     p.add_argument("--n", type=positive_int, default=8, help="how many images (default 8)")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, type=output_dir, metavar="DIR")
     add_data_args(p)
     p.set_defaults(func=run_samples)
 
@@ -92,7 +93,8 @@ def run_info(args) -> int:
               f"top-5 {100 * m.get('test_top5', 0):.2f}%, train loss {m.get('train_loss')}")
     cfg = meta.train_config
     if cfg:
-        print(f"trained     {cfg.get('epochs')} epochs, {cfg.get('optimizer')} lr {cfg.get('lr')}, "
+        epochs = cfg.get('epochs')
+        print(f"trained     {epochs} {plural(epochs, 'epoch')}, {cfg.get('optimizer')} lr {cfg.get('lr')}, "
               f"batch {cfg.get('batch_size')}, seed {cfg.get('seed')}")
     print(f"created     {meta.created}  ({', '.join(f'{k} {v}' for k, v in meta.versions.items())})")
     return 0
@@ -127,5 +129,5 @@ def run_samples(args) -> int:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
         img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
         img.save(out / f"{i:04d}_{safe}.png")
-    print(f"wrote {n} test images of {ds.name} to {out}/")
+    print(f"wrote {count(n, 'test image')} of {ds.name} to {out}/")
     return 0

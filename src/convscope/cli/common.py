@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 from convscope.data import list_datasets
 from convscope.models import list_models
@@ -69,6 +70,63 @@ finite_float = float_in(name="finite_float")
 nonneg_float = float_in(0, name="nonneg_float")
 positive_float = float_in(0, lo_open=True, name="positive_float")
 fraction = float_in(0, 1, name="fraction")
+
+
+def _writable_place(path: Path) -> str | None:
+    """Why files cannot be made at ``path`` (its folders are created when missing), or None."""
+    import os
+
+    target = path.absolute()
+    if target.exists() and not os.access(target, os.W_OK):
+        return f"{target} is not writable"
+    folder = target.parent
+    while not folder.exists():  # the nearest folder that exists is where mkdir starts
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):  # a read-only mount answers False too
+        return f"the folder {folder} is not writable"
+    return None
+
+
+def output_file(*suffixes: str):
+    """An argparse type for an output file: one of ``suffixes``, in a place that can be
+    written, so that a typo in --out fails before minutes of work, with exit status 2."""
+    names = " or ".join(suffixes)
+
+    def parse(text: str) -> str:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(
+                f"{text} is a folder; give a file name in it ending in {names}")
+        if path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must end in {names} (the supported formats)")
+        why = _writable_place(path)
+        if why:
+            raise argparse.ArgumentTypeError(f"cannot write {text}: {why}")
+        return text
+
+    parse.__name__ = "output_file"
+    return parse
+
+
+def output_dir(text: str) -> str:
+    """An argparse type for an output folder (created when missing) that can be written."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    why = _writable_place(path / "x")
+    if why:
+        raise argparse.ArgumentTypeError(f"cannot write into {text}: {why}")
+    return text
+
+
+#: --out of a matplotlib figure (save_figure); only PNG carries the job's settings
+figure_file = output_file(".png", ".pdf", ".svg", ".jpg", ".jpeg")
+#: --out of a picture saved by save_image, which embeds the job's settings in it
+image_file = output_file(".png")
+npy_file = output_file(".npy")
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = False, default=None) -> None:

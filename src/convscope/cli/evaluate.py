@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from convscope.cli.common import add_data_args, add_device_arg, positive_int, print_json
+from convscope.cli.common import (
+    add_data_args,
+    add_device_arg,
+    figure_file,
+    positive_int,
+    print_json,
+)
 
 
 def register(sub) -> None:
@@ -18,7 +24,7 @@ def register(sub) -> None:
                         "dataset, every image of any other dataset (default auto)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     add_device_arg(p)
-    p.add_argument("--out", metavar="PNG", help="also draw the confusion matrix to this PNG")
+    p.add_argument("--out", type=figure_file, metavar="PNG", help="also draw the confusion matrix to this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

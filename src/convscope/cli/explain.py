@@ -11,7 +11,9 @@ from convscope.cli.common import (
     INT_MAX,
     add_data_args,
     add_model_args,
+    figure_file,
     nonneg_int,
+    npy_file,
     positive_int,
     print_json,
     seed_int,
@@ -75,8 +77,8 @@ def register(sub) -> None:
                    help="the map (default all: one panel per method)")
     p.add_argument("--target", metavar="CLASS",
                    help="class name or index to explain (default: each image's prediction)")
-    p.add_argument("--out", required=True, metavar="PNG", help="the figure")
-    p.add_argument("--npy", metavar="NPY",
+    p.add_argument("--out", required=True, type=figure_file, metavar="PNG", help="the figure")
+    p.add_argument("--npy", type=npy_file, metavar="NPY",
                    help="also save the maps: float32 (N, H, W), or (methods, N, H, W) for all")
     add_map_args(p)
     g = p.add_argument_group("guided backprop of one neuron")
@@ -107,7 +109,8 @@ def register(sub) -> None:
     p.add_argument("--insertion-baseline", choices=BASELINES, default="blur",
                    help="what insertion starts from (default blur)")
     p.add_argument("--seed", type=seed_int, default=0, help="which test images (default 0)")
-    p.add_argument("--out", metavar="PNG", help="also plot the mean curves to this PNG")
+    p.add_argument("--out", type=figure_file, metavar="PNG",
+                   help="also plot the mean curves to this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_map_args(p)
     p.set_defaults(func=run_faithfulness)
@@ -146,6 +149,7 @@ def run_explain(args) -> int:
     print(f"wrote {args.out}")
     if args.npy:
         maps = np.stack([results[m].numpy() for m in methods])  # (methods, N, H, W)
+        Path(args.npy).parent.mkdir(parents=True, exist_ok=True)
         np.save(args.npy, maps if args.method == "all" else maps[0])
         print(f"wrote {args.npy}" + (f" (axes: method [{', '.join(methods)}], image, y, x)"
                                      if args.method == "all" else " (axes: image, y, x)"))

@@ -7,7 +7,15 @@ import math
 import time
 from pathlib import Path
 
-from convscope.cli.common import add_device_arg, nonneg_float, positive_int, print_json, seed_int
+from convscope.cli.common import (
+    add_device_arg,
+    nonneg_float,
+    output_dir,
+    output_file,
+    positive_int,
+    print_json,
+    seed_int,
+)
 
 DEFAULT_IMAGES = ("sample:chelsea", "sample:ihc")
 
@@ -42,7 +50,8 @@ def register(sub) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE",
                    help="CONTENT then one or more STYLE images (several are mixed, or one per "
                         "--mask region)")
-    p.add_argument("--out", required=True, metavar="PNG", help="the output image")
+    p.add_argument("--out", required=True, type=output_file(".png"), metavar="PNG",
+                   help="the output image")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     g = p.add_argument_group("optimisation")
     g.add_argument("--size", type=positive_int, default=d.size,
@@ -92,7 +101,7 @@ def register(sub) -> None:
                         "cached ImageNet weights, else the random multi-scale network")
     add_device_arg(g)
     g = p.add_argument_group("output")
-    g.add_argument("--frames", metavar="DIR", help="also save intermediate images here")
+    g.add_argument("--frames", type=output_dir, metavar="DIR", help="also save intermediate images here")
     g.add_argument("--frame-every", type=positive_int, default=10, metavar="N",
                    help="save a frame every N steps (default 10)")
     g.add_argument("--json", action="store_true", help="print a JSON summary")

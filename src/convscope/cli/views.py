@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from pathlib import Path
 
 from convscope.cli.common import (
+    INT_MAX,
     add_data_args,
     add_model_args,
     image_file,
@@ -45,9 +47,12 @@ def channel_list(text: str) -> tuple[int, ...]:
     from convscope.inspect.patches import parse_channels
 
     try:
-        return parse_channels(text)
+        channels = parse_channels(text)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if max(channels, default=0) > INT_MAX:
+        raise argparse.ArgumentTypeError(f"a channel is at most {INT_MAX:,}, got {text}")
+    return channels
 
 
 def _parser(sub, name: str, help: str, description: str, examples: list[str]):
@@ -292,6 +297,7 @@ def run_embed(args) -> int:
     say = print if not args.json else (lambda m: print(m, file=sys.stderr))
     if args.npy:
         if main:
+            Path(args.npy).parent.mkdir(parents=True, exist_ok=True)
             np.save(args.npy, e.coords)
         say(f"wrote {args.npy} ({len(e.coords)}, 2)")
     if args.tensorboard:
