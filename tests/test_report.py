@@ -152,6 +152,9 @@ def test_a_section_that_does_not_apply_says_why(tmp_path):
     assert "Not available here" in body and "spatial" in body
     assert "Not available" not in section_html(r.html, "accuracy")
     assert "<p>1 epoch; last:" in section_html(r.html, "training")  # not "1 epochs"
+    assert "trained     1 epoch," in call_cli("info", tmp_path / "model.safetensors").stdout
+    out = call_cli("samples", "digits", "--n", "1", "--out", tmp_path / "one").stdout
+    assert "wrote 1 test image of" in out
 
 
 def test_an_rgb_model_of_another_size_gets_every_section(tmp_path):
