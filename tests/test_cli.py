@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
@@ -111,3 +112,71 @@ def test_figures_carry_their_config(tmp_path, digits_model):
     run_cli("evaluate", digits_model, "--out", tmp_path / "cm.png")
     cfg = read_config(tmp_path / "cm.png")
     assert cfg["command"] == "evaluate" and cfg["data"] == "digits"
+
+
+def _call(*args, check=None):
+    from tests.conftest import call_cli
+
+    return call_cli(*args, check=check)
+
+
+def test_bad_out_paths_exit_2_before_any_work(tmp_path):
+    """Issue 20 finding 11: --out/--npy problems tracebacked after the work was done.
+    The model file is missing, so exit 2 (not 1) shows the path was refused first."""
+    model, img = tmp_path / "missing.safetensors", tmp_path / "missing.png"
+    (tmp_path / "afile").write_text("x")
+    cases = {
+        ("--out", str(tmp_path / "maps.gif")): "must end in .png or .pdf",
+        ("--out", str(tmp_path / "afile" / "m.png")): "afile is a file, not a folder",
+        ("--out", str(tmp_path)): "is a folder; give a file name in it",
+        ("--out", str(tmp_path / "m.png"), "--npy", str(tmp_path / "maps")): "must end in .npy",
+    }
+    for extra, message in cases.items():
+        proc = _call("explain", model, img, *extra)
+        assert proc.returncode == 2 and message in proc.stderr, (extra, proc.stderr)
+        assert proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
+    proc = _call("samples", "digits", "--out", tmp_path / "afile")
+    assert proc.returncode == 2 and "afile is a file; give a folder" in proc.stderr
+
+
+def test_out_in_a_folder_that_cannot_be_written_exits_2(tmp_path):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        folder = next((f for f in (locked, "/proc/sys") if not os.access(f, os.W_OK)), None)
+        if folder is None:
+            pytest.skip("no folder here is read-only to this user (root, no read-only mount)")
+        proc = _call("explain", tmp_path / "m.safetensors", "x.png", "--out",
+                     f"{folder}/sub/m.png")
+        assert proc.returncode == 2, proc.stderr
+        assert f"the folder {folder} is not writable" in proc.stderr
+    finally:
+        locked.chmod(0o700)
+
+
+def test_npy_into_a_missing_folder_is_written(tmp_path, digits_model):
+    img = tmp_path / "d.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    npy = tmp_path / "new" / "deeper" / "maps.npy"
+    _call("explain", digits_model, img, "--method", "saliency", "--out", tmp_path / "m.png",
+          "--npy", npy, "--quiet", check=0)
+    assert np.load(npy).shape == (1, 8, 8)
+
+
+def test_pillow_warnings_stay_off_stderr(tmp_path, digits_model, monkeypatch):
+    """Issue 20 finding 12: Pillow's DecompressionBombWarning leaked (our own pixel limit
+    already guards decoding); Pillow's limit is lowered so that a small image trips it."""
+    import warnings
+
+    img = tmp_path / "d.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(img)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1,600 pixels: warns, not refused
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        proc = _call("predict", digits_model, img, check=0)
+    assert "predicted" in proc.stdout or proc.stdout.strip()
+    leaked = [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert not leaked, leaked
