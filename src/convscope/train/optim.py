@@ -58,14 +58,21 @@ class Muon(torch.optim.Optimizer):
                 p.add_(g, alpha=-lr)
 
 
+WARMUP_START = 0.01  # the warm-up's first learning rate, as a fraction of the peak
+
+
 def warmup_decay(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Linear warm-up for ``warmup_epochs``, then cosine/linear decay to 0 (or constant)."""
+    """Linear warm-up for ``warmup_epochs`` from ``WARMUP_START`` of the peak, then
+    cosine/linear decay to 0 (or constant).  The first step is always small, even when
+    the warm-up is one step long (tiny data): a deep net's first steps are its riskiest."""
     total = config.epochs * steps_per_epoch
     warm = min(int(round(config.warmup_epochs * steps_per_epoch)), total // 2)
+    if config.warmup_epochs > 0 and total > 1:
+        warm = max(warm, 1)
 
     def factor(step: int) -> float:
         if step < warm:
-            return (step + 1) / warm
+            return WARMUP_START + (1 - WARMUP_START) * step / warm
         if config.schedule == "constant":
             return 1.0
         t = min(1.0, (step - warm) / max(1, total - warm))  # past the end: stay at 0
