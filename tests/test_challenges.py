@@ -159,3 +159,25 @@ def test_report_section_shows_the_curves_and_the_strip(digits_model, tmp_path):
     section = html[html.index("The six challenges"):]
     assert section.count("data:image/png;base64,") >= 2
     assert "accuracy against severity" in section
+
+
+def test_web_app_view_shows_the_curves_and_the_strip(digits_model):
+    from fastapi.testclient import TestClient
+
+    from convscope.data import load_dataset
+    from convscope.render.server import ServeConfig, create_app
+    from convscope.render.webpage import BODY
+
+    clf = load(digits_model)
+    app = create_app(clf, load_dataset("digits"), ServeConfig(challenge_n=40))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        r = c.get("/api/challenges")
+        assert r.status_code == 200
+        body = r.json()
+        assert body["n"] == 40 and body["hardest"] in body["scores"]
+        assert set(body["scores"]) == {"viewpoint", "illumination", "deformation", "occlusion",
+                                       "clutter", "intra-class"}
+        for key in ("curves", "strips"):
+            assert body[key].startswith("data:image/png;base64,") and len(body[key]) > 2000
+        assert c.get("/api/challenges").json() == body  # computed once
+    assert 'data-view="challenges"' in BODY and 'id="view-challenges"' in BODY

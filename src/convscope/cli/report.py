@@ -100,6 +100,8 @@ def register(sub) -> None:
                         f"{', '.join(list_methods())})")
     s.add_argument("--tsne-n", type=positive_int, default=1000, metavar="N",
                    help="test images in the t-SNE map (default 1000)")
+    s.add_argument("--challenge-n", type=positive_int, default=200, metavar="N",
+                   help="test images scored under the six challenges (default 200)")
     s.set_defaults(func=run_serve)
 
 
@@ -149,7 +151,8 @@ def run_serve(args) -> int:
     config = ServeConfig(host=args.host, port=args.port, data=args.data,
                          max_upload_bytes=max(1, int(args.max_upload_mb * 2**20)),
                          methods=tuple(args.methods or ()), model=str(args.model),
-                         tsne_n=args.tsne_n, allowed_hosts=tuple(args.allowed_host)).resolved()
+                         tsne_n=args.tsne_n, challenge_n=args.challenge_n,
+                         allowed_hosts=tuple(args.allowed_host)).resolved()
     if config.port == 0:
         config = replace(config, port=free_port(config.host))
     clf = open_model(args.model, args.weights, args.device)

@@ -24,6 +24,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from convscope.classifier import Classifier
+from convscope.display import Displayable, detached
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.attribution import as_classifier, explain
 from convscope.inspect.features import extract, model_images
@@ -351,7 +352,7 @@ class ModelCurves:
 
 
 @dataclass
-class Challenges:
+class Challenges(Displayable):
     """The result of :func:`challenges`: curves per model, strips, mCE and every parameter."""
 
     config: ChallengesConfig
@@ -423,18 +424,13 @@ class Challenges:
         """Accuracy against severity, one panel per challenge group (a matplotlib Figure)."""
         from convscope.render.challenges import curves_figure  # matplotlib, only when drawn
 
-        return curves_figure(self)
+        return detached(curves_figure(self))
 
     def strips_figure(self):
         """One test image at every severity of every challenge."""
         from convscope.render.challenges import strips_figure
 
-        return strips_figure(self)
-
-    def _repr_png_(self) -> bytes:
-        from convscope.render.figures import figure_png
-
-        return figure_png(self.figure())
+        return detached(strips_figure(self))
 
     def save(self, out_dir) -> dict[str, str]:
         """curves.png, strips.png and challenges.json in ``out_dir``; their paths."""

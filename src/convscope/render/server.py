@@ -82,6 +82,8 @@ class ServeConfig:
     methods: tuple[str, ...] = ()
     #: test images in the t-SNE map (a seeded sample)
     tsne_n: int = 1000
+    #: test images scored under the six challenges (a seeded sample)
+    challenge_n: int = 200
     #: training images searched for neighbours (a seeded sample; None: all)
     neighbour_database: int | None = 10_000
     #: neighbours shown per image
@@ -320,6 +322,26 @@ class Workbench:
         with self.lock:
             return self.once("tsne", self._embedding)
 
+    # ---- the six challenges
+    def _challenges(self) -> dict:
+        from convscope.inspect.challenges import challenges
+        from convscope.render.figures import figure_png
+
+        r = challenges(self.clf, self.source, split=self.split, seed=self.config.seed,
+                       n=min(self.config.challenge_n, self.test_count))
+        m = r.main
+        return {"n": r.n, "measure": r.measure, "clean": m.clean, "hardest": m.hardest(),
+                "scores": m.group_scores(), "skipped": r.skipped,
+                "curves": H.data_uri(figure_png(r.figure())),
+                "strips": H.data_uri(figure_png(r.strips_figure()))}
+
+    def challenges(self) -> dict:
+        if self.test_count < 2:
+            raise HTTPProblem(404, "the challenges need test images; start the server with "
+                                   "--data NAME.")
+        with self.lock:
+            return self.once("challenges", self._challenges)
+
     def test_png(self, index: int) -> bytes:
         return image_png(self.test_image(index))
 
@@ -456,6 +478,10 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
     @app.get("/api/tsne")
     def tsne():
         return bench.tsne()
+
+    @app.get("/api/challenges")
+    def challenges():
+        return bench.challenges()
 
     return app
 

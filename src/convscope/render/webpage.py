@@ -56,6 +56,7 @@ BODY = """
   <button data-view="browse">Test images</button>
   <button data-view="layers">Layers</button>
   <button data-view="tsne">t-SNE map</button>
+  <button data-view="challenges">Challenges</button>
 </nav>
 <section class="card view active" id="view-upload">
   <h2>Your image</h2>
@@ -100,6 +101,15 @@ BODY = """
   <div class="legend" id="tsne-legend"></div>
   <div id="tsne-box"><svg id="tsne-svg" viewBox="-0.03 -0.03 1.06 1.06"></svg>
     <div id="tsne-tip"></div></div>
+</section>
+<section class="card view" id="view-challenges">
+  <h2>The six challenges</h2>
+  <p class="how">Top-1 accuracy on test images under the lecture's recognition challenges
+  (viewpoint, illumination, deformation, occlusion, background clutter, intra-class
+  variation), from severity 0 (the plain images) to 5, and one test image at every severity.
+  <code>convscope challenges</code> gives every number.</p>
+  <p class="status" id="challenges-status"></p>
+  <div id="challenges-result"></div>
 </section>
 """
 
@@ -161,7 +171,28 @@ for (const b of document.querySelectorAll('#tabs button')) {
     if (b.dataset.view === 'browse' && !$('thumbs').childElementCount) loadPage(0);
     if (b.dataset.view === 'layers' && !$('layer-select').childElementCount) loadLayers();
     if (b.dataset.view === 'tsne' && !$('tsne-svg').childElementCount) loadTsne();
+    if (b.dataset.view === 'challenges' && !$('challenges-result').childElementCount) loadChallenges();
   });
+}
+// ---- the six challenges
+async function loadChallenges() {
+  $('challenges-status').textContent = 'Scoring the test images under every challenge (once; a minute or two) ...';
+  $('challenges-status').className = 'status';
+  let r;
+  try { r = await api('/api/challenges'); } catch (e) {
+    $('challenges-status').textContent = e.message; $('challenges-status').className = 'status error'; return;
+  }
+  $('challenges-status').textContent = r.n.toLocaleString() + ' test images, clean top-1 ' +
+    (100 * r.clean).toFixed(1) + '%; hurts most: ' + r.hardest;
+  const rows = Object.entries(r.scores).map(([g, v]) => el('tr', {}, el('td', {}, g),
+    el('td', {class: 'num'}, (100 * v).toFixed(1) + '%')));
+  const notes = Object.entries(r.skipped).map(([k, v]) => el('p', {class: 'how'}, 'Skipped ' + k + ': ' + v + '.'));
+  $('challenges-result').replaceChildren(
+    el('table', {id: 'challenge-scores'}, el('thead', {}, el('tr', {}, el('th', {}, 'challenge'),
+      el('th', {}, 'mean top-1, severities 1-5'))), el('tbody', {}, ...rows)),
+    el('img', {src: r.curves, alt: 'top-1 accuracy against severity for each challenge', style: 'max-width:100%'}),
+    el('img', {src: r.strips, alt: 'one test image at every severity of every challenge', style: 'max-width:100%'}),
+    ...notes);
 }
 function showView(name) { document.querySelector('#tabs button[data-view=' + name + ']').click(); }
 // ---- upload
