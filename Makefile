@@ -31,9 +31,11 @@ demo: setup
 	$(PY) -m convscope evaluate $(RUNS)/demo/model.safetensors --data mnist5k --out $(RUNS)/demo/confusion.png
 	$(PY) -m convscope samples mnist5k --n 6 --out $(RUNS)/demo/samples
 	$(PY) -m convscope predict $(RUNS)/demo/model.safetensors $(RUNS)/demo/samples/*.png --top-k 3
-	$(PY) -m convscope report $(RUNS)/demo/model.safetensors --out $(RUNS)/demo/report.html
+	$(PY) -m convscope train --data mnist5k --model resnet --seed 1 --epochs 3 --out $(RUNS)/demo-judge --force
+	$(PY) -m convscope report $(RUNS)/demo/model.safetensors --judge $(RUNS)/demo-judge/model.safetensors --out $(RUNS)/demo/report.html
 	@echo
 	@echo "Results are in $(RUNS)/demo/: model.safetensors, metrics.jsonl, config.json, confusion.png, samples/"
+	@echo "(a second, independent model in $(RUNS)/demo-judge/ checks the report's class images)"
 	@echo "The report (open it in a browser): $(RUNS)/demo/report.html"
 
 test: setup browser
