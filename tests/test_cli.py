@@ -180,3 +180,16 @@ def test_pillow_warnings_stay_off_stderr(tmp_path, digits_model, monkeypatch):
     assert "predicted" in proc.stdout or proc.stdout.strip()
     leaked = [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     assert not leaked, leaked
+
+
+def test_warnings_print_as_one_line(tmp_path):
+    from tests.conftest import call_cli, write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=4)
+    for f in (root / "c").iterdir():
+        f.write_bytes(b"not an image")
+    proc = call_cli("datasets", f"folder:{root}")
+    lines = [ln for ln in proc.stderr.splitlines() if "warning" in ln]
+    assert lines and all(ln.startswith("convscope datasets: warning: ") for ln in lines), \
+        proc.stderr
+    assert ".py:" not in proc.stderr

@@ -59,6 +59,15 @@ def quiet_library_warnings() -> None:
                             message=r"(Mean of empty slice|Degrees of freedom <= 0)")
 
 
+def _one_line(command: str):
+    """Warnings as one line on stderr, like errors (not Python's file:line and source)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"convscope {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
@@ -72,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         distributed.init_from_env(getattr(args, "device", "auto"))  # no-op outside torchrun
         with warnings.catch_warnings():
             quiet_library_warnings()
+            warnings.showwarning = _one_line(args.command)  # restored by catch_warnings
             return int(args.func(args) or 0)
     except ConvscopeError as exc:
         print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
