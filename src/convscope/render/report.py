@@ -619,7 +619,7 @@ def classes_section(ctx: ReportContext) -> str:
                   "the lecture's recognition challenges (viewpoint, illumination, deformation, "
                   "occlusion, background clutter, intra-class variation), from severity 0 (the "
                   "plain images) to 5; the strip shows one test image at every severity. "
-                  "`convscope challenges` gives every number.", costly=True, weight=3)
+                  "The command convscope challenges gives every number.", costly=True, weight=3)
 def challenges_section(ctx: ReportContext) -> str:
     from convscope.inspect.challenges import challenges
 
