@@ -40,7 +40,7 @@ demo: setup
 
 test: setup browser
 	$(PY) -m ruff check src tests bench
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 bench: setup
 	$(PY) -m bench
