@@ -198,7 +198,13 @@ def test_unknown_resampling_is_an_over_estimate_never_an_under_estimate():
 
 # ----------------------------------------------------------------- torchvision's nets
 def _zoo(name: str) -> nn.Module:
-    return build_model(name, ModelInput(3, 1000, (224, 224))).eval()
+    model = build_model(name, ModelInput(3, 1000, (224, 224))).eval()
+    # training starts residual branches at zero (zero-initialised last BN gammas), which
+    # would hide them from the gradient footprints: every branch must carry signal here
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+    return model
 
 
 def test_resnet18_shortcuts_against_gradients():
