@@ -186,3 +186,20 @@ def test_progress_in_a_log_is_lines_not_carriage_returns():
     assert "\r" not in err and "epoch 1/3" in err
     # 100 steps per epoch: a bar start per epoch, at most one line per 5 s
     assert len(err.splitlines()) <= 3 + seconds / 5 + 3, err
+
+
+def test_nested_bars_in_a_log_carry_no_cursor_moves(monkeypatch, capsys):
+    """An inner bar (occlusion inside explain) redraws with ESC[A on a terminal; a log gets
+    plain lines only."""
+    from convscope import progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    with progress.progress_bar(total=2, desc="outer", unit="image") as outer:
+        for _ in range(2):
+            with progress.progress_bar(total=3, desc="inner", unit="mask", leave=False) as inner:
+                for _ in range(3):
+                    inner.update(1)
+            outer.update(1)
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\r" not in err, repr(err)
+    assert "inner" in err and "outer" in err

@@ -7,11 +7,14 @@ seconds, and one at the end of a bar that is kept, never carriage returns.
 
 from __future__ import annotations
 
+import re
 import sys
 
 from tqdm.auto import tqdm
 
 LOG_INTERVAL = 5.0  # seconds between two lines of a bar written to a log
+# cursor moves tqdm writes to redraw a nested bar (position > 0): ESC [ n A and friends
+_CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class _Lines:
@@ -21,7 +24,7 @@ class _Lines:
         self.stream = stream
 
     def write(self, s: str) -> int:
-        text = s.replace("\r", "").strip()
+        text = _CONTROL.sub("", s).replace("\r", "").strip()
         if text:
             self.stream.write(text + "\n")
         return len(s)
