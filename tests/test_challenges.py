@@ -117,6 +117,17 @@ def test_select_accepts_groups_and_refuses_unknown_names():
         "viewpoint", "illumination", "deformation", "occlusion", "clutter", "intra-class"}
 
 
+def test_two_runs_model_files_are_named_apart_by_their_folders(mnist_model):
+    from convscope.inspect.challenges import _labels
+
+    clf = load(mnist_model)
+    assert _labels(["runs/aug/model.safetensors", "runs/noaug/model.safetensors"],
+                   [clf, clf]) == ["aug/model.safetensors", "noaug/model.safetensors"]
+    assert _labels(["/a/b/small.safetensors", "/a/b/wide.safetensors"],
+                   [clf, clf]) == ["small.safetensors", "wide.safetensors"]
+    assert _labels([clf], [clf]) == [clf.meta.model]   # alone, a model keeps its full name
+
+
 def test_cli_writes_curves_strips_and_json(mnist_model, tmp_path):
     out = tmp_path / "ch"
     proc = call_cli("challenges", mnist_model, "--n", "40", "--severities", "2", "--only",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -664,10 +665,11 @@ def challenges(model, data=None, config: ChallengesConfig | None = None, *, comp
             mc.worst[nm] = [d for d in drops[:config.worst] if d[1] >= 0.005]
         return mc
 
-    labels_of = [_label(model, clf)] + [_label(m, o) for m, o in zip(
-        compare if isinstance(compare, (list, tuple)) else [compare], others)]
+    specs = [model, *(compare if isinstance(compare, (list, tuple)) else [compare])][
+        :1 + len(others)] + ([baseline] if base else [])
+    labels_of = _labels(specs, everyone)
     models = [curves_of(i, labels_of[i]) for i in range(1 + len(others))]
-    base_curves = curves_of(len(everyone) - 1, _label(baseline, base)) if base else None
+    base_curves = curves_of(len(everyone) - 1, labels_of[-1]) if base else None
     ce = None
     if base_curves is not None:
         ce = {}
@@ -680,10 +682,17 @@ def challenges(model, data=None, config: ChallengesConfig | None = None, *, comp
                                                         strips.items()}, spread)
 
 
-def _label(spec, clf: Classifier) -> str:
-    if isinstance(spec, Classifier) or spec is None:
-        return clf.meta.model
-    from pathlib import Path
-
-    p = Path(str(spec))
-    return f"{p.parent.name}/{p.name}" if p.suffix == ".safetensors" else str(spec)
+def _labels(specs, clfs) -> list[str]:
+    """Names for the models in tables and legends: the shortest tail of their paths that
+    tells them apart ("aug/model.safetensors" and "noaug/model.safetensors"), so that two
+    runs' model.safetensors never read alike, and the main model is named like the others."""
+    full = [c.meta.model if isinstance(s, Classifier) or s is None else str(s)
+            for s, c in zip(specs, clfs)]
+    if len(full) < 2:
+        return full
+    parts = [Path(f).parts for f in full]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        tails = ["/".join(p[-k:]) for p in parts]
+        if len(set(tails)) == len(set(full)):
+            return tails
+    return full

@@ -28,13 +28,18 @@ def curves_figure(result):
     for ax, group in zip(axes.flat, groups):
         names = [n for n in result.names if result.main.curves[n].group == group]
         for j, name in enumerate(names):
-            for m, style in entries:
+            for k, (m, style) in enumerate(entries):
                 acc = 100 * np.asarray(m.curves[name].accuracy)
-                label = name if len(entries) == 1 else f"{name} ({_short(m.model)})"
+                # colour names the challenge, line style the model: the legend lists each
+                # challenge once and each model once, however many are compared
                 ax.plot(xs, acc, style, marker="o", ms=3, color=colors[j % len(colors)],
-                        label=label)
-        score = np.mean([result.main.curves[n].score for n in names])
-        ax.set_title(f"{group}: {100 * score:.1f}%", fontsize=10)
+                        label=name if k == 0 else None)
+        if len(entries) > 1:
+            for m, style in entries:
+                ax.plot([], [], style, color="0.3", label=_short(m.model))
+        scores = [np.mean([m.curves[n].score for n in names]) for m, _ in entries]
+        ax.set_title(f"{group}: " + " | ".join(f"{100 * v:.1f}%" for v in scores),
+                     fontsize=10)
         ax.set_xticks(xs)
         ax.set_xlabel("typicality quantile (1 = most typical)" if group == "intra-class"
                       else "severity (0 = the plain images)", fontsize=8)
@@ -47,6 +52,9 @@ def curves_figure(result):
     title = (f"{result.data}: {result.n:,} images; hurts most: {result.main.hardest()}"
              + (f"; mCE {result.mce:.0f}% vs {_short(result.baseline.model)}"
                 if result.mce is not None else ""))
+    if len(entries) > 1:
+        title += "\npanel titles: mean accuracy of " + " | ".join(_short(m.model)
+                                                              for m, _ in entries)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
