@@ -6,8 +6,6 @@
 >>> clf.save("model.safetensors"); clf = convscope.load("model.safetensors")  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
 from convscope.api import predict, resume, train  # noqa: E402
 from convscope.classifier import Classifier, load  # noqa: E402
 from convscope.data import ImageDataset, list_datasets, load_dataset  # noqa: E402
@@ -58,6 +56,7 @@ from convscope.models.summary import layer_table, summarize  # noqa: E402
 from convscope.render.report import Report, ReportConfig, build_report  # noqa: E402
 from convscope.style import StyleConfig, stylize  # noqa: E402
 from convscope.train import TrainConfig  # noqa: E402
+from convscope.version import __version__
 
 __all__ = [
     "__version__",

@@ -150,7 +150,7 @@ def validate_meta(d: dict, where: str) -> None:
 def _versions() -> dict:
     import torchvision
 
-    from convscope import __version__
+    from convscope.version import __version__
 
     return {"convscope": __version__, "torch": torch.__version__,
             "torchvision": torchvision.__version__}

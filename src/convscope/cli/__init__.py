@@ -20,7 +20,7 @@ COMMAND_MODULES = ("train", "evaluate", "predict", "views", "explain", "challeng
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convscope import __version__
+    from convscope.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="convscope",
