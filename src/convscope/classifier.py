@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from convscope.errors import ConvscopeError, ModelFileError
+from convscope.errors import ConvscopeError, ModelFileError, UsageError
 from convscope.images import load_image
 from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model
 from convscope.models import ModelInput, get_entry
@@ -341,6 +341,16 @@ def open_model(spec: str | os.PathLike, weights: str | None = None,
         raise ConvscopeError("--weights applies to torchvision models (e.g. resnet18), not to "
                              "convscope model files, which carry their own weights.")
     return load(text, device)
+
+
+def as_classifier(model, weights: str | None = None, device="cpu") -> Classifier:
+    """A Classifier, a model file or a torchvision name (what MODEL means everywhere)."""
+    if isinstance(model, Classifier):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return open_model(model, weights, device)
+    raise UsageError(f"expected a Classifier, a model file or a torchvision name, not a "
+                     f"{type(model).__name__}.")
 
 
 def _registry_names() -> set[str]:

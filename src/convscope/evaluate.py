@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from convscope import distributed
 from convscope.display import Displayable
 from convscope.errors import ConvscopeError
 
@@ -114,8 +115,6 @@ def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=Non
         images = data
     labels = torch.as_tensor(np.asarray(labels)).long()
     if isinstance(images, torch.Tensor):  # under torchrun each process scores its share
-        from convscope.train.loop import sharded_logits
-
         logits = sharded_logits(clf, images, batch_size)
     else:
         logits = clf.logits(images, batch_size)
@@ -124,6 +123,15 @@ def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=Non
     if len(labels) and (labels.min() < 0 or labels.max() >= len(clf.classes)):
         raise ConvscopeError(f"labels must be class indices 0..{len(clf.classes) - 1}.")
     return evaluate_logits(logits, labels, clf.classes)
+
+
+def sharded_logits(clf, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """clf.logits over ``images``; in a torchrun job each process scores a share of whole
+    batches and every process gets all scores back, in order."""
+    d = distributed.current()
+    batches = d.part(-(-len(images) // batch_size))
+    share = images[batches.start * batch_size : batches.stop * batch_size]
+    return d.gather_rows(clf.logits(share, batch_size))
 
 
 def check_compatible(clf, data) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import math
 import operator
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.classifier import Classifier, open_model, resize_input
+from convscope.classifier import Classifier, as_classifier, resize_input
 from convscope.display import Displayable
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.hooks import (
@@ -243,16 +242,6 @@ class Context:
         with capture(self.model, [self.checked_layer(name)]) as acts, torch.no_grad():
             self.net(self.inputs)
         return acts[name]
-
-
-def as_classifier(model, weights: str | None = None, device="cpu") -> Classifier:
-    """A Classifier, a model file or a torchvision name (what MODEL means everywhere)."""
-    if isinstance(model, Classifier):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return open_model(model, weights, device)
-    raise UsageError(f"expected a Classifier, a model file or a torchvision name, not a "
-                     f"{type(model).__name__}.")
 
 
 def class_index(classes: list[str], target) -> int:

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from convscope.classifier import Classifier
+from convscope.classifier import Classifier, as_classifier
 from convscope.display import Displayable, detached
 from convscope.errors import UsageError, unknown_name
-from convscope.inspect.attribution import as_classifier, explain
+from convscope.inspect.attribution import explain
 from convscope.inspect.features import extract, model_images
 from convscope.inspect.layers import choose_layer
 from convscope.inspect.sources import image_set

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from convscope.classifier import as_classifier
 from convscope.display import MosaicDisplay
 from convscope.errors import UsageError, unknown_name
 from convscope.evaluate import SPLITS
-from convscope.inspect.attribution import as_classifier
 from convscope.inspect.features import REDUCTIONS, extract, model_images
 from convscope.inspect.layers import choose_layer
 from convscope.inspect.sources import image_set

@@ -16,14 +16,13 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from convscope.classifier import Classifier
+from convscope.classifier import Classifier, as_classifier
 from convscope.display import Displayable
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.attribution import (
     BASELINES,
     METHODS,
     ExplainConfig,
-    as_classifier,
     baseline_input,
     explain_many,
     rows_per_batch,

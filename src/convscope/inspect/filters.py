@@ -22,10 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.classifier import Classifier
+from convscope.classifier import Classifier, as_classifier
 from convscope.display import MosaicDisplay
 from convscope.errors import UsageError, unknown_name
-from convscope.inspect.attribution import as_classifier
 from convscope.inspect.hooks import capture, get_layer
 from convscope.inspect.layers import choose_layer, first_conv_layer, traced_calls
 

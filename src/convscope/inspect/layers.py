@@ -156,7 +156,7 @@ def list_layers(model, weights: str | None = None, device="cpu") -> LayerList:
     """Every named module of ``model`` (a Classifier, model file or torchvision name): type,
     output shape (C, H, W) for one image at the model's size, calls per forward pass, and
     each view's default layer."""
-    from convscope.inspect.attribution import as_classifier
+    from convscope.classifier import as_classifier
 
     clf = as_classifier(model, weights, device)
     calls = traced_calls(clf)

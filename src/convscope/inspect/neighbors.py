@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
+from convscope.classifier import as_classifier
 from convscope.display import MosaicDisplay
 from convscope.errors import UsageError, unknown_name
-from convscope.inspect.attribution import as_classifier
 from convscope.inspect.features import REDUCTIONS, extract, model_images
 from convscope.inspect.layers import choose_layer
 from convscope.inspect.sources import open_dataset, sample

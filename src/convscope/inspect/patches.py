@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from convscope import distributed
+from convscope.classifier import as_classifier
 from convscope.display import MosaicDisplay
 from convscope.errors import UsageError, unknown_name
 from convscope.evaluate import SPLITS
-from convscope.inspect.attribution import as_classifier
 from convscope.inspect.features import iterate, model_images
 from convscope.inspect.layers import choose_layer, traced_calls
 from convscope.inspect.receptive import ReceptiveField, receptive_fields

@@ -162,7 +162,7 @@ class ReportContext:
         """(N, K) scores of every test image: the one pass the accuracy sections share
         (under torchrun each process scores a share and all get every score)."""
         if isinstance(self.images, torch.Tensor):
-            from convscope.train.loop import sharded_logits
+            from convscope.evaluate import sharded_logits
 
             return sharded_logits(self.clf, self.images, self.config.batch_size)
         return self.clf.logits(self.images, self.config.batch_size)
@@ -244,7 +244,7 @@ def build_report(model, data=None, config: ReportConfig | None = None, *,
     none): the training curves are read from the ``metrics.jsonl`` beside it.
     ``options`` are :class:`ReportConfig` fields.  One progress bar covers the job.
     """
-    from convscope.inspect.attribution import as_classifier
+    from convscope.classifier import as_classifier
 
     clf = as_classifier(model)
     config = replace(config or ReportConfig(), **options)

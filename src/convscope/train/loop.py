@@ -20,7 +20,7 @@ from convscope import distributed
 from convscope.classifier import Classifier, resolve_device
 from convscope.data import ImageDataset
 from convscope.errors import ConvscopeError
-from convscope.evaluate import evaluate_logits
+from convscope.evaluate import evaluate_logits, sharded_logits
 from convscope.fileio import append_text, remove_stale_temps, write_error, write_text_atomic
 from convscope.modelfile import ModelMeta
 from convscope.models import ModelInput, build_model, canonical_name, parse_model_name
@@ -452,15 +452,6 @@ class CompiledWithFallback:
                          "training eagerly.")
                 self.compiled = None
         return self.eager(x)
-
-
-def sharded_logits(clf: Classifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """clf.logits over ``images``; in a torchrun job each process scores a share of whole
-    batches and every process gets all scores back, in order."""
-    d = distributed.current()
-    batches = d.part(-(-len(images) // batch_size))
-    share = images[batches.start * batch_size : batches.stop * batch_size]
-    return d.gather_rows(clf.logits(share, batch_size))
 
 
 def fit(dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,
