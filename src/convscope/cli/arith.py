@@ -141,7 +141,7 @@ def _conv_result(args):
 
 
 def run_summary(args) -> int:
-    from convscope.models.summary import summarize
+    from convscope.inspect.summary import summarize
 
     table = summarize(args.model, args.input, args.classes, trust_code=args.trust_code,
                       depth=args.depth)

@@ -23,7 +23,7 @@ from convscope.inspect.hooks import (
     get_layer,
     trace_layers,
 )
-from convscope.models.summary import volume_text
+from convscope.inspect.summary import volume_text
 
 #: activation functions: the first one after the first convolution is what `activations`
 #: shows by default (the rectified conv1 maps)

@@ -345,7 +345,7 @@ def display_side(clf: Classifier) -> int:
                   "S and padding P, the output volume WxHxD, weights, receptive field (RF) on "
                   "the input and multiply-adds; the totals are cross-checked against the model.")
 def model_section(ctx: ReportContext) -> str:
-    from convscope.models.summary import (
+    from convscope.inspect.summary import (
         COLUMNS,
         NUMERIC_COLUMNS,
         summarize,
