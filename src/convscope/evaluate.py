@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from convscope import distributed
-from convscope.display import Displayable
+from convscope.display import Displayable, detached, draw
 from convscope.errors import ConvscopeError
 
 
@@ -47,10 +47,7 @@ class Evaluation(Displayable):
 
     def figure(self, title: str = ""):
         """The confusion matrix as a matplotlib Figure (what ``evaluate --out`` saves)."""
-        from convscope.display import detached
-        from convscope.render.figures import confusion_figure  # lazily: keeps imports light
-
-        return detached(confusion_figure(self, title))
+        return detached(draw("confusion_figure", self, title))
 
     def format(self, max_classes: int = 20) -> str:
         lines = [

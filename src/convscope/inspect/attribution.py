@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from convscope.classifier import Classifier, as_classifier, resize_input
-from convscope.display import Displayable
+from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.hooks import (
     LayerCall,
@@ -142,10 +142,7 @@ class Attribution(Displayable):
     def figure(self, names: list[str] | None = None):
         """The explanation figure (``convscope explain``'s): one row per image, the image,
         this method's map and the top-5, as a matplotlib Figure."""
-        from convscope.display import detached
-        from convscope.render.attribution import explanation_figure  # lazily: no render here
-
-        return detached(explanation_figure({self.method: self}, names=names))
+        return detached(draw("explanation_figure", {self.method: self}, names=names))
 
     def numpy(self) -> np.ndarray:
         """The maps as a float32 (N, H, W) array."""

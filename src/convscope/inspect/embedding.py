@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from convscope.classifier import as_classifier
-from convscope.display import MosaicDisplay
+from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.evaluate import SPLITS
 from convscope.inspect.features import REDUCTIONS, extract, model_images
@@ -98,9 +98,7 @@ class Embedding(MosaicDisplay):
 
     def render(self) -> np.ndarray:
         """Scatter coloured by class beside the thumbnail map, (H, W, 3) uint8."""
-        from convscope.render.views import embedding_image
-
-        return embedding_image(self)
+        return draw("embedding_image", self)
 
     def to_dict(self) -> dict:
         out = {"config": asdict(self.config), "data": self.data,

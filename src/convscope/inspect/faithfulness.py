@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from convscope.classifier import Classifier, as_classifier
-from convscope.display import Displayable
+from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.attribution import (
     BASELINES,
@@ -67,10 +67,7 @@ class FaithfulnessResult(Displayable):
 
     def figure(self):
         """The mean deletion and insertion curves per method, as a matplotlib Figure."""
-        from convscope.display import detached
-        from convscope.render.attribution import faithfulness_figure  # lazily: no render here
-
-        return detached(faithfulness_figure(self))
+        return detached(draw("faithfulness_figure", self))
 
     def auc(self, kind: str) -> dict[str, tuple[float, float]]:
         """Area under each method's ``deletion`` or ``insertion`` curve: (mean, standard

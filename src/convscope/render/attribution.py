@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convscope.display import drawing
 from convscope.inspect.attribution import METHODS, Attribution
 from convscope.render.figures import _plt
 
@@ -96,6 +97,7 @@ def draw_topk(ax, a: Attribution, i: int, k: int = 5) -> None:
                                      f"{float(a.probs[i, target]):.2f})"), fontsize=8)
 
 
+@drawing
 def explanation_figure(results: dict[str, Attribution], names: list[str] | None = None):
     """One row per image: the image, each method's map, the top-5 (target in orange)."""
     plt = _plt()
@@ -114,6 +116,7 @@ def explanation_figure(results: dict[str, Attribution], names: list[str] | None 
     return fig
 
 
+@drawing
 def faithfulness_figure(result):
     """Mean deletion and insertion curves per method, the random baseline dashed."""
     plt = _plt()

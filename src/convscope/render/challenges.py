@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from convscope.display import drawing
 from convscope.render.figures import _plt
 
 
+@drawing
 def curves_figure(result):
     """One panel per challenge group; a line per challenge, dashed for compared models,
     dotted for the baseline."""
@@ -52,6 +54,7 @@ def curves_figure(result):
     return fig
 
 
+@drawing
 def strips_figure(result):
     """Rows: challenges; columns: severities 0..S, with each severity's parameters."""
     plt = _plt()

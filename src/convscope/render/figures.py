@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convscope.display import drawing
+
 
 def _plt():
     import sys
@@ -33,6 +35,7 @@ def config_text(config) -> str:
     return json.dumps(config, default=str, sort_keys=True)
 
 
+@drawing
 def save_figure(fig, path: str | os.PathLike, config=None, dpi: int = 100) -> Path:
     """Save and close a matplotlib figure, creating the folder.
 
@@ -59,6 +62,7 @@ def figure_png(fig, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+@drawing
 def image_png(image) -> bytes:
     """A PIL image, an (H, W[, C]) uint8 array or a uint8 (C, H, W) tensor as PNG bytes."""
     import io
@@ -75,6 +79,7 @@ def image_png(image) -> bytes:
     return buf.getvalue()
 
 
+@drawing
 def save_image(image, path: str | os.PathLike, config=None) -> Path:
     """Save a PIL image (or HWC uint8 array) as PNG, embedding ``config`` like save_figure."""
     from PIL import Image, PngImagePlugin
@@ -101,6 +106,7 @@ def read_config(path: str | os.PathLike) -> dict | None:
     return json.loads(text) if text else None
 
 
+@drawing
 def confusion_figure(evaluation, title: str = ""):
     """The confusion matrix as a heatmap, rows normalised, counts written in the cells."""
     plt = _plt()
@@ -126,6 +132,7 @@ def confusion_figure(evaluation, title: str = ""):
     return fig
 
 
+@drawing
 def image_grid(images, titles=(), cols: int | None = None, cell: float = 1.8, title: str = ""):
     """Images (PIL, or HWC uint8 arrays) in a grid with a caption under each, drawn with
     nearest-neighbour pixels so that small (32x32) images stay sharp."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from convscope.display import MosaicDisplay
+from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError
 from convscope.images import fit_image, load_image_scaled, to_pil
 from convscope.progress import progress_bar
@@ -69,9 +69,7 @@ class StyleResult(MosaicDisplay):
 
     def save(self, path: str | Path) -> Path:
         """Write the image as PNG with the resolved config embedded."""
-        from convscope.render.figures import save_image
-
-        return save_image(self.image, path, config=self.config)
+        return draw("save_image", self.image, path, config=self.config)
 
 
 # --------------------------------------------------------------------------- images
