@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from convscope import distributed
+from convscope.data import ImageDataset, load_dataset, parse_dataset_name
 from convscope.display import Displayable, detached, draw
-from convscope.errors import ConvscopeError
+from convscope.errors import ConvscopeError, UsageError, unknown_name
 
 
 @dataclass
@@ -98,8 +99,6 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, classes: list[st
 def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=None,
                         progress=False) -> Evaluation:
     """Evaluate a Classifier on a dataset name, an ImageDataset or (images, labels)."""
-    from convscope.data import ImageDataset, load_dataset
-
     if isinstance(data, str) and labels is None:
         data = load_dataset(data, data_root=data_root, progress=progress,
                             image_size=None)
@@ -165,9 +164,6 @@ def dataset_for_model(clf, name: str | None = None, *, data_root=None,
     stay unseen.  A folder dataset is decoded at the model's image size when ``fit_folder``
     (what evaluation needs), otherwise only when it is the model's own.
     """
-    from convscope.data import load_dataset, parse_dataset_name
-    from convscope.errors import UsageError
-
     if not name:
         name = clf.meta.dataset
         if not name or name == "arrays":
@@ -192,8 +188,6 @@ def dataset_for_model(clf, name: str | None = None, *, data_root=None,
 
 def resolve_split(split: str, own: bool) -> str:
     """``auto`` is the test split of the model's own data and every image of any other."""
-    from convscope.errors import unknown_name
-
     if split not in SPLITS:
         raise unknown_name("split", split, list(SPLITS))
     return split if split != "auto" else ("test" if own else "all")

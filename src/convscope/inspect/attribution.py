@@ -28,6 +28,7 @@ from functools import cached_property
 import numpy as np
 import torch
 from torch import nn
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from convscope.classifier import Classifier, as_classifier, resize_input
 from convscope.display import Displayable, detached, draw
@@ -367,8 +368,6 @@ def _merge(name, outs: list[MethodOutput], images, targets, probs, classes, conf
 # --------------------------------------------------------------------------- baselines
 def blurred(z: torch.Tensor, sigma: float) -> torch.Tensor:
     """A Gaussian blur of a (N, C, H, W) batch, kernel about 4 sigma, reflect-padded."""
-    from torchvision.transforms.v2.functional import gaussian_blur
-
     limit = 2 * min(z.shape[-2:]) - 1  # reflect padding must stay inside the image
     k = min(2 * math.ceil(2 * sigma) + 1, limit if limit % 2 else limit - 1)
     return gaussian_blur(z, kernel_size=[k, k], sigma=[sigma, sigma]) if k > 1 else z.clone()
@@ -406,7 +405,7 @@ def occlusion_window(config: ExplainConfig, size: tuple[int, int]) -> tuple[int,
 @register_method("occlusion", "target probability with a square mask at each location "
                  "(Zeiler & Fergus 2014)", draw="probability")
 def occlusion(ctx: Context) -> MethodOutput:
-    from captum.attr import Occlusion
+    from captum.attr import Occlusion  # heavy optional dependency
 
     n, c, h, w = ctx.inputs.shape
     window, stride = occlusion_window(ctx.config, (h, w))
@@ -436,7 +435,7 @@ def occlusion(ctx: Context) -> MethodOutput:
 
 @register_method("saliency", "|dS_c/dI| maxed over channels (Simonyan et al. 2014)")
 def saliency(ctx: Context) -> MethodOutput:
-    from captum.attr import Saliency
+    from captum.attr import Saliency  # heavy optional dependency
 
     grads = Saliency(ctx.net).attribute(ctx.inputs, target=ctx.targets, abs=True)
     return MethodOutput(maps=grads.amax(dim=1).detach().cpu())  # (N, H, W)
@@ -451,7 +450,7 @@ def _gradient_output(grads: torch.Tensor, **kwargs) -> MethodOutput:
 @register_method("guided-backprop", "gradient with only positive gradients through each ReLU "
                  "(Springenberg et al. 2015), for a class or one neuron", draw="gradient")
 def guided_backprop(ctx: Context) -> MethodOutput:
-    from captum.attr import GuidedBackprop
+    from captum.attr import GuidedBackprop  # heavy optional dependency
 
     if ctx.config.channel is not None:
         return _neuron_guided_backprop(ctx)
@@ -461,7 +460,7 @@ def guided_backprop(ctx: Context) -> MethodOutput:
 def _neuron_guided_backprop(ctx: Context) -> MethodOutput:
     """Guided backprop of one neuron of ``layer``: channel c at (y, x), by default where the
     channel is most active in each image."""
-    from captum.attr import NeuronGuidedBackprop
+    from captum.attr import NeuronGuidedBackprop  # heavy optional dependency
 
     name, c, pos = ctx.config.layer, ctx.config.channel, ctx.config.position
     act = ctx.layer_output(name)  # (N, C', h, w) or (N, F)
@@ -495,7 +494,7 @@ def _neuron_guided_backprop(ctx: Context) -> MethodOutput:
 @register_method("gradcam", "class-weighted activations of a convolutional layer, upsampled "
                  "(Selvaraju et al. 2017)")
 def gradcam(ctx: Context) -> MethodOutput:
-    from captum.attr import LayerAttribution, LayerGradCam
+    from captum.attr import LayerAttribution, LayerGradCam  # heavy optional dependency
 
     layer = ctx.cam_layer
     cam = LayerGradCam(ctx.net, get_layer(ctx.model, layer)).attribute(
@@ -510,7 +509,7 @@ def gradcam(ctx: Context) -> MethodOutput:
 @register_method("guided-gradcam", "guided backprop times Grad-CAM (Selvaraju et al. 2017)",
                  draw="gradient")
 def guided_gradcam(ctx: Context) -> MethodOutput:
-    from captum.attr import GuidedGradCam
+    from captum.attr import GuidedGradCam  # heavy optional dependency
 
     layer = ctx.cam_layer
     if ctx.layer_output(layer).ndim != 4:

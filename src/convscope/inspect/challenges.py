@@ -15,17 +15,21 @@ baseline model scored on the very same corrupted images.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageDraw
 
 from convscope.classifier import Classifier, as_classifier
 from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
+from convscope.fileio import write_text_atomic
 from convscope.inspect.attribution import explain
 from convscope.inspect.features import extract, model_images
 from convscope.inspect.layers import choose_layer
@@ -282,8 +286,6 @@ def _clutter(images, p, d: Draws):
         return (images.float() * (1 - a) + d.others.float() * a).round().to(torch.uint8)
     # digits: textured strokes (hand-written: no library draws clutter); the same 10 strokes
     # per image at every severity, the first `strokes` of them drawn
-    from PIL import Image, ImageDraw
-
     ends = d.uniform(n, 10, 4)
     width = max(1, round(min(h, w) / 14))
     out = []
@@ -430,11 +432,6 @@ class Challenges(Displayable):
 
     def save(self, out_dir) -> dict[str, str]:
         """curves.png, strips.png and challenges.json in ``out_dir``; their paths."""
-        import json
-        from pathlib import Path
-
-        from convscope.fileio import write_text_atomic
-
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out} is a file; pass a folder for the challenge outputs.")
@@ -679,7 +676,5 @@ def challenges(model, data=None, config: ChallengesConfig | None = None, *, comp
 def _label(spec, clf: Classifier) -> str:
     if isinstance(spec, Classifier) or spec is None:
         return clf.meta.model
-    from pathlib import Path
-
     p = Path(str(spec))
     return f"{p.parent.name}/{p.name}" if p.suffix == ".safetensors" else str(spec)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from convscope.classifier import Classifier, as_classifier
+from convscope.data import ImageDataset, load_dataset, parse_dataset_name
 from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.attribution import (
@@ -143,8 +144,6 @@ def sample_images(clf: Classifier, data, n: int, seed: int, **load_options) -> t
     or images.  Only the picked images are resized, so a 224 px model can be scored on
     CIFAR-10 without resizing all of it.
     """
-    from convscope.data import ImageDataset, load_dataset, parse_dataset_name
-
     if data is None:
         data = clf.meta.dataset
         try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from convscope.classifier import Classifier
+from convscope.classifier import Classifier, as_classifier
 from convscope.display import TextDisplay
 from convscope.errors import UsageError
 from convscope.inspect.hooks import (
@@ -156,8 +156,6 @@ def list_layers(model, weights: str | None = None, device="cpu") -> LayerList:
     """Every named module of ``model`` (a Classifier, model file or torchvision name): type,
     output shape (C, H, W) for one image at the model's size, calls per forward pass, and
     each view's default layer."""
-    from convscope.classifier import as_classifier
-
     clf = as_classifier(model, weights, device)
     calls = traced_calls(clf)
     shapes, counts = {}, {}

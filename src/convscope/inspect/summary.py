@@ -21,6 +21,7 @@ from torch import nn
 from convscope.display import TextDisplay
 from convscope.errors import UsageError
 from convscope.inspect.receptive import LayerRecord, ReceptiveField, resolve_input, trace
+from convscope.loading import open_network
 from convscope.models.arithmetic import (
     LayerArithmetic,
     Volume,
@@ -487,8 +488,6 @@ def summarize(target, input: str | Volume | None = None, classes: int | None = N
     >>> summarize("resnet18").totals["params"]                                      # doctest: +SKIP
     11689512
     """
-    from convscope.loading import open_network
-
     def table(device: str) -> LayerTable:
         opened = open_network(target, input, classes, device=device, trust_code=trust_code)
         vol = opened.input

@@ -64,7 +64,7 @@ def overlay(a: Attribution, i: int, alpha: float = 0.55) -> np.ndarray:
     """Image ``i``'s map as an (H, W, 3) uint8 picture, drawn as in the figures: a jet
     heatmap blended over the image (occlusion on the absolute 0-1 scale, the others scaled
     to their maximum), or the guided gradient as an image."""
-    import matplotlib
+    import matplotlib  # heavy optional dependency
 
     draw = METHODS[a.method].draw
     if draw == "gradient":

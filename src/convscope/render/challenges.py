@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from convscope.display import drawing
+from convscope.inspect.challenges import GROUPS
 from convscope.render.figures import _plt
 
 
@@ -14,8 +15,6 @@ def curves_figure(result):
     """One panel per challenge group; a line per challenge, dashed for compared models,
     dotted for the baseline."""
     plt = _plt()
-    from convscope.inspect.challenges import GROUPS
-
     groups = [g for g in GROUPS if any(result.main.curves[n].group == g for n in result.names)]
     cols = min(3, len(groups))
     rows = -(-len(groups) // cols)

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, PngImagePlugin
 
 from convscope.display import drawing
 
 
 def _plt():
-    import sys
-
-    import matplotlib
+    import matplotlib  # heavy optional dependency
 
     if "ipykernel" not in sys.modules:  # a Jupyter kernel keeps its (inline) backend, so
         matplotlib.use("Agg", force=False)  # the user's own plots there still show
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy optional dependency
 
     return plt
 
@@ -54,8 +55,6 @@ def save_figure(fig, path: str | os.PathLike, config=None, dpi: int = 100) -> Pa
 
 def figure_png(fig, dpi: int = 100) -> bytes:
     """A matplotlib figure as PNG bytes (closed afterwards): for pages that embed pictures."""
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     _plt().close(fig)
@@ -65,10 +64,6 @@ def figure_png(fig, dpi: int = 100) -> bytes:
 @drawing
 def image_png(image) -> bytes:
     """A PIL image, an (H, W[, C]) uint8 array or a uint8 (C, H, W) tensor as PNG bytes."""
-    import io
-
-    from PIL import Image
-
     if not isinstance(image, Image.Image):
         if hasattr(image, "permute"):  # a (C, H, W) tensor
             image = image.detach().cpu().permute(1, 2, 0).numpy()
@@ -82,8 +77,6 @@ def image_png(image) -> bytes:
 @drawing
 def save_image(image, path: str | os.PathLike, config=None) -> Path:
     """Save a PIL image (or HWC uint8 array) as PNG, embedding ``config`` like save_figure."""
-    from PIL import Image, PngImagePlugin
-
     if not isinstance(image, Image.Image):
         arr = np.asarray(image)
         image = Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
@@ -99,8 +92,6 @@ def save_image(image, path: str | os.PathLike, config=None) -> Path:
 
 def read_config(path: str | os.PathLike) -> dict | None:
     """The config embedded in a PNG written by convscope, or None."""
-    from PIL import Image
-
     with Image.open(path) as img:
         text = img.info.get(CONFIG_KEY)
     return json.loads(text) if text else None

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from convscope.display import drawing
+from convscope.render.figures import _plt
 
 WHITE = (255, 255, 255)
 SAME, OTHER = (0, 160, 60), (220, 30, 30)   # neighbour borders: same label as the query, not
@@ -248,7 +249,7 @@ def neighbors_image(r) -> np.ndarray:
 # --------------------------------------------------------------------------- embedding
 def class_colours(n: int) -> np.ndarray:
     """(n, 3) distinct colours in [0, 1]: tab10 / tab20, else evenly spaced hues."""
-    import matplotlib
+    import matplotlib  # heavy optional dependency
 
     if n <= 10:
         return np.asarray(matplotlib.colormaps["tab10"].colors)[:n]
@@ -259,8 +260,6 @@ def class_colours(n: int) -> np.ndarray:
 
 def scatter_array(coords: np.ndarray, labels, classes, side: int, title: str) -> np.ndarray:
     """The 2-D points coloured by class, drawn by matplotlib as a side x side image."""
-    from convscope.render.figures import _plt
-
     plt = _plt()
     fig = plt.figure(figsize=(side / 100, side / 100), dpi=100)
     ax = fig.add_axes((0.03, 0.03, 0.94, 0.9))

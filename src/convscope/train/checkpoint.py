@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from convscope.errors import ConvscopeError
 from convscope.fileio import atomic_path, remove_stale_temps
+from convscope.modelfile import verify_file
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 FORMAT = "convscope-checkpoint"
@@ -42,8 +44,6 @@ class LoopState:
 def save_checkpoint(folder: str | os.PathLike, model, optimizer, scheduler,
                     generator: torch.Generator, state: LoopState) -> Path:
     """Write ``folder/checkpoint.safetensors`` atomically."""
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
         tensors[f"model.{k}"] = v.detach().cpu().contiguous().clone()
@@ -79,10 +79,6 @@ def read_checkpoint(folder: str | os.PathLike,
                     clean: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and metadata of ``folder``'s checkpoint, verified; temp files a killed
     writer left behind are never read (and removed, if ``clean``)."""
-    from safetensors.torch import load_file
-
-    from convscope.modelfile import verify_file
-
     folder = Path(folder)
     if clean:
         remove_stale_temps(folder, CHECKPOINT_NAME)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from convscope import distributed
 from convscope.classifier import Classifier, resolve_device
@@ -173,8 +174,6 @@ class Trainer:
             model = self.clf.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.forward = model
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             self.forward = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if config.compile:
