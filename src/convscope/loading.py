@@ -126,9 +126,8 @@ def open_torchscript(path: Path, input: Volume | None) -> OpenedNetwork:
     if input is None:
         raise UsageError(f"{path} is TorchScript, which does not record its input size; pass "
                          "--input WxHxD.")
-    from torch._export.converter import (
-        TS2EPConverter,  # TorchScript -> an exported program  # heavy optional dependency
-    )
+    # TorchScript -> an exported program
+    from torch._export.converter import TS2EPConverter  # heavy optional dependency
 
     x = torch.zeros(1, input.depth, input.height, input.width)
     try:

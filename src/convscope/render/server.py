@@ -343,9 +343,7 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
     from fastapi import FastAPI  # heavy optional dependency
     from fastapi.exceptions import RequestValidationError  # heavy optional dependency
     from fastapi.responses import HTMLResponse, JSONResponse, Response  # heavy optional dependency
-    from starlette.exceptions import (
-        HTTPException as StarletteHTTPException,  # heavy optional dependency
-    )
+    from starlette.exceptions import HTTPException as HTTPError  # heavy optional dependency
     from starlette.middleware.trustedhost import TrustedHostMiddleware  # heavy optional dependency
 
 
@@ -409,8 +407,8 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
                           for e in exc.errors())
         return problem(422, f"invalid {where}: give whole numbers where numbers are asked for.")
 
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http(_request, exc: StarletteHTTPException):
+    @app.exception_handler(HTTPError)
+    async def on_http(_request, exc: HTTPError):
         text = {404: "no such page or resource.", 405: "that method is not allowed here."}
         return problem(exc.status_code, text.get(exc.status_code, str(exc.detail)))
 
