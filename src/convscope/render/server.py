@@ -41,8 +41,6 @@ multipart denial of service:
   per pool thread), so the event loop keeps serving.
 """
 
-from __future__ import annotations
-
 import asyncio
 import math
 import socket
@@ -52,7 +50,6 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import torch
-from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations here
 
 from convscope.classifier import Classifier
 from convscope.data import ImageDataset
@@ -112,7 +109,7 @@ class ServeConfig:
     #: seconds a request body may take to arrive (408 after)
     read_timeout: float = 30.0
 
-    def resolved(self) -> ServeConfig:
+    def resolved(self) -> "ServeConfig":
         methods = tuple(dict.fromkeys(self.methods or METHODS))
         for m in methods:
             if m not in METHODS:
@@ -340,7 +337,10 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
 
     ``dataset`` (None: uploads only) is browsed on ``split``: by default its test images
     when it is the model's own data, every image otherwise."""
-    from fastapi import FastAPI  # heavy optional dependency
+    # heavy optional dependency, imported here so that the CLI starts without it; the
+    # module has no `from __future__ import annotations`, so the endpoints' `Request`
+    # annotations are this class itself, which FastAPI needs to inject the request
+    from fastapi import FastAPI, Request  # heavy optional dependency
     from fastapi.exceptions import RequestValidationError  # heavy optional dependency
     from fastapi.responses import HTMLResponse, JSONResponse, Response  # heavy optional dependency
     from starlette.exceptions import HTTPException as HTTPError  # heavy optional dependency
