@@ -15,8 +15,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import safetensors.torch
 import torch
-from safetensors.torch import load_file, save_file
 
 from convscope.errors import ConvscopeError
 from convscope.fileio import atomic_path, remove_stale_temps
@@ -71,7 +71,8 @@ def save_checkpoint(folder: str | os.PathLike, model, optimizer, scheduler,
     }
     path = Path(folder) / CHECKPOINT_NAME
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"convscope-checkpoint": json.dumps(meta)})
+        safetensors.torch.save_file(tensors, str(tmp),
+                                    metadata={"convscope-checkpoint": json.dumps(meta)})
     return path
 
 
@@ -92,7 +93,7 @@ def read_checkpoint(folder: str | os.PathLike,
         assert meta["format"] == FORMAT
     except (KeyError, ValueError, AssertionError, TypeError):
         raise ConvscopeError(f"{path} is not a convscope checkpoint.") from None
-    return load_file(str(path)), meta
+    return safetensors.torch.load_file(str(path)), meta
 
 
 def restore(tensors: dict, meta: dict, model, optimizer, scheduler,
