@@ -12,7 +12,7 @@ from torch import nn
 
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.hooks import get_layer
-from convscope.models.summary import layer_table, summarize
+from convscope.inspect.summary import layer_table, summarize
 from tests.conftest import run_cli
 from tests.conftest import run_main as cli
 

@@ -6,8 +6,6 @@
 >>> clf.save("model.safetensors"); clf = convscope.load("model.safetensors")  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
 from convscope.api import predict, resume, train  # noqa: E402
 from convscope.classifier import Classifier, load  # noqa: E402
 from convscope.data import ImageDataset, list_datasets, load_dataset  # noqa: E402
@@ -40,6 +38,7 @@ from convscope.inspect.layers import LayerList, list_layers  # noqa: E402
 from convscope.inspect.neighbors import NeighborsConfig, Neighbours, neighbors  # noqa: E402
 from convscope.inspect.patches import Patches, PatchesConfig, patches  # noqa: E402
 from convscope.inspect.receptive import ReceptiveField, receptive_fields  # noqa: E402
+from convscope.inspect.summary import layer_table, summarize  # noqa: E402
 from convscope.inspect.synthesis.visualize import (  # noqa: E402
     VisualizeConfig,
     channel_images,
@@ -54,10 +53,10 @@ from convscope.models.arithmetic import (  # noqa: E402
     pool_arithmetic,
 )
 from convscope.models.spec import build_spec, parse_spec  # noqa: E402
-from convscope.models.summary import layer_table, summarize  # noqa: E402
 from convscope.render.report import Report, ReportConfig, build_report  # noqa: E402
 from convscope.style import StyleConfig, stylize  # noqa: E402
 from convscope.train import TrainConfig  # noqa: E402
+from convscope.version import __version__
 
 __all__ = [
     "__version__",

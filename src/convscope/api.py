@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from convscope import distributed
 from convscope.classifier import Classifier, load
 from convscope.data import ImageDataset, from_arrays, load_dataset, parse_dataset_name
 from convscope.errors import ConvscopeError
-from convscope.images import load_image
+from convscope.images import array_to_pil, load_image, open_image
 from convscope.models import parse_model_name
 from convscope.train import TrainConfig, fit
+from convscope.train.loop import run_folder
 
 
 def images_to_tensor(images) -> torch.Tensor:
@@ -54,8 +57,6 @@ def images_to_tensor(images) -> torch.Tensor:
 
 
 def _native_size(x) -> tuple[int, int]:
-    from convscope.images import array_to_pil, open_image
-
     if isinstance(x, (str, os.PathLike, bytes)):
         img = open_image(x)
     elif isinstance(x, (np.ndarray, torch.Tensor)):
@@ -66,10 +67,6 @@ def _native_size(x) -> tuple[int, int]:
 
 
 def _is_gray(x) -> bool:
-    from PIL import Image
-
-    from convscope.images import array_to_pil, open_image
-
     if isinstance(x, (str, os.PathLike, bytes)):
         return open_image(x).mode == "L"
     if isinstance(x, Image.Image):
@@ -172,10 +169,6 @@ def resume(out: str | os.PathLike, *, progress: bool = True, verbose: bool = Tru
 
     >>> clf = convscope.resume("runs/mnist")  # doctest: +SKIP
     """
-    import json
-
-    from convscope.train.loop import run_folder
-
     out = Path(out)
     cfg_path = run_folder(out) / "config.json"
     if not cfg_path.is_file():

@@ -9,13 +9,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision.models as tvm
 from PIL import Image
 from torch import nn
 
-from convscope.errors import ConvscopeError, ModelFileError
+from convscope.errors import ConvscopeError, ModelFileError, UsageError
+from convscope.evaluate import evaluate_classifier
 from convscope.images import load_image
 from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model
 from convscope.models import ModelInput, get_entry
+from convscope.models.registry import check_options, check_size, model_entries
+from convscope.models.zoo import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ZOO,
+    _constructor,
+    _first,
+    _last,
+    download_state_dict,
+    fit_to_weights,
+    read_state_dict,
+)
 
 _log = logging.getLogger("convscope")
 
@@ -212,8 +226,6 @@ class Classifier:
         ``data`` is a dataset name, an ImageDataset (its test split is used), or
         images with ``labels``.
         """
-        from convscope.evaluate import evaluate_classifier
-
         return evaluate_classifier(self, data, labels, batch_size=batch_size,
                                    data_root=data_root, progress=progress)
 
@@ -226,8 +238,6 @@ def rebuild(meta: ModelMeta, where: str = "the model file") -> nn.Module:
     """The untrained network a model file's metadata describes, after checking its name and
     options against the registry and its size against the bounds (built on the meta device
     first, so a file describing a huge network allocates nothing)."""
-    from convscope.models.registry import check_options, check_size
-
     def step(fn):
         try:
             return fn()
@@ -270,19 +280,6 @@ def torchvision_classifier(name: str, weights: str | None = None,
     ``weights`` is ``DEFAULT`` (download), an enum name, or a local state dict;
     without weights the network is randomly initialised.
     """
-    import torchvision.models as tvm
-
-    from convscope.models.zoo import (
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        _constructor,
-        _first,
-        _last,
-        download_state_dict,
-        fit_to_weights,
-        read_state_dict,
-    )
-
     try:
         enum = tvm.get_model_weights(name)
     except (ValueError, KeyError):
@@ -314,8 +311,6 @@ def torchvision_classifier(name: str, weights: str | None = None,
 
 
 def _zoo_names() -> set[str]:
-    from convscope.models.zoo import ZOO
-
     return set(ZOO)
 
 
@@ -343,7 +338,15 @@ def open_model(spec: str | os.PathLike, weights: str | None = None,
     return load(text, device)
 
 
-def _registry_names() -> set[str]:
-    from convscope.models.registry import model_entries
+def as_classifier(model, weights: str | None = None, device="cpu") -> Classifier:
+    """A Classifier, a model file or a torchvision name (what MODEL means everywhere)."""
+    if isinstance(model, Classifier):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return open_model(model, weights, device)
+    raise UsageError(f"expected a Classifier, a model file or a torchvision name, not a "
+                     f"{type(model).__name__}.")
 
+
+def _registry_names() -> set[str]:
     return {e.name for e in model_entries()} | {"spec"}

@@ -14,15 +14,42 @@ Two mixins, both drawing through the existing render code (``render/``), never t
 
 Figures come back detached from pyplot (closed in its registry, still drawable and
 savable), so a notebook shows a returned figure once, and a loop that makes many never
-trips pyplot's "too many open figures".  matplotlib is imported only inside these methods:
-the inspect layer must not import render or matplotlib at module import time.
+trips pyplot's "too many open figures".  matplotlib is imported only inside these methods.
+
+Results live in layers below ``render/`` (evaluate, inspect, style), which never import it:
+a result's ``figure()`` / ``render()`` / ``save()`` calls :func:`draw` with the name of a
+render function, and ``render/`` registers each such function with :func:`drawing` when it
+is imported (``import convscope`` imports it, so every result can draw itself).
 """
 
 from __future__ import annotations
 
 import io
+import sys
+from collections.abc import Callable
+from html import escape
 
 import numpy as np
+
+#: render functions by name, registered by ``render/`` (see :func:`drawing`)
+DRAWINGS: dict[str, Callable] = {}
+
+
+def drawing(fn: Callable) -> Callable:
+    """Register a render function under its name, for :func:`draw` (a decorator)."""
+    DRAWINGS[fn.__name__] = fn
+    return fn
+
+
+def draw(name: str, *args, **kwargs):
+    """Call the render function registered as ``name``: how a result in a layer below
+    ``render/`` draws or saves itself without importing it."""
+    try:
+        fn = DRAWINGS[name]
+    except KeyError:
+        raise RuntimeError(f"no render function {name!r} is registered; import convscope "
+                           "(which imports convscope.render) first.") from None
+    return fn(*args, **kwargs)
 
 
 def png_bytes(fig, dpi: int = 100) -> bytes:
@@ -35,8 +62,6 @@ def png_bytes(fig, dpi: int = 100) -> bytes:
 def detached(fig):
     """``fig`` removed from pyplot's registry (a no-op for a Figure made without pyplot):
     it stays drawable, savable and displayable, but pyplot no longer holds or shows it."""
-    import sys
-
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:
         plt.close(fig)
@@ -46,7 +71,7 @@ def detached(fig):
 def array_figure(image, dpi: int = 100, title: str = ""):
     """An (H, W[, C]) uint8 picture in a Figure at one image pixel per figure pixel
     (``dpi`` dots per inch), axes off, made without pyplot."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy optional dependency: only when drawn
 
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -81,9 +106,7 @@ MIN_SHOWN = 128
 def shown_picture(image: np.ndarray) -> np.ndarray:
     """``image`` as a notebook shows it: unchanged, or enlarged by an integer zoom (each
     pixel a block, no interpolation) when its longer side is under :data:`MIN_SHOWN`."""
-    from convscope.render.views import enlarge
-
-    return enlarge(image, max(1, MIN_SHOWN // max(image.shape[:2])))
+    return draw("enlarge", image, max(1, MIN_SHOWN // max(image.shape[:2])))
 
 
 class MosaicDisplay(Displayable):
@@ -97,9 +120,7 @@ class MosaicDisplay(Displayable):
         return array_figure(shown_picture(self.render()))
 
     def _repr_png_(self) -> bytes:
-        from convscope.render.figures import image_png
-
-        return image_png(shown_picture(self.render()))
+        return draw("image_png", shown_picture(self.render()))
 
 
 class TextDisplay:
@@ -110,8 +131,6 @@ class TextDisplay:
         raise NotImplementedError
 
     def _repr_html_(self) -> str:
-        from html import escape
-
         return f"<pre>{escape(self._text())}</pre>"
 
 
@@ -125,8 +144,6 @@ class PageDisplay(Displayable):
     frame_height = 640
 
     def _repr_html_(self) -> str:
-        from html import escape
-
         return (f'<iframe srcdoc="{escape(self.html, quote=True)}" '
                 f'style="width:100%;height:{self.frame_height}px;border:1px solid #ccc" '
                 'sandbox="allow-scripts"></iframe>')

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convscope.display import Displayable
-from convscope.errors import ConvscopeError
+from convscope import distributed
+from convscope.data import ImageDataset, load_dataset, parse_dataset_name
+from convscope.display import Displayable, detached, draw
+from convscope.errors import ConvscopeError, UsageError, unknown_name
 
 
 @dataclass
@@ -46,10 +48,7 @@ class Evaluation(Displayable):
 
     def figure(self, title: str = ""):
         """The confusion matrix as a matplotlib Figure (what ``evaluate --out`` saves)."""
-        from convscope.display import detached
-        from convscope.render.figures import confusion_figure  # lazily: keeps imports light
-
-        return detached(confusion_figure(self, title))
+        return detached(draw("confusion_figure", self, title))
 
     def format(self, max_classes: int = 20) -> str:
         lines = [
@@ -100,8 +99,6 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, classes: list[st
 def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=None,
                         progress=False) -> Evaluation:
     """Evaluate a Classifier on a dataset name, an ImageDataset or (images, labels)."""
-    from convscope.data import ImageDataset, load_dataset
-
     if isinstance(data, str) and labels is None:
         data = load_dataset(data, data_root=data_root, progress=progress,
                             image_size=None)
@@ -114,8 +111,6 @@ def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=Non
         images = data
     labels = torch.as_tensor(np.asarray(labels)).long()
     if isinstance(images, torch.Tensor):  # under torchrun each process scores its share
-        from convscope.train.loop import sharded_logits
-
         logits = sharded_logits(clf, images, batch_size)
     else:
         logits = clf.logits(images, batch_size)
@@ -124,6 +119,15 @@ def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=Non
     if len(labels) and (labels.min() < 0 or labels.max() >= len(clf.classes)):
         raise ConvscopeError(f"labels must be class indices 0..{len(clf.classes) - 1}.")
     return evaluate_logits(logits, labels, clf.classes)
+
+
+def sharded_logits(clf, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """clf.logits over ``images``; in a torchrun job each process scores a share of whole
+    batches and every process gets all scores back, in order."""
+    d = distributed.current()
+    batches = d.part(-(-len(images) // batch_size))
+    share = images[batches.start * batch_size : batches.stop * batch_size]
+    return d.gather_rows(clf.logits(share, batch_size))
 
 
 def check_compatible(clf, data) -> None:
@@ -160,9 +164,6 @@ def dataset_for_model(clf, name: str | None = None, *, data_root=None,
     stay unseen.  A folder dataset is decoded at the model's image size when ``fit_folder``
     (what evaluation needs), otherwise only when it is the model's own.
     """
-    from convscope.data import load_dataset, parse_dataset_name
-    from convscope.errors import UsageError
-
     if not name:
         name = clf.meta.dataset
         if not name or name == "arrays":
@@ -187,8 +188,6 @@ def dataset_for_model(clf, name: str | None = None, *, data_root=None,
 
 def resolve_split(split: str, own: bool) -> str:
     """``auto`` is the test split of the model's own data and every image of any other."""
-    from convscope.errors import unknown_name
-
     if split not in SPLITS:
         raise unknown_name("split", split, list(SPLITS))
     return split if split != "auto" else ("test" if own else "all")

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from convscope.errors import ConvscopeError
 
 TMP_SUFFIX = ".tmp"
@@ -60,10 +62,6 @@ def _umask() -> int:
 
 
 def _write_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from safetensors import SafetensorError
-    except ImportError:
-        return (OSError,)
     return (OSError, SafetensorError)
 
 

@@ -17,10 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+import torchvision
+from safetensors.torch import load_model as st_load
+from safetensors.torch import save_model as st_save
 from torch import nn
 
 from convscope.errors import ModelFileError
 from convscope.fileio import atomic_path
+from convscope.version import __version__
 
 FORMAT = "convscope-model"
 FORMAT_VERSION = 1
@@ -148,18 +152,12 @@ def validate_meta(d: dict, where: str) -> None:
 
 
 def _versions() -> dict:
-    import torchvision
-
-    from convscope import __version__
-
     return {"convscope": __version__, "torch": torch.__version__,
             "torchvision": torchvision.__version__}
 
 
 def save_model(model: nn.Module, meta: ModelMeta, path: str | os.PathLike) -> Path:
     """Write weights + metadata atomically: a temp file in the same folder, fsync, rename."""
-    from safetensors.torch import save_model as st_save
-
     meta.versions = meta.versions or _versions()
     with atomic_path(path) as tmp:
         st_save(model, str(tmp), metadata={"convscope": meta.to_json()})
@@ -295,8 +293,6 @@ def read_meta(path: str | os.PathLike) -> ModelMeta:
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Load the file's tensors into ``model``, which must match them exactly."""
-    from safetensors.torch import load_model as st_load
-
     header = verify_file(path)
     expected = model.state_dict()
     for key, info in header.items():

@@ -7,6 +7,7 @@ with pooch at run time, which an offline machine cannot do.
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from convscope.errors import unknown_name
@@ -36,8 +37,6 @@ def list_samples() -> list[str]:
 
 def sample_path(name: str) -> Path:
     """The file of sample ``name`` inside the installed scikit-image."""
-    from importlib.resources import files
-
     if name not in SAMPLES:
         raise unknown_name("sample image", PREFIX + name, list_samples())
     return Path(str(files("skimage") / "data" / SAMPLES[name][0]))

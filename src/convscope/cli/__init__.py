@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
+from PIL import Image
+
+from convscope import distributed
 from convscope.errors import ConvscopeError
+from convscope.version import __version__
 
 #: modules under convscope.cli, each with register(subparsers); order is the --help order
 COMMAND_MODULES = ("train", "evaluate", "predict", "views", "explain", "challenges",
@@ -20,8 +25,6 @@ COMMAND_MODULES = ("train", "evaluate", "predict", "views", "explain", "challeng
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convscope import __version__
-
     parser = argparse.ArgumentParser(
         prog="convscope",
         description="A workbench for convolutional networks on images: train a classifier, "
@@ -48,8 +51,6 @@ def quiet_library_warnings() -> None:
       an exp): the results say nan or inf where it matters, the warning names a line of
       our code that a user cannot act on.
     """
-    from PIL import Image
-
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     warnings.filterwarnings("ignore", message="Palette images with Transparency")
     warnings.filterwarnings("ignore", category=RuntimeWarning,
@@ -69,15 +70,11 @@ def _one_line(command: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse prints usage and exits 2
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 speaks
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
-        from convscope import distributed
-
         distributed.init_from_env(getattr(args, "device", "auto"))  # no-op outside torchrun
         with warnings.catch_warnings():
             quiet_library_warnings()
@@ -92,6 +89,4 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `convscope predict ... | head`
         return 0
     finally:
-        from convscope import distributed
-
         distributed.shutdown()

@@ -6,6 +6,9 @@ import argparse
 import sys
 
 from convscope.cli.common import positive_int, print_json
+from convscope.errors import ConvscopeError, UsageError
+from convscope.inspect.summary import summarize
+from convscope.models.arithmetic import DoesNotFit, Volume, conv_arithmetic, pool_arithmetic
 
 
 def _pad(text: str):
@@ -98,9 +101,6 @@ def register(sub) -> None:
 
 
 def run_conv(args) -> int:
-    from convscope.errors import ConvscopeError
-    from convscope.models.arithmetic import DoesNotFit
-
     config = {k: v for k, v in vars(args).items() if k != "func"}
     try:
         r = _conv_result(args)
@@ -121,9 +121,6 @@ def run_conv(args) -> int:
 
 
 def _conv_result(args):
-    from convscope.errors import UsageError
-    from convscope.models.arithmetic import Volume, conv_arithmetic, pool_arithmetic
-
     vol = Volume.parse(args.input, depth=1)  # the lecture writes 7x7 for a 7x7x1 input
     if args.pool:
         if args.filters:
@@ -141,8 +138,6 @@ def _conv_result(args):
 
 
 def run_summary(args) -> int:
-    from convscope.models.summary import summarize
-
     table = summarize(args.model, args.input, args.classes, trust_code=args.trust_code,
                       depth=args.depth)
     print_json(table.to_dict()) if args.json else print(table.format())

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from convscope.cli.common import add_data_args, output_dir, positive_int, print_json
+from convscope.data import dataset_entries, load_dataset
+from convscope.modelfile import read_meta
+from convscope.models import model_entries
 from convscope.text import count, plural
 
 
@@ -37,8 +44,6 @@ def register(sub) -> None:
 
 
 def run_datasets(args) -> int:
-    from convscope.data import dataset_entries, load_dataset
-
     if args.name:
         ds = load_dataset(args.name, data_root=args.data_root)
         print_json(ds.describe()) if args.json else print(ds.format())
@@ -54,8 +59,6 @@ def run_datasets(args) -> int:
 
 
 def run_models(args) -> int:
-    from convscope.models import model_entries
-
     entries = model_entries()
     if args.json:
         print_json([{"name": e.usage, "family": e.family, "summary": e.summary,
@@ -69,10 +72,6 @@ def run_models(args) -> int:
 
 
 def run_info(args) -> int:
-    from dataclasses import asdict
-
-    from convscope.modelfile import read_meta
-
     meta = read_meta(args.model)
     if args.json:
         print_json(asdict(meta))
@@ -102,8 +101,6 @@ def run_info(args) -> int:
 
 def sample_indices(labels, n: int) -> list[int]:
     """n indices taking each class in turn, so a few samples cover many classes."""
-    import numpy as np
-
     labels = np.asarray(labels)
     per_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     picked: list[int] = []
@@ -115,10 +112,6 @@ def sample_indices(labels, n: int) -> list[int]:
 
 
 def run_samples(args) -> int:
-    from PIL import Image
-
-    from convscope.data import load_dataset
-
     ds = load_dataset(args.name, data_root=args.data_root, image_size=args.image_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

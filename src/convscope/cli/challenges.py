@@ -5,15 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from convscope import distributed
+from convscope.classifier import open_model
 from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json, seed_int
+from convscope.errors import UsageError
 from convscope.evaluate import SPLITS
-from convscope.inspect.challenges import GROUPS, ChallengesConfig, list_challenges
+from convscope.inspect.challenges import (
+    GROUPS,
+    ChallengesConfig,
+    challenges,
+    list_challenges,
+    select,
+)
 
 
 def challenge_list(text: str) -> tuple[str, ...]:
-    from convscope.errors import UsageError
-    from convscope.inspect.challenges import select
-
     try:
         return tuple(select([t for t in text.split(",") if t.strip()]))
     except UsageError as exc:
@@ -69,10 +75,6 @@ def register(sub) -> None:
 
 
 def run_challenges(args) -> int:
-    from convscope import distributed
-    from convscope.classifier import open_model
-    from convscope.inspect.challenges import challenges
-
     clf = open_model(args.model, args.weights, args.device)
     result = challenges(clf, args.data, n=args.n, severities=args.severities, only=args.only,
                         seed=args.seed, split=args.split, layer=args.layer,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -74,8 +75,6 @@ fraction = float_in(0, 1, name="fraction")
 
 def _writable_place(path: Path) -> str | None:
     """Why files cannot be made at ``path`` (its folders are created when missing), or None."""
-    import os
-
     target = path.absolute()
     if target.exists() and not os.access(target, os.W_OK):
         return f"{target} is not writable"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from convscope import distributed
+from convscope.classifier import load
 from convscope.cli.common import (
     add_data_args,
     add_device_arg,
@@ -9,6 +11,8 @@ from convscope.cli.common import (
     positive_int,
     print_json,
 )
+from convscope.evaluate import dataset_for_model, resolve_split
+from convscope.render.figures import confusion_figure, save_figure
 
 
 def register(sub) -> None:
@@ -33,26 +37,18 @@ def register(sub) -> None:
 def dataset_for(clf, args):
     """The dataset to evaluate on (--data, or the one the model was trained on), with the
     evaluated split moved into its test images."""
-    from convscope.evaluate import dataset_for_model, resolve_split
-
     ds, own = dataset_for_model(clf, args.data, data_root=args.data_root,
                                 image_size=args.image_size, progress=not args.quiet)
     return ds.as_evaluation_split(resolve_split(args.split, own))
 
 
 def run(args) -> int:
-    from convscope.classifier import load
-
     clf = load(args.model, device=args.device)
     data = dataset_for(clf, args)
     ev = clf.evaluate(data, batch_size=args.batch_size)
-    from convscope import distributed
-
     if not distributed.current().is_main:  # under torchrun one process writes and prints
         return 0
     if args.out:
-        from convscope.render.figures import confusion_figure, save_figure
-
         save_figure(confusion_figure(ev), args.out,
                     config={"command": "evaluate", "model": args.model, "data": data.name})
     if args.json:

@@ -7,6 +7,9 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
+from convscope.classifier import open_model
 from convscope.cli.common import (
     INT_MAX,
     add_data_args,
@@ -18,7 +21,10 @@ from convscope.cli.common import (
     print_json,
     seed_int,
 )
-from convscope.inspect.attribution import BASELINES, ExplainConfig, list_methods
+from convscope.inspect.attribution import BASELINES, ExplainConfig, explain_many, list_methods
+from convscope.inspect.faithfulness import FaithfulnessConfig, faithfulness
+from convscope.render.attribution import explanation_figure, faithfulness_figure
+from convscope.render.figures import save_figure
 
 
 def position(text: str) -> tuple[int, int]:
@@ -123,13 +129,6 @@ def explain_config(args, **extra) -> ExplainConfig:
 
 
 def run_explain(args) -> int:
-    import numpy as np
-
-    from convscope.classifier import open_model
-    from convscope.inspect.attribution import explain_many
-    from convscope.render.attribution import explanation_figure
-    from convscope.render.figures import save_figure
-
     clf = open_model(args.model, args.weights, args.device)
     config = explain_config(args, method=args.method, target=args.target,
                             channel=args.channel, position=args.position)
@@ -157,9 +156,6 @@ def run_explain(args) -> int:
 
 
 def run_faithfulness(args) -> int:
-    from convscope.classifier import open_model
-    from convscope.inspect.faithfulness import FaithfulnessConfig, faithfulness
-
     clf = open_model(args.model, args.weights, args.device)
     data = args.data or clf.meta.dataset
     config = FaithfulnessConfig(
@@ -171,9 +167,6 @@ def run_faithfulness(args) -> int:
     record = {"command": "faithfulness", "model": str(args.model), "weights": args.weights,
               "data": data, **result.to_dict()}
     if args.out:
-        from convscope.render.attribution import faithfulness_figure
-        from convscope.render.figures import save_figure
-
         save_figure(faithfulness_figure(result), args.out,
                     config={k: v for k, v in record.items() if k != "mean_curves"})
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from convscope.classifier import load
 from convscope.cli.common import add_device_arg, positive_int, print_json
 from convscope.errors import ImageError
 
@@ -23,8 +24,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from convscope.classifier import load
-
     clf = load(args.model, device=args.device)
     results, failures = [], 0
     for path in args.images:

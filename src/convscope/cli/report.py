@@ -7,6 +7,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from convscope import distributed
+from convscope.classifier import open_model
 from convscope.cli.common import (
     add_data_args,
     add_model_args,
@@ -16,12 +18,18 @@ from convscope.cli.common import (
     seed_int,
 )
 from convscope.errors import ConvscopeError, UsageError
+from convscope.inspect.attribution import list_methods
+from convscope.render.report import (
+    SECTIONS,
+    ReportConfig,
+    build_report,
+    list_sections,
+    open_report_data,
+)
+from convscope.render.server import LOOPBACK, ServeConfig, free_port, serve
 
 
 def register(sub) -> None:
-    from convscope.inspect.attribution import list_methods
-    from convscope.render.report import SECTIONS, ReportConfig
-
     d = ReportConfig()
     sections = "\n".join(f"  {s.name:<13} {'(costly) ' if s.costly else ''}{s.title}"
                          for s in SECTIONS.values())
@@ -106,9 +114,6 @@ def register(sub) -> None:
 
 
 def run_report(args) -> int:
-    from convscope.classifier import open_model
-    from convscope.render.report import SECTIONS, ReportConfig, build_report, list_sections
-
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--out {args.out!r} must end in .html.")
@@ -135,8 +140,6 @@ def run_report(args) -> int:
     report = build_report(clf, args.data, config, progress=not args.quiet,
                           data_root=args.data_root, image_size=args.image_size,
                           model_path=args.model)
-    from convscope import distributed
-
     if distributed.current().is_main:  # under torchrun every process has the same page
         path = report.save(out)
         print(f"wrote {path} ({len(sections)} sections, {report.seconds['total']:.0f} s)")
@@ -144,10 +147,6 @@ def run_report(args) -> int:
 
 
 def run_serve(args) -> int:
-    from convscope.classifier import open_model
-    from convscope.render.report import open_report_data
-    from convscope.render.server import LOOPBACK, ServeConfig, free_port, serve
-
     config = ServeConfig(host=args.host, port=args.port, data=args.data,
                          max_upload_bytes=max(1, int(args.max_upload_mb * 2**20)),
                          methods=tuple(args.methods or ()), model=str(args.model),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from convscope.cli.common import (
@@ -16,6 +17,11 @@ from convscope.cli.common import (
     print_json,
     seed_int,
 )
+from convscope.errors import UsageError
+from convscope.render.figures import save_image
+from convscope.samples import list_samples
+from convscope.style import stylize
+from convscope.style.config import INITS, OPTIMIZERS, PRESERVE, StyleConfig
 
 DEFAULT_IMAGES = ("sample:chelsea", "sample:ihc")
 
@@ -35,9 +41,6 @@ def name_list(text: str) -> list[str]:
 
 
 def register(sub) -> None:
-    from convscope.samples import list_samples
-    from convscope.style.config import INITS, OPTIMIZERS, PRESERVE, StyleConfig
-
     d = StyleConfig()
     p = sub.add_parser(
         "style", help="neural style transfer, with colour, mask and scale control",
@@ -110,8 +113,6 @@ def register(sub) -> None:
 
 
 def _check_paths(args, images: list[str]) -> Path:
-    from convscope.errors import UsageError
-
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out} must end in .png (the run's config is embedded in it).")
@@ -124,8 +125,6 @@ def _check_paths(args, images: list[str]) -> Path:
 
 
 def _frame_saver(args, config):
-    from convscope.render.figures import save_image
-
     folder = Path(args.frames)
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -138,9 +137,6 @@ def _frame_saver(args, config):
 
 
 def run(args) -> int:
-    from convscope.errors import UsageError
-    from convscope.style import StyleConfig, stylize
-
     images = args.images or list(DEFAULT_IMAGES)
     if len(images) < 2:
         raise UsageError("give CONTENT and at least one STYLE image (or none, for the "
@@ -160,8 +156,6 @@ def run(args) -> int:
     seconds = time.perf_counter() - start
     result.save(out)
     if args.json:
-        from dataclasses import asdict
-
         print_json({"out": str(out), "seconds": round(seconds, 2),
                     "start_loss": result.start_loss, "final_loss": result.final_loss,
                     "region_losses": result.region_losses, "config": asdict(result.config)})

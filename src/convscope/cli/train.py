@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
+from convscope.api import resume, train
 from convscope.cli.common import (
     add_data_args,
     add_device_arg,
@@ -124,13 +126,9 @@ TRAIN_OPTIONS = ("recipe", "model", "epochs", "batch_size", "lr", "optimizer", "
 
 
 def run(args) -> int:
-    from convscope.api import resume, train
-
     if args.resume:
         clf = resume(args.resume, progress=not args.quiet, data_root=args.data_root)
         return _report(clf, args.resume)
-    import os
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.out:
         raise UsageError("under torchrun, pass --out DIR so that every process uses the same "
                          "folder.")

@@ -4,9 +4,14 @@ learned to represent."""
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
+from convscope import distributed
+from convscope.classifier import open_model
 from convscope.cli.common import (
     INT_MAX,
     add_data_args,
@@ -21,10 +26,15 @@ from convscope.cli.common import (
     print_json,
     seed_int,
 )
+from convscope.errors import UsageError
 from convscope.evaluate import SPLITS
-from convscope.inspect.embedding import EMBED_METHODS, TRUST_K, EmbedConfig
-from convscope.inspect.filters import FILTER_MODES
-from convscope.inspect.neighbors import METRICS, NeighborsConfig
+from convscope.images import probe_image
+from convscope.inspect.embedding import EMBED_METHODS, TRUST_K, EmbedConfig, embed, write_projector
+from convscope.inspect.filters import FILTER_MODES, activations, filters
+from convscope.inspect.layers import list_layers
+from convscope.inspect.neighbors import METRICS, NeighborsConfig, neighbors
+from convscope.inspect.patches import parse_channels, patches
+from convscope.render.figures import save_image
 
 
 def count_or_all(text: str) -> int | None:
@@ -43,9 +53,6 @@ def jobs(text: str) -> int:
 
 
 def channel_list(text: str) -> tuple[int, ...]:
-    from convscope.errors import UsageError
-    from convscope.inspect.patches import parse_channels
-
     try:
         channels = parse_channels(text)
     except UsageError as exc:
@@ -202,11 +209,6 @@ def _record(args, command: str, result, **extra) -> dict:
 
 def _save(image, path, record, quiet: bool = False) -> None:
     """Write the PNG (one process under torchrun) and say so, on stderr when stdout is JSON."""
-    import sys
-
-    from convscope import distributed
-    from convscope.render.figures import save_image
-
     if distributed.current().is_main:  # under torchrun every process has the same picture
         save_image(image, path, config=record)
     print(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
@@ -218,17 +220,12 @@ def _data_options(args) -> dict:
 
 
 def run_layers(args) -> int:
-    from convscope.inspect.layers import list_layers
-
     table = list_layers(args.model, args.weights, args.device)
     print_json(table.to_dict()) if args.json else print(table.format())
     return 0
 
 
 def run_filters(args) -> int:
-    from convscope.classifier import open_model
-    from convscope.inspect.filters import filters
-
     clf = open_model(args.model, args.weights, args.device)
     f = filters(clf, layer=args.layer, max_filters=args.max_filters,
                 max_channels=args.max_channels, mode=args.mode, zoom=args.zoom)
@@ -238,10 +235,6 @@ def run_filters(args) -> int:
 
 
 def run_activations(args) -> int:
-    from convscope.classifier import open_model
-    from convscope.images import probe_image
-    from convscope.inspect.filters import activations
-
     clf = open_model(args.model, args.weights, args.device)
     mode = probe_image(args.image)[2]
     a = activations(clf, args.image, layer=args.layer, max_maps=args.max_maps)
@@ -254,9 +247,6 @@ def run_activations(args) -> int:
 
 
 def run_neighbors(args) -> int:
-    from convscope.classifier import open_model
-    from convscope.inspect.neighbors import neighbors
-
     clf = open_model(args.model, args.weights, args.device)
     r = neighbors(clf, args.data, layer=args.layer, k=args.k, queries=args.queries,
                   show=args.show, metric=args.metric, reduction=args.reduction,
@@ -278,14 +268,6 @@ def run_neighbors(args) -> int:
 
 
 def run_embed(args) -> int:
-    import sys
-
-    import numpy as np
-
-    from convscope import distributed
-    from convscope.classifier import open_model
-    from convscope.inspect.embedding import embed, write_projector
-
     clf = open_model(args.model, args.weights, args.device)
     e = embed(clf, args.data, method=args.method, layer=args.layer, n=args.n, split=args.split,
               reduction=args.reduction, perplexity=args.perplexity, iterations=args.iterations,
@@ -318,9 +300,6 @@ def run_embed(args) -> int:
 
 
 def run_patches(args) -> int:
-    from convscope.classifier import open_model
-    from convscope.inspect.patches import patches
-
     clf = open_model(args.model, args.weights, args.device)
     p = patches(clf, args.data, layer=args.layer, channels=args.channels, top=args.top,
                 split=args.split, n=args.n, seed=args.seed, batch_size=args.batch_size,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
+from PIL import Image
+
+from convscope.classifier import open_model
 from convscope.cli import common
 from convscope.cli.common import (
     finite_float,
@@ -15,7 +19,10 @@ from convscope.cli.common import (
     seed_int,
 )
 from convscope.errors import UsageError
+from convscope.inspect.dream import DreamConfig, dream
+from convscope.inspect.synthesis import PRESETS, VisualizeConfig, channel_images, class_images
 from convscope.inspect.synthesis.param import PARAMS
+from convscope.render.figures import image_grid, save_figure, save_image
 
 #: --flag -> (VisualizeConfig field, argparse options, help): overrides of the preset's values
 OVERRIDES = [
@@ -46,8 +53,6 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    from convscope.inspect.synthesis import PRESETS, VisualizeConfig
-
     presets = "\n".join(f"  {p.name:<9} {p.summary}" for p in PRESETS.values())
     p = sub.add_parser(
         "visualize", help="images that maximise a class score, a channel or a neuron",
@@ -118,8 +123,6 @@ def register(sub) -> None:
 
 def check_out(path: str, what: str = "--out") -> None:
     """An output PNG path that can be written (its folder is created when missing)."""
-    from pathlib import Path
-
     p = Path(path)
     if p.suffix.lower() != ".png":
         raise UsageError(f"{what} {path!r} must end in .png (the PNG carries the job's settings).")
@@ -140,8 +143,6 @@ def parse_neuron(text: str | None) -> tuple[int, int] | None:
 
 def _config(args, clf=None):
     """The resolved config, with the default preset for ``clf`` when --reg is not given."""
-    from convscope.inspect.synthesis import VisualizeConfig
-
     overrides = {name: getattr(args, name) for _, name, _, _ in OVERRIDES
                  if getattr(args, name) is not None}
     return VisualizeConfig(preset=args.reg, seed=args.seed, batch_size=args.batch_size,
@@ -149,9 +150,6 @@ def _config(args, clf=None):
 
 
 def run_visualize(args) -> int:
-    from convscope.classifier import open_model
-    from convscope.inspect.synthesis import channel_images, class_images
-
     check_out(args.out)
     if args.reg:  # without it the preset depends on the model: checked once it is open
         _config(args)
@@ -196,8 +194,6 @@ def run_visualize(args) -> int:
 
 
 def _same_file(a, b) -> bool:
-    from pathlib import Path
-
     try:
         return Path(a).is_file() and Path(b).is_file() and Path(a).samefile(b)
     except OSError:
@@ -222,10 +218,6 @@ def _describe(clf, res, classes: bool) -> list[dict]:
 
 
 def _write_visualization(res, rows, args, clf) -> None:
-    from PIL import Image
-
-    from convscope.render.figures import image_grid, save_figure, save_image
-
     config = {"job": "visualize", "model": str(args.model), "targets": res.labels, **res.config}
     if res.judgement is not None:
         config["judge"] = res.judgement.as_dict()
@@ -247,12 +239,6 @@ def _write_visualization(res, rows, args, clf) -> None:
 
 # ----------------------------------------------------------------- dream
 def run_dream(args) -> int:
-    from pathlib import Path
-
-    from convscope.classifier import open_model
-    from convscope.inspect.dream import DreamConfig, dream
-    from convscope.render.figures import save_image
-
     cfg = DreamConfig(layer=args.layer, octaves=args.octaves, octave_scale=args.octave_scale,
                       steps=args.steps, lr=args.lr, jitter=args.jitter, max_size=args.max_size,
                       seed=args.seed)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -71,8 +72,6 @@ class ImageDataset:
 
     def as_evaluation_split(self, split: str) -> ImageDataset:
         """The dataset with ``split`` ("test", "train" or "all") as its test images."""
-        from dataclasses import replace
-
         if split == "test":
             return self
         if split == "train":
@@ -137,8 +136,6 @@ def resized(ds: ImageDataset, size: int) -> ImageDataset:
     """The dataset with every image resized to size x size."""
     if ds.image_size == (size, size):
         return ds
-    from dataclasses import replace
-
     return replace(ds, train_images=resize_images(ds.train_images, (size, size)),
                    test_images=resize_images(ds.test_images, (size, size)), _stats=None,
                    notes=[*ds.notes, f"resized from {ds.image_size[0]}x{ds.image_size[1]} "
@@ -151,8 +148,6 @@ class DataWarning(UserWarning):
 
 def split_sizes(n: int, test_size: int | float) -> tuple[int, int]:
     """(train, test) image counts of a split, as scikit-learn's ``train_test_split`` rounds."""
-    import math
-
     if isinstance(test_size, float) and 0 < test_size < 1:
         return math.floor((1 - test_size) * n), math.ceil(test_size * n)
     return n - int(test_size), int(test_size)
@@ -165,8 +160,6 @@ def check_split(labels: np.ndarray, test_size: int | float, classes: list[str] |
     A stratified split needs at least 2 images of every class and a test set of at
     least one image per class, leaving at least one per class for training.
     """
-    import math
-
     counts = np.bincount(labels)
     present = np.flatnonzero(counts)
     k, n = len(present), len(labels)
@@ -201,7 +194,7 @@ def stratified_split(labels: np.ndarray, test_size: int | float, seed: int,
     would have fewer images than there are classes; a class that ends up with no
     training image is refused too.
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # heavy optional dependency
 
     check_split(labels, test_size, classes, flag)
     idx = np.arange(len(labels))

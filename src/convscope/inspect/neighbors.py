@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from convscope.display import MosaicDisplay
+from convscope.classifier import as_classifier
+from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
-from convscope.inspect.attribution import as_classifier
 from convscope.inspect.features import REDUCTIONS, extract, model_images
 from convscope.inspect.layers import choose_layer
 from convscope.inspect.sources import open_dataset, sample
@@ -84,9 +84,7 @@ class Neighbours(MosaicDisplay):
     def render(self) -> np.ndarray:
         """The figure: one row per shown query, feature-space neighbours beside pixel-space
         ones (green border: same label as the query, red: another), as (H, W, 3) uint8."""
-        from convscope.render.views import neighbors_image
-
-        return neighbors_image(self)
+        return draw("neighbors_image", self)
 
     def to_dict(self) -> dict:
         def space(knn: Knn, q: int) -> dict:

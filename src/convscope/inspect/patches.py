@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from convscope import distributed
-from convscope.display import MosaicDisplay
+from convscope.classifier import as_classifier
+from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.evaluate import SPLITS
-from convscope.inspect.attribution import as_classifier
 from convscope.inspect.features import iterate, model_images
 from convscope.inspect.layers import choose_layer, traced_calls
 from convscope.inspect.receptive import ReceptiveField, receptive_fields
@@ -239,9 +239,7 @@ class Patches(MosaicDisplay):
 
     def render(self) -> np.ndarray:
         """One row per channel of its top patches, as (H, W, 3) uint8."""
-        from convscope.render.views import patches_image
-
-        return patches_image(self)
+        return draw("patches_image", self)
 
     def to_dict(self) -> dict:
         return {"config": asdict(self.config), "data": self.data,

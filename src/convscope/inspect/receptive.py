@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from convscope.classifier import Classifier
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.geometry import Geometry, GeometryMode, Window, tensors_in
 
@@ -245,8 +246,6 @@ def receptive_fields(model, input_shape: Sequence[int] | None = None) -> dict[st
 
 def resolve_input(model, input_shape) -> tuple[nn.Module, tuple[int, int, int]]:
     """(network, (C, H, W)) for a Classifier or a module with an explicit shape."""
-    from convscope.classifier import Classifier
-
     if isinstance(model, Classifier):
         if input_shape is None:
             input_shape = (model.channels, *model.meta.input_size)

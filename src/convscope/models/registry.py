@@ -195,8 +195,6 @@ def check_size(build: Callable[[], nn.Module], inp: ModelInput, input_size: tupl
     """Build the model on the meta device (nothing allocated, nothing initialised), then
     refuse it with one sentence when its parameters or one image's largest layer output
     exceed the bounds above; one meta forward pass measures the outputs."""
-    import torch
-
     with torch.device("meta"):
         net = build()
     params = sum(p.numel() for p in net.parameters())

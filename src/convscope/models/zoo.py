@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torchvision.models as tvm
+from safetensors.torch import load_file
 from torch import nn
 
 from convscope.errors import ConvscopeError, UsageError
@@ -33,8 +35,6 @@ ZOO = {
 
 
 def _constructor(name: str):
-    import torchvision.models as tvm
-
     ctor = getattr(tvm, name)
     if name == "googlenet":  # no auxiliary heads; our normalisation, not torchvision's remap
         return lambda: ctor(weights=None, aux_logits=False, init_weights=True,
@@ -52,8 +52,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                              "download torchvision's, or the path of a local state dict.")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             sd = load_file(str(path))
         else:  # never unpickle arbitrary objects
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -70,8 +68,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def download_state_dict(name: str, weights: str) -> dict[str, torch.Tensor]:
     """torchvision's pretrained weights (``DEFAULT`` or an enum name like IMAGENET1K_V1)."""
-    import torchvision.models as tvm
-
     enum = tvm.get_model_weights(name)
     try:
         w = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convscope.display import drawing
 from convscope.inspect.attribution import METHODS, Attribution
 from convscope.render.figures import _plt
 
@@ -63,7 +64,7 @@ def overlay(a: Attribution, i: int, alpha: float = 0.55) -> np.ndarray:
     """Image ``i``'s map as an (H, W, 3) uint8 picture, drawn as in the figures: a jet
     heatmap blended over the image (occlusion on the absolute 0-1 scale, the others scaled
     to their maximum), or the guided gradient as an image."""
-    import matplotlib
+    import matplotlib  # heavy optional dependency
 
     draw = METHODS[a.method].draw
     if draw == "gradient":
@@ -96,6 +97,7 @@ def draw_topk(ax, a: Attribution, i: int, k: int = 5) -> None:
                                      f"{float(a.probs[i, target]):.2f})"), fontsize=8)
 
 
+@drawing
 def explanation_figure(results: dict[str, Attribution], names: list[str] | None = None):
     """One row per image: the image, each method's map, the top-5 (target in orange)."""
     plt = _plt()
@@ -114,6 +116,7 @@ def explanation_figure(results: dict[str, Attribution], names: list[str] | None 
     return fig
 
 
+@drawing
 def faithfulness_figure(result):
     """Mean deletion and insertion curves per method, the random baseline dashed."""
     plt = _plt()

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from convscope.display import drawing
+from convscope.inspect.challenges import GROUPS
 from convscope.render.figures import _plt
 
 
+@drawing
 def curves_figure(result):
     """One panel per challenge group; a line per challenge, dashed for compared models,
     dotted for the baseline."""
     plt = _plt()
-    from convscope.inspect.challenges import GROUPS
-
     groups = [g for g in GROUPS if any(result.main.curves[n].group == g for n in result.names)]
     cols = min(3, len(groups))
     rows = -(-len(groups) // cols)
@@ -60,6 +61,7 @@ def curves_figure(result):
     return fig
 
 
+@drawing
 def strips_figure(result):
     """Rows: challenges; columns: severities 0..S, with each severity's parameters."""
     plt = _plt()

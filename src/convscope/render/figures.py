@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, PngImagePlugin
+
+from convscope.display import drawing
 
 
 def _plt():
-    import sys
-
-    import matplotlib
+    import matplotlib  # heavy optional dependency
 
     if "ipykernel" not in sys.modules:  # a Jupyter kernel keeps its (inline) backend, so
         matplotlib.use("Agg", force=False)  # the user's own plots there still show
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy optional dependency
 
     return plt
 
@@ -33,6 +36,7 @@ def config_text(config) -> str:
     return json.dumps(config, default=str, sort_keys=True)
 
 
+@drawing
 def save_figure(fig, path: str | os.PathLike, config=None, dpi: int = 100) -> Path:
     """Save and close a matplotlib figure, creating the folder.
 
@@ -51,20 +55,15 @@ def save_figure(fig, path: str | os.PathLike, config=None, dpi: int = 100) -> Pa
 
 def figure_png(fig, dpi: int = 100) -> bytes:
     """A matplotlib figure as PNG bytes (closed afterwards): for pages that embed pictures."""
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     _plt().close(fig)
     return buf.getvalue()
 
 
+@drawing
 def image_png(image) -> bytes:
     """A PIL image, an (H, W[, C]) uint8 array or a uint8 (C, H, W) tensor as PNG bytes."""
-    import io
-
-    from PIL import Image
-
     if not isinstance(image, Image.Image):
         if hasattr(image, "permute"):  # a (C, H, W) tensor
             image = image.detach().cpu().permute(1, 2, 0).numpy()
@@ -75,10 +74,9 @@ def image_png(image) -> bytes:
     return buf.getvalue()
 
 
+@drawing
 def save_image(image, path: str | os.PathLike, config=None) -> Path:
     """Save a PIL image (or HWC uint8 array) as PNG, embedding ``config`` like save_figure."""
-    from PIL import Image, PngImagePlugin
-
     if not isinstance(image, Image.Image):
         arr = np.asarray(image)
         image = Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
@@ -94,13 +92,12 @@ def save_image(image, path: str | os.PathLike, config=None) -> Path:
 
 def read_config(path: str | os.PathLike) -> dict | None:
     """The config embedded in a PNG written by convscope, or None."""
-    from PIL import Image
-
     with Image.open(path) as img:
         text = img.info.get(CONFIG_KEY)
     return json.loads(text) if text else None
 
 
+@drawing
 def confusion_figure(evaluation, title: str = ""):
     """The confusion matrix as a heatmap, rows normalised, counts written in the cells."""
     plt = _plt()
@@ -126,6 +123,7 @@ def confusion_figure(evaluation, title: str = ""):
     return fig
 
 
+@drawing
 def image_grid(images, titles=(), cols: int | None = None, cell: float = 1.8, title: str = ""):
     """Images (PIL, or HWC uint8 arrays) in a grid with a caption under each, drawn with
     nearest-neighbour pixels so that small (32x32) images stay sharp."""

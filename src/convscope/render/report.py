@@ -28,14 +28,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convscope.classifier import Classifier
+from convscope.classifier import Classifier, as_classifier
 from convscope.data import ImageDataset
 from convscope.display import PageDisplay
 from convscope.errors import ConvscopeError, UsageError, unknown_name
-from convscope.evaluate import Evaluation, evaluate_logits
+from convscope.evaluate import Evaluation, evaluate_logits, resolve_split, sharded_logits
+from convscope.fileio import write_text_atomic
+from convscope.inspect.attribution import explain_many, list_methods
+from convscope.inspect.challenges import challenges
+from convscope.inspect.embedding import embed
+from convscope.inspect.faithfulness import faithfulness
+from convscope.inspect.filters import filters
+from convscope.inspect.neighbors import neighbors
 from convscope.inspect.patches import DEFAULT_CHANNELS as PATCH_CHANNELS  # the first 16
+from convscope.inspect.patches import patches
+from convscope.inspect.sources import open_dataset, sample
+from convscope.inspect.summary import COLUMNS, NUMERIC_COLUMNS, summarize, table_cells, totals_lines
+from convscope.inspect.synthesis import VisualizeConfig, class_images
 from convscope.progress import progress_bar
 from convscope.render import html as H
+from convscope.render.attribution import explanation_figure, faithfulness_figure
 from convscope.render.figures import _plt, confusion_figure, figure_png, image_png
 from convscope.text import count
 
@@ -162,8 +174,6 @@ class ReportContext:
         """(N, K) scores of every test image: the one pass the accuracy sections share
         (under torchrun each process scores a share and all get every score)."""
         if isinstance(self.images, torch.Tensor):
-            from convscope.train.loop import sharded_logits
-
             return sharded_logits(self.clf, self.images, self.config.batch_size)
         return self.clf.logits(self.images, self.config.batch_size)
 
@@ -177,8 +187,6 @@ class ReportContext:
 
     def sample(self, n: int) -> torch.Tensor:
         """Sorted positions of a seeded sample of ``n`` test images."""
-        from convscope.inspect.sources import sample
-
         return sample(len(self.images), n, self.config.seed)
 
     def label(self, i: int) -> str:
@@ -198,7 +206,7 @@ class Report(PageDisplay):
     def figure(self):
         """Where the report's time went: seconds per section, as a matplotlib Figure (the
         page itself is the notebook's picture: ``_repr_html_``)."""
-        from matplotlib.figure import Figure  # lazily, without pyplot
+        from matplotlib.figure import Figure  # lazily, without pyplot  # heavy optional dependency
 
         parts = {k: v for k, v in self.seconds.items() if k != "total"}
         fig = Figure(figsize=(6, 0.3 * len(parts) + 1))
@@ -213,8 +221,6 @@ class Report(PageDisplay):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the page atomically (a temp file, then a rename)."""
-        from convscope.fileio import write_text_atomic
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_text_atomic(path, self.html)
@@ -226,9 +232,6 @@ def open_report_data(clf: Classifier, data, *, data_root=None, image_size: int |
     it scores: a name (None: the model's own data, split exactly as in training, so its
     test images stay unseen) or an ImageDataset; ``auto`` scores the test images of the
     model's own data and every image of any other (as ``convscope evaluate`` does)."""
-    from convscope.evaluate import resolve_split
-    from convscope.inspect.sources import open_dataset
-
     ds, own = open_dataset(clf, data, data_root=data_root, image_size=image_size,
                            progress=progress)
     return ds, resolve_split("auto", own)
@@ -244,8 +247,6 @@ def build_report(model, data=None, config: ReportConfig | None = None, *,
     none): the training curves are read from the ``metrics.jsonl`` beside it.
     ``options`` are :class:`ReportConfig` fields.  One progress bar covers the job.
     """
-    from convscope.inspect.attribution import as_classifier
-
     clf = as_classifier(model)
     config = replace(config or ReportConfig(), **options)
     if isinstance(data, str):
@@ -345,14 +346,6 @@ def display_side(clf: Classifier) -> int:
                   "S and padding P, the output volume WxHxD, weights, receptive field (RF) on "
                   "the input and multiply-adds; the totals are cross-checked against the model.")
 def model_section(ctx: ReportContext) -> str:
-    from convscope.models.summary import (
-        COLUMNS,
-        NUMERIC_COLUMNS,
-        summarize,
-        table_cells,
-        totals_lines,
-    )
-
     meta = ctx.clf.meta
     h, w = meta.image_size
     options = ", ".join(f"{k}={v}" for k, v in meta.options.items())
@@ -485,8 +478,6 @@ def mistakes_section(ctx: ReportContext) -> str:
                   "one tile per filter: trained filters look like oriented edges, colour blobs "
                   "and stroke pieces; noise means the layer learned little.")
 def filters_section(ctx: ReportContext) -> str:
-    from convscope.inspect.filters import filters
-
     f = filters(ctx.clf)
     ctx.facts["filters"] = f.to_dict()
     return f"<p>{H.esc(f.describe())}.</p>" + H.img(image_png(f.render()), "filters", "fig")
@@ -498,8 +489,6 @@ def filters_section(ctx: ReportContext) -> str:
                   "query, red: another. Feature neighbours share meaning, pixel neighbours "
                   "only colour and layout.", costly=True, weight=2)
 def neighbours_section(ctx: ReportContext) -> str:
-    from convscope.inspect.neighbors import neighbors
-
     c = ctx.config
     queries = min(len(ctx.source.test_images), max(100, c.neighbour_queries))
     r = neighbors(ctx.clf, ctx.source, queries=queries, show=c.neighbour_queries, k=6,
@@ -517,8 +506,6 @@ def neighbours_section(ctx: ReportContext) -> str:
                   "network sees as alike. Left: coloured by true class; right: the images "
                   "themselves on a grid in the same layout.", costly=True, weight=3)
 def tsne_section(ctx: ReportContext) -> str:
-    from convscope.inspect.embedding import embed
-
     e = embed(ctx.clf, ctx.source, split=ctx.split, n=min(ctx.config.n, len(ctx.images)),
               seed=ctx.config.seed)
     ctx.facts["tsne"] = {"n": e.config.n, "layer": e.config.layer}
@@ -531,8 +518,6 @@ def tsne_section(ctx: ReportContext) -> str:
                   "that excite it most, strongest first: what that unit detects.",
                   costly=True, weight=2)
 def patches_section(ctx: ReportContext) -> str:
-    from convscope.inspect.patches import patches
-
     p = patches(ctx.clf, ctx.source, split=ctx.split, seed=ctx.config.seed)
     k = ctx.config.patch_units  # the first k of the channels searched (PATCH_CHANNELS)
     p = replace(p, hits=p.hits[:k], config=replace(p.config, channels=p.config.channels[:k]))
@@ -548,9 +533,6 @@ def patches_section(ctx: ReportContext) -> str:
                   "masked; blue = the patch matters), saliency, guided backprop, Grad-CAM and "
                   "guided Grad-CAM (bright = important).", costly=True, weight=3)
 def explanations_section(ctx: ReportContext) -> str:
-    from convscope.inspect.attribution import explain_many, list_methods
-    from convscope.render.attribution import explanation_figure
-
     pick = ctx.sample(ctx.config.explain_images)
     results = explain_many(ctx.clf, ctx.images[pick], list_methods())
     names = [f"#{int(i)} {ctx.label(i)}" for i in pick]
@@ -562,9 +544,6 @@ def explanations_section(ctx: ReportContext) -> str:
                   "(lower area is better); insertion: add them to a blurred image (higher is "
                   "better). A random map is the baseline to beat.", costly=True, weight=3)
 def faithfulness_section(ctx: ReportContext) -> str:
-    from convscope.inspect.faithfulness import faithfulness
-    from convscope.render.attribution import faithfulness_figure
-
     r = faithfulness(ctx.clf, ctx.dataset, n=ctx.config.faithfulness_images,
                      seed=ctx.config.seed)
     dele, ins = r.auc("deletion"), r.auc("insertion")
@@ -590,8 +569,6 @@ def faithfulness_section(ctx: ReportContext) -> str:
                   "for the image shown, judge the probability a second model trained apart "
                   "(report --judge MODEL) gives it.", costly=True, weight=3)
 def classes_section(ctx: ReportContext) -> str:
-    from convscope.inspect.synthesis import VisualizeConfig, class_images
-
     k = min(len(ctx.clf.classes), ctx.config.class_images)
     res = class_images(ctx.clf, list(range(k)),
                        VisualizeConfig(steps=ctx.config.class_steps, seed=ctx.config.seed),
@@ -621,8 +598,6 @@ def classes_section(ctx: ReportContext) -> str:
                   "plain images) to 5; the strip shows one test image at every severity. "
                   "The command convscope challenges gives every number.", costly=True, weight=3)
 def challenges_section(ctx: ReportContext) -> str:
-    from convscope.inspect.challenges import challenges
-
     r = challenges(ctx.clf, ctx.dataset, n=min(ctx.config.challenge_images, len(ctx.images)),
                    seed=ctx.config.seed, split="test", batch_size=ctx.config.batch_size)
     m = r.main

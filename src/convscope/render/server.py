@@ -41,23 +41,33 @@ multipart denial of service:
   per pool thread), so the event loop keeps serving.
 """
 
-from __future__ import annotations
-
 import asyncio
 import math
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import torch
-from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations here
 
 from convscope.classifier import Classifier
 from convscope.data import ImageDataset
 from convscope.errors import ConvscopeError, ImageError, UsageError, unknown_name
+from convscope.images import load_image
+from convscope.inspect.attribution import METHODS, explain_many
+from convscope.inspect.challenges import challenges
+from convscope.inspect.embedding import embed
+from convscope.inspect.features import extract, model_images
+from convscope.inspect.filters import activations, filters
+from convscope.inspect.layers import choose_layer, list_layers
+from convscope.inspect.neighbors import knn
+from convscope.inspect.sources import sample
 from convscope.render import html as H
-from convscope.render.figures import image_png
+from convscope.render.attribution import overlay
+from convscope.render.figures import figure_png, image_png
+from convscope.render.views import class_colours
+from convscope.render.webpage import index_html
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: addresses that mean "every interface": not a name a request can be addressed to
@@ -99,11 +109,7 @@ class ServeConfig:
     #: seconds a request body may take to arrive (408 after)
     read_timeout: float = 30.0
 
-    def resolved(self) -> ServeConfig:
-        from dataclasses import replace
-
-        from convscope.inspect.attribution import METHODS
-
+    def resolved(self) -> "ServeConfig":
         methods = tuple(dict.fromkeys(self.methods or METHODS))
         for m in methods:
             if m not in METHODS:
@@ -166,8 +172,6 @@ class Workbench:
     def decode(self, data: bytes) -> torch.Tensor:
         """Uploaded bytes -> a uint8 (1, C, H, W) batch at the model's size; a bad image is
         an HTTPProblem with the reader's own sentence."""
-        from convscope.images import load_image
-
         try:
             return torch.from_numpy(load_image(data, self.clf.image_size, self.clf.channels,
                                                limit=self.config.max_upload_pixels))[None]
@@ -210,9 +214,6 @@ class Workbench:
 
     def analyze(self, batch: torch.Tensor) -> dict:
         """Top-5 and one overlay per method for a uint8 (1, C, H, W) image."""
-        from convscope.inspect.attribution import explain_many
-        from convscope.render.attribution import overlay
-
         with self.lock:
             results = explain_many(self.clf, batch, list(self.config.methods))
         first = next(iter(results.values()))
@@ -237,10 +238,6 @@ class Workbench:
     # ---- neighbours
     def _database(self) -> dict:
         """The training images searched (a seeded sample) and their features, once."""
-        from convscope.inspect.features import extract, model_images
-        from convscope.inspect.layers import choose_layer
-        from convscope.inspect.sources import sample
-
         ds = self.source
         idx = sample(len(ds.train_images), self.config.neighbour_database, self.config.seed)
         images = ds.train_images[idx]
@@ -253,9 +250,6 @@ class Workbench:
     def neighbours(self, image: torch.Tensor) -> dict | None:
         """The k nearest training images of a test image (C, H, W): by the network's
         features and by raw pixels, nearest first."""
-        from convscope.inspect.features import extract, model_images
-        from convscope.inspect.neighbors import knn
-
         if self.source is None or len(self.source.train_images) == 0:
             return None
         with self.lock:
@@ -277,22 +271,16 @@ class Workbench:
 
     # ---- layers: filters and activations
     def layers(self) -> dict:
-        from convscope.inspect.layers import list_layers
-
         with self.lock:
             return self.once("layers", lambda: list_layers(self.clf).to_dict())
 
     def filters(self, layer: str | None) -> dict:
-        from convscope.inspect.filters import filters
-
         with self.lock:
             f = filters(self.clf, layer=layer or None)
             png = image_png(f.render())
         return {"layer": f.layer, "describe": f.describe(), "src": H.data_uri(png)}
 
     def activations(self, layer: str | None, batch: torch.Tensor) -> dict:
-        from convscope.inspect.filters import activations
-
         with self.lock:
             a = activations(self.clf, batch, layer=layer or None)
             png = image_png(a.render())
@@ -300,10 +288,8 @@ class Workbench:
 
     # ---- the t-SNE map
     def _embedding(self) -> dict:
-        from matplotlib.colors import to_hex
+        from matplotlib.colors import to_hex  # heavy optional dependency
 
-        from convscope.inspect.embedding import embed
-        from convscope.render.views import class_colours
 
         e = embed(self.clf, self.source, split=self.split, seed=self.config.seed,
                   n=min(self.config.tsne_n, self.test_count))
@@ -324,9 +310,6 @@ class Workbench:
 
     # ---- the six challenges
     def _challenges(self) -> dict:
-        from convscope.inspect.challenges import challenges
-        from convscope.render.figures import figure_png
-
         r = challenges(self.clf, self.source, split=self.split, seed=self.config.seed,
                        n=min(self.config.challenge_n, self.test_count))
         m = r.main
@@ -354,13 +337,15 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
 
     ``dataset`` (None: uploads only) is browsed on ``split``: by default its test images
     when it is the model's own data, every image otherwise."""
-    from fastapi import FastAPI
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    # heavy optional dependency, imported here so that the CLI starts without it; the
+    # module has no `from __future__ import annotations`, so the endpoints' `Request`
+    # annotations are this class itself, which FastAPI needs to inject the request
+    from fastapi import FastAPI, Request  # heavy optional dependency
+    from fastapi.exceptions import RequestValidationError  # heavy optional dependency
+    from fastapi.responses import HTMLResponse, JSONResponse, Response  # heavy optional dependency
+    from starlette.exceptions import HTTPException as HTTPError  # heavy optional dependency
+    from starlette.middleware.trustedhost import TrustedHostMiddleware  # heavy optional dependency
 
-    from convscope.render.webpage import index_html
 
     config = (config or ServeConfig()).resolved()
     if split is None:
@@ -422,8 +407,8 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
                           for e in exc.errors())
         return problem(422, f"invalid {where}: give whole numbers where numbers are asked for.")
 
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http(_request, exc: StarletteHTTPException):
+    @app.exception_handler(HTTPError)
+    async def on_http(_request, exc: HTTPError):
         text = {404: "no such page or resource.", 405: "that method is not allowed here."}
         return problem(exc.status_code, text.get(exc.status_code, str(exc.detail)))
 
@@ -490,7 +475,7 @@ async def read_body(request, limit: int, timeout: float = 30.0) -> bytes:
     """The request body, refused with 413 once it passes ``limit`` bytes: at once when
     ``Content-Length`` says so, else as soon as the streamed chunks add up past it (the
     rest is never read); with 408 when it has not all arrived within ``timeout`` s."""
-    from starlette.requests import ClientDisconnect
+    from starlette.requests import ClientDisconnect  # heavy optional dependency
 
     too_big = HTTPProblem(413, f"the upload is larger than the limit of {limit:,} bytes; "
                                "send a smaller image.")
@@ -521,7 +506,7 @@ async def read_body(request, limit: int, timeout: float = 30.0) -> bytes:
 def serve(clf: Classifier, dataset: ImageDataset | None, config: ServeConfig | None = None,
           split: str | None = None, log_level: str = "warning") -> None:
     """Run the app with uvicorn until Ctrl-C."""
-    import uvicorn
+    import uvicorn  # heavy optional dependency
 
     config = (config or ServeConfig()).resolved()
     uvicorn.run(create_app(clf, dataset, config, split), host=config.host, port=config.port,
@@ -530,8 +515,6 @@ def serve(clf: Classifier, dataset: ImageDataset | None, config: ServeConfig | N
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nobody listens on now (the OS picks it)."""
-    import socket
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))

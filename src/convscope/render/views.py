@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from convscope.display import drawing
+from convscope.render.figures import _plt
+
 WHITE = (255, 255, 255)
 SAME, OTHER = (0, 160, 60), (220, 30, 30)   # neighbour borders: same label as the query, not
 OUTSIDE = (200, 200, 215)                   # patch canvas beyond the image border
@@ -41,6 +44,7 @@ def to_rgb(img) -> np.ndarray:
     return np.ascontiguousarray(a[..., :3])
 
 
+@drawing
 def enlarge(a: np.ndarray, zoom: int) -> np.ndarray:
     """Each pixel as a zoom x zoom block (nearest neighbour)."""
     return a if zoom == 1 else np.repeat(np.repeat(a, zoom, 0), zoom, 1)
@@ -167,6 +171,7 @@ def scaled_gray(values: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- filters
+@drawing
 def filters_image(f) -> np.ndarray:
     """Colour tiles in a square grid, or grayscale ones: one row of channel tiles per
     filter, the rows laid out in columns so that the picture stays about 3:2."""
@@ -183,6 +188,7 @@ def filters_image(f) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- activations
+@drawing
 def activations_image(a) -> np.ndarray:
     """The input image beside the grid of maps, all maps on one scale."""
     maps = scaled_gray(a.shown.numpy())                   # (K, h, w) in [0, 1]
@@ -211,6 +217,7 @@ def shown_queries(total: int, show: int) -> list[int]:
     return sorted({round(i * (total - 1) / max(1, show - 1)) for i in range(show)})
 
 
+@drawing
 def neighbors_image(r) -> np.ndarray:
     """One row per query: the query, its feature-space neighbours, its pixel-space ones;
     green borders share the query's label, red ones do not."""
@@ -242,7 +249,7 @@ def neighbors_image(r) -> np.ndarray:
 # --------------------------------------------------------------------------- embedding
 def class_colours(n: int) -> np.ndarray:
     """(n, 3) distinct colours in [0, 1]: tab10 / tab20, else evenly spaced hues."""
-    import matplotlib
+    import matplotlib  # heavy optional dependency
 
     if n <= 10:
         return np.asarray(matplotlib.colormaps["tab10"].colors)[:n]
@@ -253,8 +260,6 @@ def class_colours(n: int) -> np.ndarray:
 
 def scatter_array(coords: np.ndarray, labels, classes, side: int, title: str) -> np.ndarray:
     """The 2-D points coloured by class, drawn by matplotlib as a side x side image."""
-    from convscope.render.figures import _plt
-
     plt = _plt()
     fig = plt.figure(figsize=(side / 100, side / 100), dpi=100)
     ax = fig.add_axes((0.03, 0.03, 0.94, 0.9))
@@ -292,6 +297,7 @@ def thumbnail_map(images: torch.Tensor, cells: np.ndarray, side: int) -> np.ndar
     return out
 
 
+@drawing
 def embedding_image(e) -> np.ndarray:
     """The scatter coloured by class beside the thumbnail map, both the same height."""
     side = max(16, min(32, max(e.images.shape[-2:])))
@@ -306,6 +312,7 @@ def embedding_image(e) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- patches
+@drawing
 def patches_image(p) -> np.ndarray:
     """One row per channel: its label, then its top patches, strongest first; the part of
     a field beyond the image border is shaded."""

@@ -30,11 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torchvision.models as tvm
 from torch import nn
 from torch.nn import functional as F
+from torchvision.models.vgg import cfgs, make_layers
 
+from convscope.classifier import Classifier, open_model
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.hooks import forward_hooks, get_layer, trace_layers
+from convscope.models.zoo import download_state_dict, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -272,16 +276,12 @@ def random_multiscale(filters: int = 128, seed: int = 0) -> StyleBackbone:
 def vgg19_features() -> nn.Module:
     """torchvision's VGG-19 convolutional part (configuration E) as ``features.N``, without
     the 120M-parameter classifier that style transfer never runs."""
-    from torchvision.models.vgg import cfgs, make_layers
-
     return nn.Sequential(OrderedDict(features=make_layers(cfgs["E"], batch_norm=False)))
 
 
 def cached_weights(name: str) -> Path | None:
     """torchvision's ImageNet weights for ``name`` if an earlier download left them in the
     torch hub cache, else None.  Nothing is downloaded."""
-    import torchvision.models as tvm
-
     try:
         url = tvm.get_model_weights(name).DEFAULT.url
     except (ValueError, KeyError):
@@ -291,8 +291,6 @@ def cached_weights(name: str) -> Path | None:
 
 
 def _load_vgg19_weights(net: nn.Module, weights: str) -> None:
-    from convscope.models.zoo import download_state_dict, read_state_dict
-
     is_file = Path(weights).suffix in (".pt", ".pth", ".safetensors", ".bin") or Path(weights).exists()
     sd = read_state_dict(weights) if is_file else download_state_dict("vgg19", weights)
     if not any(k.startswith("features.") for k in sd):  # a state dict of the features alone
@@ -368,8 +366,6 @@ def open_backbone(spec="vgg19", weights: str | None = None, seed: int = 0) -> St
     >>> open_backbone("random-multiscale:filters=32").style_layers[:2]
     ['banks.scale3', 'banks.scale5']
     """
-    from convscope.classifier import Classifier, open_model
-
     if isinstance(spec, StyleBackbone):
         return spec
     if isinstance(spec, Classifier):

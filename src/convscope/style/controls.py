@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from convscope.errors import ConvscopeError
+from convscope.images import to_pil
 
 #: smallest share of the mask a colour must cover to be a region
 MIN_REGION = 0.01
@@ -32,7 +33,7 @@ MIN_REGION = 0.01
 # --------------------------------------------------------------------------- colour
 def rgb_to_yuv(image: torch.Tensor) -> torch.Tensor:
     """(C=3, H, W) RGB in [0, 1] -> (3, H, W) YUV (skimage's BT.601 matrix)."""
-    from skimage.color import rgb2yuv
+    from skimage.color import rgb2yuv  # heavy optional dependency
 
     arr = rgb2yuv(image.permute(1, 2, 0).double().cpu().numpy())
     return torch.from_numpy(arr).permute(2, 0, 1).float()
@@ -40,7 +41,7 @@ def rgb_to_yuv(image: torch.Tensor) -> torch.Tensor:
 
 def yuv_to_rgb(image: torch.Tensor) -> torch.Tensor:
     """(3, H, W) YUV -> (3, H, W) RGB, clipped to [0, 1]."""
-    from skimage.color import yuv2rgb
+    from skimage.color import yuv2rgb  # heavy optional dependency
 
     arr = yuv2rgb(image.permute(1, 2, 0).double().cpu().numpy())
     return torch.from_numpy(arr).permute(2, 0, 1).float().clamp(0, 1)
@@ -102,8 +103,6 @@ def read_mask(source, size: tuple[int, int], regions: int) -> torch.Tensor:
     them, so anti-aliased edges or JPEG noise don't create regions.  The maps are resized to
     ``size`` (H, W) by area averaging, so region borders are soft.
     """
-    from convscope.images import to_pil
-
     img = to_pil(source)
     arr = np.asarray(img.convert("RGB"), dtype=np.int64).reshape(-1, 3)
     colours, counts = np.unique(arr, axis=0, return_counts=True)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from convscope.display import MosaicDisplay
+from convscope.classifier import resolve_device
+from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError
 from convscope.images import fit_image, load_image_scaled, to_pil
 from convscope.progress import progress_bar
@@ -69,9 +70,7 @@ class StyleResult(MosaicDisplay):
 
     def save(self, path: str | Path) -> Path:
         """Write the image as PNG with the resolved config embedded."""
-        from convscope.render.figures import save_image
-
-        return save_image(self.image, path, config=self.config)
+        return draw("save_image", self.image, path, config=self.config)
 
 
 # --------------------------------------------------------------------------- images
@@ -311,8 +310,6 @@ def stylize(content="sample:chelsea", styles="sample:ihc", config: StyleConfig |
     >>> result = stylize("sample:chelsea", "sample:ihc", size=64, steps=20)  # doctest: +SKIP
     >>> result.save("cat.png"); result.final_loss < result.start_loss        # doctest: +SKIP
     """
-    from convscope.classifier import resolve_device
-
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     config = dataclasses.replace(config or StyleConfig(), **options)
     config.content, config.styles = describe(content), [describe(s) for s in styles]

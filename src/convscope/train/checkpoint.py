@@ -15,10 +15,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 from convscope.errors import ConvscopeError
 from convscope.fileio import atomic_path, remove_stale_temps
+from convscope.modelfile import verify_file
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 FORMAT = "convscope-checkpoint"
@@ -42,8 +44,6 @@ class LoopState:
 def save_checkpoint(folder: str | os.PathLike, model, optimizer, scheduler,
                     generator: torch.Generator, state: LoopState) -> Path:
     """Write ``folder/checkpoint.safetensors`` atomically."""
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
         tensors[f"model.{k}"] = v.detach().cpu().contiguous().clone()
@@ -71,7 +71,8 @@ def save_checkpoint(folder: str | os.PathLike, model, optimizer, scheduler,
     }
     path = Path(folder) / CHECKPOINT_NAME
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"convscope-checkpoint": json.dumps(meta)})
+        safetensors.torch.save_file(tensors, str(tmp),
+                                    metadata={"convscope-checkpoint": json.dumps(meta)})
     return path
 
 
@@ -79,10 +80,6 @@ def read_checkpoint(folder: str | os.PathLike,
                     clean: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and metadata of ``folder``'s checkpoint, verified; temp files a killed
     writer left behind are never read (and removed, if ``clean``)."""
-    from safetensors.torch import load_file
-
-    from convscope.modelfile import verify_file
-
     folder = Path(folder)
     if clean:
         remove_stale_temps(folder, CHECKPOINT_NAME)
@@ -96,7 +93,7 @@ def read_checkpoint(folder: str | os.PathLike,
         assert meta["format"] == FORMAT
     except (KeyError, ValueError, AssertionError, TypeError):
         raise ConvscopeError(f"{path} is not a convscope checkpoint.") from None
-    return load_file(str(path)), meta
+    return safetensors.torch.load_file(str(path)), meta
 
 
 def restore(tensors: dict, meta: dict, model, optimizer, scheduler,

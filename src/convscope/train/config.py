@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from convscope.errors import ConvscopeError, UsageError, unknown_name
+from convscope.train.recipes import RECIPES
 
 OPTIMIZERS = ("sgd", "adamw", "muon")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -79,8 +80,6 @@ class TrainConfig:
 
     def resolve(self) -> TrainConfig:
         """Fill in the recipe's defaults and the defaults that depend on other options."""
-        from convscope.train.recipes import RECIPES
-
         if self.recipe not in RECIPES:
             raise unknown_name("recipe", self.recipe, list(RECIPES))
         from_recipe = []

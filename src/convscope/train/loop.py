@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from convscope import distributed
 from convscope.classifier import Classifier, resolve_device
 from convscope.data import ImageDataset
 from convscope.errors import ConvscopeError
-from convscope.evaluate import evaluate_logits
+from convscope.evaluate import evaluate_logits, sharded_logits
 from convscope.fileio import append_text, remove_stale_temps, write_error, write_text_atomic
 from convscope.modelfile import ModelMeta
 from convscope.models import ModelInput, build_model, canonical_name, parse_model_name
@@ -173,8 +174,6 @@ class Trainer:
             model = self.clf.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.forward = model
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             self.forward = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if config.compile:
@@ -452,15 +451,6 @@ class CompiledWithFallback:
                          "training eagerly.")
                 self.compiled = None
         return self.eager(x)
-
-
-def sharded_logits(clf: Classifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """clf.logits over ``images``; in a torchrun job each process scores a share of whole
-    batches and every process gets all scores back, in order."""
-    d = distributed.current()
-    batches = d.part(-(-len(images) // batch_size))
-    share = images[batches.start * batch_size : batches.stop * batch_size]
-    return d.gather_rows(clf.logits(share, batch_size))
 
 
 def fit(dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from convscope.display import Displayable
+from convscope.display import Displayable, detached, draw
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.hooks import eval_mode, forward_hooks, get_layer, trace_layers
 from convscope.inspect.synthesis.objectives import Context, Objective
@@ -62,10 +62,7 @@ class SynthesisResult(Displayable):
 
     def figure(self, title: str = ""):
         """The images in a labelled grid (``convscope visualize``'s), a matplotlib Figure."""
-        from convscope.display import detached
-        from convscope.render.figures import image_grid  # lazily: no render at import
-
-        return detached(image_grid(self.pil(), self.labels, title=title))
+        return detached(draw("image_grid", self.pil(), self.labels, title=title))
 
 
 class _Done(Exception):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from convscope.classifier import open_model
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.synthesis import objectives as obj
 from convscope.inspect.synthesis import regularizers as regs
@@ -301,8 +302,6 @@ def class_images(clf, classes: Sequence[str | int], config: VisualizeConfig | No
         return score + weight * obj.class_logprob(chunk) if weight else score
 
     if judge is not None and not hasattr(judge, "predict_proba"):
-        from convscope.classifier import open_model
-
         judge_name = judge_name or str(judge)
         judge = open_model(judge, device=clf.device)
     if judge is not None:  # checked before the (long) ascent

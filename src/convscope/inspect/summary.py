@@ -21,6 +21,7 @@ from torch import nn
 from convscope.display import TextDisplay
 from convscope.errors import UsageError
 from convscope.inspect.receptive import LayerRecord, ReceptiveField, resolve_input, trace
+from convscope.loading import open_network
 from convscope.models.arithmetic import (
     LayerArithmetic,
     Volume,
@@ -481,14 +482,12 @@ def summarize(target, input: str | Volume | None = None, classes: int | None = N
     names deep.
 
     ``trust_code=True`` also opens ``.pt2`` and TorchScript files, which runs code inside the
-    file (see :func:`convscope.models.loading.open_network`); without it they are refused.
+    file (see :func:`convscope.loading.open_network`); without it they are refused.
 
     >>> print(summarize("spec:[(CONV3-32-RELU)*2-POOL2]*3-FC", "32x32x3").format())  # doctest: +SKIP
     >>> summarize("resnet18").totals["params"]                                      # doctest: +SKIP
     11689512
     """
-    from convscope.models.loading import open_network
-
     def table(device: str) -> LayerTable:
         opened = open_network(target, input, classes, device=device, trust_code=trust_code)
         vol = opened.input

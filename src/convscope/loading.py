@@ -26,10 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torchvision.models as tvm
 from torch import nn
 
+from convscope.classifier import Classifier, load
 from convscope.errors import ConvscopeError, UsageError
+from convscope.modelfile import program_kind
+from convscope.models import ModelInput, build_model, list_models, parse_model_name
 from convscope.models.arithmetic import Volume
+from convscope.models.zoo import ZOO, _constructor
 
 FILE_SUFFIXES = (".safetensors", ".pt", ".pt2", ".pth", ".ts")
 
@@ -121,7 +126,8 @@ def open_torchscript(path: Path, input: Volume | None) -> OpenedNetwork:
     if input is None:
         raise UsageError(f"{path} is TorchScript, which does not record its input size; pass "
                          "--input WxHxD.")
-    from torch._export.converter import TS2EPConverter  # TorchScript -> an exported program
+    # TorchScript -> an exported program
+    from torch._export.converter import TS2EPConverter  # heavy optional dependency
 
     x = torch.zeros(1, input.depth, input.height, input.width)
     try:
@@ -140,10 +146,6 @@ def open_torchscript(path: Path, input: Volume | None) -> OpenedNetwork:
 
 def torchvision_network(name: str) -> nn.Module:
     """torchvision's ImageNet classifier ``name`` with random weights."""
-    import torchvision.models as tvm
-
-    from convscope.models.zoo import ZOO, _constructor
-
     if name not in tvm.list_models(module=tvm):
         raise ConvscopeError(f"unknown torchvision model {name!r}; choose one of: "
                              f"{', '.join(tvm.list_models(module=tvm))}.")
@@ -157,8 +159,6 @@ def _volume(input: str | Volume | None, default: Volume | None) -> Volume | None
 
 
 def _by_name(text: str, input, classes: int | None, device: str) -> OpenedNetwork:
-    from convscope.models import ModelInput, build_model, list_models, parse_model_name
-
     if text.startswith("torchvision:"):
         with torch.device(device):
             net = torchvision_network(text.split(":", 1)[1])
@@ -181,8 +181,6 @@ def _by_name(text: str, input, classes: int | None, device: str) -> OpenedNetwor
 
 def refuse_program(path: Path) -> ConvscopeError:
     """The sentence for a .pt2 or TorchScript file opened without trust_code."""
-    from convscope.modelfile import program_kind
-
     kind = program_kind(path)
     if kind is None:
         return ConvscopeError(
@@ -212,8 +210,6 @@ def open_network(target, input: str | Volume | None = None, classes: int | None 
 
     >>> open_network("spec:CONV3-8-POOL2-FC", "16x16x1").module   # doctest: +SKIP
     """
-    from convscope.classifier import Classifier, load
-
     if isinstance(target, Classifier):
         size, c = target.meta.input_size, target.channels
         return OpenedNetwork(target.model, _volume(input, Volume(size[1], size[0], c)),

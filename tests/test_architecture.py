@@ -1,0 +1,106 @@
+"""The layers import one way (docs/architecture.md, "Layers").
+
+import-linter checks the contracts in pyproject.toml (``[tool.importlinter]``): the layer
+order, no cycle between sibling modules at any depth, and the web stack only in the app.
+It sees imports inside functions too, so a function-local import cannot hide a cycle; and
+convscope imports nothing inside functions except heavy optional dependencies, each marked.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+#: third-party packages heavy enough to import only where they are used
+HEAVY = {"matplotlib", "captum", "sklearn", "scipy", "skimage", "openTSNE", "fastapi",
+         "starlette", "uvicorn", "mlxtend", "playwright", "torch.utils.tensorboard",
+         "torch._export"}
+MARK = "# heavy optional dependency"
+
+
+def lint_imports_command() -> list[str]:
+    exe = Path(sys.executable).parent / "lint-imports"
+    found = str(exe) if exe.exists() else shutil.which("lint-imports")
+    assert found, "lint-imports is missing: pip install -e '.[test]' (import-linter)"
+    return [found]
+
+
+def test_imports_follow_the_layers_and_make_no_cycle():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    run = subprocess.run([*lint_imports_command(), "--no-cache", "--config",
+                          str(ROOT / "pyproject.toml")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "0 broken" in out and "BROKEN" not in out, out
+
+
+def test_every_module_is_in_a_layer():
+    """A module the layers contract does not name would go unchecked."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
+    named = {m.strip() for layer in layers for m in layer.replace(":", "|").split("|")}
+    outside = []
+    for path in sorted((SRC / "convscope").rglob("*.py")):
+        parts = path.relative_to(SRC).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if module in ("convscope", "convscope.render"):  # the public API; render's registry
+            continue
+        if not any(module == n or module.startswith(n + ".") for n in named):
+            outside.append(module)
+    assert not outside, f"not in any layer of pyproject.toml's contract: {outside}"
+
+
+def function_local_imports() -> list[tuple[str, int, str, str]]:
+    """(file, line, module, source line) of every import inside a function in src/."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines()
+        seen = set()
+        for fn in ast.walk(ast.parse(text)):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or node.lineno in seen:
+                    continue
+                seen.add(node.lineno)
+                if isinstance(node, ast.Import):
+                    modules = [a.name for a in node.names]
+                else:
+                    modules = ["." * node.level + (node.module or "")]
+                for module in modules:
+                    found.append((str(path.relative_to(ROOT)), node.lineno, module,
+                                  lines[node.lineno - 1].strip()))
+    return found
+
+
+def is_heavy(module: str) -> bool:
+    return any(module == h or module.startswith(h + ".") for h in HEAVY)
+
+
+def test_only_marked_heavy_dependencies_are_imported_inside_functions():
+    local = function_local_imports()
+    internal = [f"{f}:{n}: {src}" for f, n, m, src in local
+                if m.startswith((".", "convscope"))]
+    assert not internal, "convscope modules imported inside functions (import them at the " \
+                         "top; a cycle means a layer is wrong):\n" + "\n".join(internal)
+    light = [f"{f}:{n}: {src}" for f, n, m, src in local if not is_heavy(m)]
+    assert not light, "light imports inside functions (import them at the top):\n" + \
+                      "\n".join(light)
+    unmarked = [f"{f}:{n}: {src}" for f, n, m, src in local if MARK not in src]
+    assert not unmarked, f"heavy imports inside functions need {MARK!r}:\n" + \
+                         "\n".join(unmarked)
