@@ -198,13 +198,15 @@ def test_training_leaves_the_callers_config_as_it_was(tmp_path):
     from convscope.train.loop import Trainer
 
     ds = convscope.load_dataset("fake:size=8,channels=1,classes=3,n=40,test=8")
-    config = TrainConfig(data=ds.name, model="linear", epochs=1, out=str(tmp_path))
+    config = TrainConfig(data=ds.name, model="linear", epochs=2, tta=1, out=str(tmp_path))
     before = copy.deepcopy(config)
     clf = fit(ds, config, progress=False, log=lambda _m: None)
     assert config == before and config.resolved == {} and config.batch_size is None
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["batch_size"] == 32 and saved["resolved"]["from_recipe"][0] == "batch_size"
     assert clf.meta.train_config == saved
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["tta"] for r in rows] == [0, 1] and clf.meta.tta == 1  # TTA for the final score
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.batch_size = 64
     deep = TrainConfig(data=ds.name, model="resnet18", epochs=1)  # gets a default clip

@@ -98,8 +98,10 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, classes: list[st
 
 
 def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=None,
-                        progress=False) -> Evaluation:
-    """Evaluate a Classifier on a dataset name, an ImageDataset or (images, labels)."""
+                        progress=False, tta: int | None = None) -> Evaluation:
+    """Evaluate a Classifier on a dataset name, an ImageDataset or (images, labels), with
+    test-time augmentation ``tta`` (0 none, 1 mirror, 2 mirror + shifts; None: the
+    model's own level)."""
     from convscope.data import ImageDataset, load_dataset
 
     if isinstance(data, str) and labels is None:
@@ -116,9 +118,9 @@ def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=Non
     if isinstance(images, torch.Tensor):  # under torchrun each process scores its share
         from convscope.train.loop import sharded_logits
 
-        logits = sharded_logits(clf, images, batch_size)
+        logits = sharded_logits(clf, images, batch_size, tta=tta)
     else:
-        logits = clf.logits(images, batch_size)
+        logits = clf.logits(images, batch_size, tta=tta)
     if len(logits) != len(labels):
         raise ConvscopeError(f"{len(logits)} images but {len(labels)} labels.")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(clf.classes)):

@@ -312,9 +312,8 @@ class Trainer:
     def finish(self) -> Classifier:
         """Record the config and final metrics in the model and write its file."""
         cfg, st = self.config, self.state
-        self.clf.meta.tta = cfg.tta
-        self.clf.meta.train_config = cfg.to_dict()
-        self.clf.meta.metrics = dict(st.history[-1])
+        self.clf.meta = replace(self.clf.meta, tta=cfg.tta, train_config=cfg.to_dict(),
+                                metrics=dict(st.history[-1]))
         if self.out and self.dist.is_main:
             self.clf.save(self.out / "model.safetensors")
             self.publish()
@@ -404,11 +403,11 @@ class Trainer:
         train_seconds = st.elapsed
         t = time.perf_counter()
         last = st.epoch == cfg.epochs
-        self.clf.meta.tta = cfg.tta if last else 0  # test-time augmentation for the final score
+        tta = cfg.tta if last else 0  # test-time augmentation for the final score
         ev = None
         if len(ds.test_labels):
-            ev = evaluate_logits(sharded_logits(self.clf, ds.test_images, cfg.eval_batch_size),
-                                 ds.test_labels, ds.classes)
+            ev = evaluate_logits(sharded_logits(self.clf, ds.test_images, cfg.eval_batch_size,
+                                                tta=tta), ds.test_labels, ds.classes)
         row = {
             "epoch": st.epoch,
             "train_loss": round(st.loss_sum / st.seen, 6),
@@ -419,7 +418,7 @@ class Trainer:
             "seconds": round(train_seconds + time.perf_counter() - t, 3),
             "train_seconds": round(train_seconds, 3),
             "images_per_sec": round(st.seen / max(train_seconds, 1e-9), 1),
-            "tta": self.clf.meta.tta,
+            "tta": tta,
         }
         st.history.append(row)
         test = (f"test {100 * ev.top1:6.2f}%  top-{ev.k} {100 * ev.top5:6.2f}%" if ev
@@ -458,13 +457,15 @@ class CompiledWithFallback:
         return self.eager(x)
 
 
-def sharded_logits(clf: Classifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """clf.logits over ``images``; in a torchrun job each process scores a share of whole
-    batches and every process gets all scores back, in order."""
+def sharded_logits(clf: Classifier, images: torch.Tensor, batch_size: int, *,
+                   tta: int | None = None) -> torch.Tensor:
+    """clf.logits over ``images`` (``tta``: the test-time augmentation level, None for the
+    model's own); in a torchrun job each process scores a share of whole batches and every
+    process gets all scores back, in order."""
     d = distributed.current()
     batches = d.part(-(-len(images) // batch_size))
     share = images[batches.start * batch_size : batches.stop * batch_size]
-    return d.gather_rows(clf.logits(share, batch_size))
+    return d.gather_rows(clf.logits(share, batch_size, tta=tta))
 
 
 def fit(dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,
