@@ -193,3 +193,20 @@ def test_warnings_print_as_one_line(tmp_path):
     assert lines and all(ln.startswith("convscope datasets: warning: ") for ln in lines), \
         proc.stderr
     assert ".py:" not in proc.stderr
+
+
+def test_samples_takes_the_dataset_once(tmp_path):
+    """NAME or --data names the dataset; both, naming two, is a usage error (issue 14:
+    --data was silently ignored)."""
+    err = run_cli("samples", "digits", "--data", "mnist5k", "--out", tmp_path / "a",
+                  check=2).stderr
+    assert "NAME is digits but --data is mnist5k; give the dataset once" in err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert not (tmp_path / "a").exists() or not list((tmp_path / "a").iterdir())
+    err = run_cli("samples", "--out", tmp_path / "b", check=2).stderr
+    assert "name the dataset" in err
+    run_cli("samples", "--data", "digits", "--n", "2", "--out", tmp_path / "c")
+    run_cli("samples", "digits", "--data", "digits", "--n", "2", "--out", tmp_path / "d")
+    assert len(list((tmp_path / "c").glob("*.png"))) == 2
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
+        p.name for p in (tmp_path / "d").iterdir())

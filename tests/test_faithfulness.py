@@ -78,9 +78,11 @@ def test_any_images_will_do_since_the_target_is_the_prediction(digits_model):
     r = faithfulness(digits_model, "fake:size=12,channels=3,classes=3", n=4, steps=2,
                      methods=("saliency",))
     assert r.deletion["saliency"].shape == (4, 3) and set(r.methods) == {"saliency", "random"}
+    import dataclasses
+
     import convscope
 
     clf = convscope.load(digits_model)
-    clf.meta.dataset = "arrays"
+    clf.meta = dataclasses.replace(clf.meta, dataset="arrays")
     with pytest.raises(UsageError, match="trained on arrays.*pass --data"):
         faithfulness(clf, n=2)

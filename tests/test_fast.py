@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -10,6 +11,7 @@ import torch
 
 import convscope
 from convscope.classifier import Classifier
+from convscope.errors import ConvscopeError
 from convscope.modelfile import ModelMeta
 from convscope.models import ModelInput, build_model
 from convscope.train import TrainConfig
@@ -102,16 +104,42 @@ def test_tta_levels_average_views():
     xf = x.float()
     plain = clf.logits(x)
     assert torch.allclose(plain, net(xf), atol=1e-4)
-    clf.meta.tta = 1
-    assert torch.allclose(clf.logits(x), 0.5 * (net(xf) + net(xf.flip(-1))), atol=1e-4)
-    clf.meta.tta = 2
+    assert torch.allclose(clf.logits(x, tta=1), 0.5 * (net(xf) + net(xf.flip(-1))), atol=1e-4)
     p = torch.nn.functional.pad(xf, (1, 1, 1, 1), mode="reflect")
 
     def m(t):
         return 0.5 * (net(t) + net(t.flip(-1)))
 
     want = 0.5 * m(xf) + 0.25 * (m(p[..., :4, :4]) + m(p[..., 2:, 2:]))
-    assert torch.allclose(clf.logits(x), want, atol=1e-4)
+    assert torch.allclose(clf.logits(x, tta=2), want, atol=1e-4)
+    assert clf.meta == meta and clf.meta.tta == 0  # the argument steers; meta is untouched
+    own = Classifier(net, dataclasses.replace(meta, tta=2))  # the model's level by default
+    assert torch.allclose(own.logits(x), want, atol=1e-4)
+    assert torch.allclose(own.logits(x, tta=0), plain, atol=1e-4)
+    assert torch.allclose(own.logits(x, tta=False), plain, atol=1e-4)
+    with pytest.raises(ConvscopeError, match="tta must be 0, 1, 2 or None"):
+        own.logits(x, tta=3)
+
+
+def test_evaluating_with_tta_leaves_the_models_metadata_alone():
+    """Issue 14: test-time augmentation is an argument of predict/evaluate; the trainer used
+    to switch ``clf.meta.tta`` on and off around its evaluations."""
+    torch.manual_seed(0)
+    net = build_model("linear", ModelInput(1, 3, (4, 4))).eval()
+    meta = ModelMeta(model="linear", options={}, classes=list("abc"), channels=1,
+                     image_size=[4, 4], input_size=[4, 4], mean=[0.0], std=[1 / 255])
+    clf = Classifier(net, meta)
+    before = dataclasses.replace(meta)
+    x = torch.randint(0, 255, (12, 1, 4, 4), dtype=torch.uint8)
+    y = torch.arange(12) % 3
+    plain, mirrored = clf.evaluate(x, y), clf.evaluate(x, y, tta=2)
+    assert clf.meta is meta and meta == before and meta.tta == 0
+    want = (clf.logits(x, tta=2).argmax(1) == y).float().mean().item()
+    assert mirrored.top1 == pytest.approx(want)
+    assert plain.top1 == pytest.approx((clf.logits(x).argmax(1) == y).float().mean().item())
+    assert clf.predict(x, tta=1).shape == (12,) and clf.meta == before
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        clf.meta.tta = 2
 
 
 @pytest.mark.shared_data

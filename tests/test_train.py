@@ -203,3 +203,44 @@ def test_nested_bars_in_a_log_carry_no_cursor_moves(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\r" not in err, repr(err)
     assert "inner" in err and "outer" in err
+
+def test_training_leaves_the_callers_config_as_it_was(tmp_path):
+    """Issue 14: the trainer keeps its own resolved copy; the caller's frozen config is not
+    written into (it used to get batch_size, max_grad_norm and resolved filled in)."""
+    import copy
+    import dataclasses
+
+    from convscope.train import TrainConfig, fit
+    from convscope.train.loop import Trainer
+
+    ds = convscope.load_dataset("fake:size=8,channels=1,classes=3,n=40,test=8")
+    config = TrainConfig(data=ds.name, model="linear", epochs=2, tta=1, out=str(tmp_path))
+    before = copy.deepcopy(config)
+    clf = fit(ds, config, progress=False, log=lambda _m: None)
+    assert config == before and config.resolved == {} and config.batch_size is None
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["batch_size"] == 32 and saved["resolved"]["from_recipe"][0] == "batch_size"
+    assert clf.meta.train_config == saved
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["tta"] for r in rows] == [0, 1] and clf.meta.tta == 1  # TTA for the final score
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.batch_size = 64
+    deep = TrainConfig(data=ds.name, model="resnet18", epochs=1)  # gets a default clip
+    before = copy.deepcopy(deep)
+    trainer = Trainer(ds, deep, progress=False, log=lambda _m: None)
+    assert deep == before and deep.max_grad_norm is None and deep.resolved == {}
+    assert trainer.config.max_grad_norm == 2.0
+    assert "max_grad_norm" in trainer.config.resolved["from_recipe"]
+
+
+def test_resolve_returns_a_new_config():
+    from convscope.train import TrainConfig
+
+    config = TrainConfig(recipe="fast", epochs=3)
+    resolved = config.resolve()
+    assert resolved is not config and config == TrainConfig(recipe="fast", epochs=3)
+    assert (resolved.model, resolved.lr, resolved.epochs) == ("fastnet", 0.053, 3)
+    assert "epochs" not in resolved.resolved["from_recipe"] and config.resolved == {}
+    again = resolved.resolve()  # a resolved config keeps what the recipe supplied
+    assert again == resolved and again is not resolved
+    assert again.resolved["from_recipe"] is not resolved.resolved["from_recipe"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +154,7 @@ def train(data="mnist5k", labels=None, *, model: str | None = None, test_images=
                              classes=classes, holdout=config.holdout,
                              data_root=config.data_root, image_size=config.image_size,
                              progress=progress and d.is_main)
-    config.data = dataset.name
+    config = replace(config, data=dataset.name)
     log = print if verbose and d.is_main else (lambda _m: None)
     for note in dataset.notes:
         log(f"note: {note}")
@@ -180,9 +181,8 @@ def resume(out: str | os.PathLike, *, progress: bool = True, verbose: bool = Tru
         raise ConvscopeError(f"{cfg_path} is damaged ({str(exc).splitlines()[0][:120]}); "
                              "restore it, or start a new run with --force.") from None
     config = TrainConfig.from_dict(saved, source=str(cfg_path))
-    config.out = str(out)
-    if data_root:
-        config.data_root = str(data_root)
+    config = replace(config, out=str(out), data_root=str(data_root) if data_root
+                     else config.data_root)
     if config.data == "arrays":
         raise ConvscopeError("this run trained on arrays from the Python API; resume it with "
                              "convscope.train.fit(dataset, config, resume=True).")

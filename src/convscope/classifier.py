@@ -16,7 +16,7 @@ from torch import nn
 from convscope.errors import ConvscopeError, ModelFileError, UsageError
 from convscope.evaluate import evaluate_classifier
 from convscope.images import load_image
-from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model
+from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model, with_versions
 from convscope.models import ModelInput, get_entry
 from convscope.models.registry import check_options, check_size, model_entries
 from convscope.models.zoo import (
@@ -164,33 +164,46 @@ class Classifier:
                              "PIL images, arrays or tensors.")
 
     # ----------------------------------------------------------------- outputs
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores of a preprocessed batch, with the model's test-time augmentation:
-        level 1 averages the image and its mirror; level 2 also averages 1-pixel shifts
-        up-left and down-right (reflect-padded), weighted half and half."""
-        if self.meta.tta == 0:
+    def tta_level(self, tta: int | None = None) -> int:
+        """The test-time augmentation a call uses: ``tta`` (0 or False: none, 1: mirror,
+        2: mirror + shifts) or, when None, the model's own (``meta.tta``)."""
+        if tta is None:
+            return int(self.meta.tta)
+        if tta not in (0, 1, 2):
+            raise ConvscopeError(f"tta must be 0, 1, 2 or None (the model's own level), not "
+                                 f"{tta!r}.")
+        return int(tta)
+
+    def scores(self, x: torch.Tensor, tta: int | None = None) -> torch.Tensor:
+        """Class scores of a preprocessed batch, with test-time augmentation (``tta``; None:
+        the model's own level): level 1 averages the image and its mirror; level 2 also
+        averages 1-pixel shifts up-left and down-right (reflect-padded), weighted half and
+        half."""
+        level = self.tta_level(tta)
+        if level == 0:
             return self.model(x)
 
         def mirror(t):
             return 0.5 * (self.model(t) + self.model(t.flip(-1)))
 
         out = mirror(x)
-        if self.meta.tta >= 2:
+        if level >= 2:
             h, w = x.shape[-2:]
             p = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect" if min(h, w) > 1 else "replicate")
             out = 0.5 * out + 0.25 * (mirror(p[..., :h, :w]) + mirror(p[..., 2:, 2:]))
         return out
 
     @torch.no_grad()
-    def logits(self, images, batch_size: int = 256) -> torch.Tensor:
-        """Raw class scores, (N, K), on the CPU."""
+    def logits(self, images, batch_size: int = 256, *, tta: int | None = None) -> torch.Tensor:
+        """Raw class scores, (N, K), on the CPU; ``tta`` as in :meth:`scores`."""
+        level = self.tta_level(tta)
         if isinstance(images, torch.Tensor) and images.ndim == 4 and len(images) == 0:
             return torch.empty(0, len(self.classes))  # e.g. a process's empty share
         x = self.as_batch(images)
         self.model.eval()
         out = torch.cat([
-            self.scores(self.preprocess(x[i : i + batch_size].to(self.device))).float().cpu()
-            for i in range(0, len(x), batch_size)])
+            self.scores(self.preprocess(x[i : i + batch_size].to(self.device)), level)
+            .float().cpu() for i in range(0, len(x), batch_size)])
         bad = (~torch.isfinite(out)).any(dim=1).nonzero()
         if len(bad):
             raise ConvscopeError(
@@ -199,38 +212,43 @@ class Classifier:
                 "overflow or are corrupt: retrain it or use an earlier checkpoint.")
         return out
 
-    def predict_proba(self, images, batch_size: int = 256) -> np.ndarray:
-        """Softmax probabilities, (N, K)."""
-        return torch.softmax(self.logits(images, batch_size), dim=1).numpy()
+    def predict_proba(self, images, batch_size: int = 256, *,
+                      tta: int | None = None) -> np.ndarray:
+        """Softmax probabilities, (N, K).  ``tta``: test-time augmentation level (0 none,
+        1 mirror, 2 mirror + shifts); None, the default, uses the model's own."""
+        return torch.softmax(self.logits(images, batch_size, tta=tta), dim=1).numpy()
 
-    def predict(self, images, batch_size: int = 256) -> np.ndarray:
-        """The predicted class index of each image, (N,)."""
-        return self.logits(images, batch_size).argmax(dim=1).numpy()
+    def predict(self, images, batch_size: int = 256, *, tta: int | None = None) -> np.ndarray:
+        """The predicted class index of each image, (N,); ``tta`` as in predict_proba."""
+        return self.logits(images, batch_size, tta=tta).argmax(dim=1).numpy()
 
-    def predict_labels(self, images, batch_size: int = 256) -> list[str]:
+    def predict_labels(self, images, batch_size: int = 256, *,
+                       tta: int | None = None) -> list[str]:
         """The predicted class name of each image."""
-        return [self.classes[i] for i in self.predict(images, batch_size)]
+        return [self.classes[i] for i in self.predict(images, batch_size, tta=tta)]
 
-    def topk(self, images, k: int = 5) -> list[list[tuple[str, float]]]:
+    def topk(self, images, k: int = 5, *, tta: int | None = None) -> list[list[tuple[str, float]]]:
         """The k most probable classes of each image, with their probabilities."""
-        p = torch.from_numpy(self.predict_proba(images))
+        p = torch.from_numpy(self.predict_proba(images, tta=tta))
         k = max(1, min(k, len(self.classes)))
         values, idx = p.topk(k, dim=1)
         return [[(self.classes[int(i)], float(v)) for v, i in zip(vs, ids)]
                 for vs, ids in zip(values, idx)]
 
     def evaluate(self, data, labels=None, *, batch_size: int = 256, data_root=None,
-                 progress: bool = False):
+                 progress: bool = False, tta: int | None = None):
         """Top-1/top-5 accuracy, per-class accuracy and confusion matrix on a dataset.
 
         ``data`` is a dataset name, an ImageDataset (its test split is used), or
-        images with ``labels``.
+        images with ``labels``.  ``tta`` overrides the model's test-time augmentation.
         """
         return evaluate_classifier(self, data, labels, batch_size=batch_size,
-                                   data_root=data_root, progress=progress)
+                                   data_root=data_root, progress=progress, tta=tta)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model file (weights and metadata), atomically."""
+        """Write the model file (weights and metadata), atomically; ``meta.versions`` is
+        filled in (a new ModelMeta) when empty."""
+        self.meta = with_versions(self.meta)
         return save_model(self.model, self.meta, path)
 
 

@@ -97,8 +97,10 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, classes: list[st
 
 
 def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=None,
-                        progress=False) -> Evaluation:
-    """Evaluate a Classifier on a dataset name, an ImageDataset or (images, labels)."""
+                        progress=False, tta: int | None = None) -> Evaluation:
+    """Evaluate a Classifier on a dataset name, an ImageDataset or (images, labels), with
+    test-time augmentation ``tta`` (0 none, 1 mirror, 2 mirror + shifts; None: the
+    model's own level)."""
     if isinstance(data, str) and labels is None:
         data = load_dataset(data, data_root=data_root, progress=progress,
                             image_size=None)
@@ -111,9 +113,9 @@ def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=Non
         images = data
     labels = torch.as_tensor(np.asarray(labels)).long()
     if isinstance(images, torch.Tensor):  # under torchrun each process scores its share
-        logits = sharded_logits(clf, images, batch_size)
+        logits = sharded_logits(clf, images, batch_size, tta=tta)
     else:
-        logits = clf.logits(images, batch_size)
+        logits = clf.logits(images, batch_size, tta=tta)
     if len(logits) != len(labels):
         raise ConvscopeError(f"{len(logits)} images but {len(labels)} labels.")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(clf.classes)):
@@ -121,13 +123,15 @@ def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=Non
     return evaluate_logits(logits, labels, clf.classes)
 
 
-def sharded_logits(clf, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """clf.logits over ``images``; in a torchrun job each process scores a share of whole
-    batches and every process gets all scores back, in order."""
+def sharded_logits(clf, images: torch.Tensor, batch_size: int, *,
+                   tta: int | None = None) -> torch.Tensor:
+    """clf.logits over ``images`` (``tta``: the test-time augmentation level, None for the
+    model's own); in a torchrun job each process scores a share of whole batches and every
+    process gets all scores back, in order."""
     d = distributed.current()
     batches = d.part(-(-len(images) // batch_size))
     share = images[batches.start * batch_size : batches.stop * batch_size]
-    return d.gather_rows(clf.logits(share, batch_size))
+    return d.gather_rows(clf.logits(share, batch_size, tta=tta))
 
 
 def check_compatible(clf, data) -> None:

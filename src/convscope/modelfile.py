@@ -12,7 +12,7 @@ import json
 import math
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,9 +30,10 @@ FORMAT = "convscope-model"
 FORMAT_VERSION = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelMeta:
-    """Everything about a trained model except its weights."""
+    """Everything about a trained model except its weights.  Frozen: a changed field is a
+    new ModelMeta (``dataclasses.replace``); predict/evaluate take ``tta=`` instead."""
 
     model: str  # registry name, e.g. "convnet"
     options: dict
@@ -156,9 +157,15 @@ def _versions() -> dict:
             "torchvision": torchvision.__version__}
 
 
+def with_versions(meta: ModelMeta) -> ModelMeta:
+    """``meta``, or a copy of it with the library versions when it records none."""
+    return meta if meta.versions else replace(meta, versions=_versions())
+
+
 def save_model(model: nn.Module, meta: ModelMeta, path: str | os.PathLike) -> Path:
-    """Write weights + metadata atomically: a temp file in the same folder, fsync, rename."""
-    meta.versions = meta.versions or _versions()
+    """Write weights + metadata atomically: a temp file in the same folder, fsync, rename;
+    the library versions are recorded when ``meta`` has none."""
+    meta = with_versions(meta)
     with atomic_path(path) as tmp:
         st_save(model, str(tmp), metadata={"convscope": meta.to_json()})
     return Path(path)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from convscope.cli.common import add_data_args, output_dir, positive_int, print_json
 from convscope.data import dataset_entries, load_dataset
+from convscope.errors import UsageError
 from convscope.modelfile import read_meta
 from convscope.models import model_entries
 from convscope.text import count, plural
@@ -35,8 +36,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("samples", help="write a dataset's test images as PNG files",
                        description="Write the first N test images of a dataset as PNG files "
-                                   "named <index>_<label>.png, e.g. to try `convscope predict`.")
-    p.add_argument("name", metavar="NAME", help="dataset")
+                                   "named <index>_<label>.png, e.g. to try `convscope predict`. "
+                                   "The dataset is NAME or --data NAME, as in other commands.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="dataset (or give it as --data)")
     p.add_argument("--n", type=positive_int, default=8, help="how many images (default 8)")
     p.add_argument("--out", required=True, type=output_dir, metavar="DIR")
     add_data_args(p)
@@ -111,8 +113,21 @@ def sample_indices(labels, n: int) -> list[int]:
     return picked
 
 
+def samples_dataset(name: str | None, data: str | None) -> str:
+    """The one dataset ``samples`` writes: NAME or ``--data``; both, naming two, is an error
+    (``--data`` used to be ignored silently)."""
+    if name and data and name != data:
+        raise UsageError(f"NAME is {name} but --data is {data}; give the dataset once, as "
+                         "NAME or as --data.")
+    if not (name or data):
+        raise UsageError("name the dataset: convscope samples NAME --out DIR (`convscope "
+                         "datasets` lists them).")
+    return name or data
+
+
 def run_samples(args) -> int:
-    ds = load_dataset(args.name, data_root=args.data_root, image_size=args.image_size)
+    ds = load_dataset(samples_dataset(args.name, args.data), data_root=args.data_root,
+                      image_size=args.image_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     n = min(args.n, len(ds.test_labels))

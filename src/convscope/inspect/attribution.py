@@ -49,7 +49,7 @@ BATCH_VALUES = 2**23
 BATCH_ROWS = 256
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExplainConfig:
     """The options of one ``explain`` job (one dataclass, written next to every output).
 

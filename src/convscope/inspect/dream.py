@@ -43,7 +43,7 @@ from convscope.inspect.synthesis.transforms import jitter
 from convscope.progress import progress_bar
 
 
-@dataclass
+@dataclass(frozen=True)
 class DreamConfig:
     """Every setting of a DeepDream job."""
 
@@ -144,8 +144,8 @@ def dream(clf, image, config: DreamConfig | None = None, progress=True,
     h, w = base.shape[-2:]
     if cfg.layer is None:
         hh, ww = clf.image_size
-        cfg.layer = default_conv_layer(trace_layers(
-            clf.model, clf.preprocess(torch.zeros(1, clf.channels, hh, ww, device=clf.device))))
+        cfg = dataclasses.replace(cfg, layer=default_conv_layer(trace_layers(
+            clf.model, clf.preprocess(torch.zeros(1, clf.channels, hh, ww, device=clf.device)))))
     objective = layer_l2(cfg.layer)
     before = layer_energy(clf, base, cfg.layer)
     sizes = octave_sizes(h, w, cfg.octaves, cfg.octave_scale, cfg.min_size)

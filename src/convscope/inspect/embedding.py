@@ -39,7 +39,7 @@ TRUST_K = 5
 TRUST_MAX = 5000
 
 
-@dataclass
+@dataclass(frozen=True)
 class EmbedConfig:
     """The options of one ``embed`` job."""
 

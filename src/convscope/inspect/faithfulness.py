@@ -33,7 +33,7 @@ from convscope.progress import progress_bar
 RANDOM = "random"
 
 
-@dataclass
+@dataclass(frozen=True)
 class FaithfulnessConfig:
     """The options of one ``faithfulness`` job."""
 

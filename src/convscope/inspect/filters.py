@@ -31,7 +31,7 @@ from convscope.inspect.layers import choose_layer, first_conv_layer, traced_call
 FILTER_MODES = ("auto", "colour", "gray")
 
 
-@dataclass
+@dataclass(frozen=True)
 class FiltersConfig:
     """The options of one ``filters`` job."""
 
@@ -137,7 +137,7 @@ def filters(model, config: FiltersConfig | None = None, *, weights: str | None =
 
 
 # --------------------------------------------------------------------------- activations
-@dataclass
+@dataclass(frozen=True)
 class ActivationsConfig:
     """The options of one ``activations`` job."""
 

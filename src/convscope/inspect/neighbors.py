@@ -28,7 +28,7 @@ from convscope.inspect.sources import open_dataset, sample
 METRICS = ("l2", "cosine")
 
 
-@dataclass
+@dataclass(frozen=True)
 class NeighborsConfig:
     """The options of one ``neighbors`` job."""
 

@@ -39,7 +39,7 @@ DEFAULT_CHANNELS = 16
 EMPTY = torch.iinfo(torch.int64).max
 
 
-@dataclass
+@dataclass(frozen=True)
 class PatchesConfig:
     """The options of one ``patches`` job."""
 

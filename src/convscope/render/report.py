@@ -55,7 +55,7 @@ CONFIG_ID = "convscope-config"
 
 
 # --------------------------------------------------------------------------- the config
-@dataclass
+@dataclass(frozen=True)
 class ReportConfig:
     """The options of one report; the resolved values are embedded in the page."""
 

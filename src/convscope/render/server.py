@@ -78,7 +78,7 @@ DECODE_WORKERS = 2
 IMAGE_STATUS = {"empty": 422, "format": 415, "too_large": 422, "corrupt": 422, "missing": 422}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeConfig:
     """The options of one ``serve`` job."""
 

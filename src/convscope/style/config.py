@@ -12,7 +12,7 @@ INITS = ("content", "noise", "style")
 PRESERVE = ("luminance", "histogram")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StyleConfig:
     """Options of one style transfer; defaults are the ones ``convscope style`` uses.
 

@@ -312,11 +312,10 @@ def stylize(content="sample:chelsea", styles="sample:ihc", config: StyleConfig |
     """
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     config = dataclasses.replace(config or StyleConfig(), **options)
-    config.content, config.styles = describe(content), [describe(s) for s in styles]
-    if config.fine_style is not None and not isinstance(config.fine_style, str):
-        fine, config.fine_style = config.fine_style, describe(config.fine_style)
-    else:
-        fine = config.fine_style
+    fine = config.fine_style  # a path or sample name, or (from Python) an image
+    config = dataclasses.replace(
+        config, content=describe(content), styles=[describe(s) for s in styles],
+        fine_style=fine if fine is None or isinstance(fine, str) else describe(fine))
     config.validate()
     torch.manual_seed(config.seed)
 
@@ -328,13 +327,14 @@ def stylize(content="sample:chelsea", styles="sample:ihc", config: StyleConfig |
         bb.to(device)
     else:
         device = next(bb.net.parameters(), torch.empty(0)).device
-    config.backbone_used = bb.name
-    config.notices = [bb.notice] if bb.notice else []
+    notices = [bb.notice] if bb.notice else []
+    config = dataclasses.replace(config, backbone_used=bb.name, notices=notices)
     job = Job(config, bb, device, content, styles, fine)
     if bb.channels == 1 and config.preserve_color != "luminance":
-        config.notices.append(f"{bb.name} sees one channel, so the transfer ran on luminance "
-                              "and kept the content's colours.")
-    config.content_layer, config.style_layers = job.content_layer, list(job.style_layers)
+        notices.append(f"{bb.name} sees one channel, so the transfer ran on luminance "
+                       "and kept the content's colours.")
+    config = dataclasses.replace(config, content_layer=job.content_layer,
+                                 style_layers=list(job.style_layers))
 
     # ---- coarse to fine
     final_shape = tuple(job.content_rgb(config.size).shape[-2:])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from convscope.errors import ConvscopeError, UsageError, unknown_name
 from convscope.train.recipes import RECIPES
@@ -15,10 +15,14 @@ DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3, "muon": 0.053}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05, "muon": 0.0}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Options of ``convscope train``.  ``None`` means "the recipe's default" (see
-    ``convscope.train.recipes``); ``resolve()`` fills every one in."""
+    ``convscope.train.recipes``); ``resolve()`` returns a copy with every one filled in.
+
+    Frozen: nothing (the trainer included) writes into a caller's config; changed values
+    are new configs made with ``dataclasses.replace``.
+    """
 
     data: str = "mnist5k"
     recipe: str = "default"
@@ -48,7 +52,7 @@ class TrainConfig:
     max_grad_norm: float | None = None  # clip the gradient norm to this before each step
     checkpoint_every: int | None = None  # also checkpoint every N steps (always every epoch)
     out: str | None = None
-    #: filled in by resolve() and the trainer: what the run actually used
+    #: in the configs resolve() and the trainer return: what the run actually used
     resolved: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -79,21 +83,24 @@ class TrainConfig:
                 raise UsageError(message + ".")
 
     def resolve(self) -> TrainConfig:
-        """Fill in the recipe's defaults and the defaults that depend on other options."""
+        """A new config with the recipe's defaults and the defaults that depend on other
+        options filled in (this one is left as it is); ``resolved["from_recipe"]`` names
+        the options the recipe supplied (a config resolved before keeps its list)."""
         if self.recipe not in RECIPES:
             raise unknown_name("recipe", self.recipe, list(RECIPES))
-        from_recipe = []
-        for key, value in RECIPES[self.recipe].defaults.items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-                from_recipe.append(key)
-        self.resolved.setdefault("from_recipe", from_recipe)
-        if self.lr is None:
-            self.lr = DEFAULT_LR.get(self.optimizer, 0.0)
-        if self.weight_decay is None:
-            self.weight_decay = DEFAULT_WEIGHT_DECAY.get(self.optimizer, 0.0)
-        self.validate()
-        return self
+        values = {key: value for key, value in RECIPES[self.recipe].defaults.items()
+                  if getattr(self, key) is None}
+        from_recipe = list(values)
+        optimizer = values.get("optimizer", self.optimizer)
+        if values.get("lr", self.lr) is None:
+            values["lr"] = DEFAULT_LR.get(optimizer, 0.0)
+        if values.get("weight_decay", self.weight_decay) is None:
+            values["weight_decay"] = DEFAULT_WEIGHT_DECAY.get(optimizer, 0.0)
+        resolved = {**self.resolved,
+                    "from_recipe": list(self.resolved.get("from_recipe", from_recipe))}
+        config = replace(self, **values, resolved=resolved)
+        config.validate()
+        return config
 
     def to_dict(self) -> dict:
         return asdict(self)

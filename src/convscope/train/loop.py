@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -138,8 +139,9 @@ class Trainer:
 
     def __init__(self, dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,
                  log: Callable[[str], None] = print) -> None:
-        config.resolve()
-        self.dataset, self.config = dataset, config
+        # the trainer's own resolved copy: the caller's config is never written into
+        config = config.resolve()
+        self.dataset = dataset
         self.dist = distributed.current()
         self.progress = progress and self.dist.is_main
         self.log = log if self.dist.is_main else (lambda _m: None)
@@ -148,14 +150,15 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.saved = dict(config.resolved)  # on resume: what the run recorded at its start
         self.clf = make_classifier(dataset, config, self.device)
+        from_recipe = list(config.resolved["from_recipe"])
         if config.max_grad_norm is None and weight_layers(self.clf.model) >= DEEP_LAYERS:
-            config.max_grad_norm = DEEP_MAX_GRAD_NORM  # deep nets: a default limit
-            config.resolved["from_recipe"].append("max_grad_norm")
+            config = replace(config, max_grad_norm=DEEP_MAX_GRAD_NORM)  # deep nets: a limit
+            from_recipe.append("max_grad_norm")
         self.n = len(dataset.train_labels)
         if self.n == 0:
             raise ConvscopeError(f"{dataset.name} has no training images.")
-        if "batch_size" in config.resolved["from_recipe"]:  # keep >= 10 steps per epoch
-            config.batch_size = min(config.batch_size, max(32, self.n // 10))
+        if "batch_size" in from_recipe:  # keep >= 10 steps per epoch
+            config = replace(config, batch_size=min(config.batch_size, max(32, self.n // 10)))
         self.batch = min(config.batch_size, self.n)
         self.steps = math.ceil(self.n / self.batch)
         self.augment = resolve_augment(config.augment, dataset.natural)
@@ -184,7 +187,8 @@ class Trainer:
             config.seed + 1)) < 0.5
         self.state = LoopState()
         self.out = Path(config.out) if config.out else None
-        config.resolved = {
+        #: the run's config as it trains: resolved, with what the run used in ``resolved``
+        self.config = replace(config, resolved={
             "model": canonical_name(*parse_model_name(config.model)),
             "model_options": self.clf.meta.options,
             "device": str(self.device),
@@ -195,9 +199,9 @@ class Trainer:
             "dataset": {k: v for k, v in dataset.describe().items() if k != "notes"},
             "threads": torch.get_num_threads(),
             "amp": str(self.amp).replace("torch.", "") if self.amp else "off",
-            "from_recipe": config.resolved["from_recipe"],
+            "from_recipe": from_recipe,
             "processes": self.dist.world,
-        }
+        })
 
     # ------------------------------------------------------------------ files
     def start_files(self) -> None:
@@ -307,9 +311,8 @@ class Trainer:
     def finish(self) -> Classifier:
         """Record the config and final metrics in the model and write its file."""
         cfg, st = self.config, self.state
-        self.clf.meta.tta = cfg.tta
-        self.clf.meta.train_config = cfg.to_dict()
-        self.clf.meta.metrics = dict(st.history[-1])
+        self.clf.meta = replace(self.clf.meta, tta=cfg.tta, train_config=cfg.to_dict(),
+                                metrics=dict(st.history[-1]))
         if self.out and self.dist.is_main:
             self.clf.save(self.out / "model.safetensors")
             self.publish()
@@ -399,11 +402,11 @@ class Trainer:
         train_seconds = st.elapsed
         t = time.perf_counter()
         last = st.epoch == cfg.epochs
-        self.clf.meta.tta = cfg.tta if last else 0  # test-time augmentation for the final score
+        tta = cfg.tta if last else 0  # test-time augmentation for the final score
         ev = None
         if len(ds.test_labels):
-            ev = evaluate_logits(sharded_logits(self.clf, ds.test_images, cfg.eval_batch_size),
-                                 ds.test_labels, ds.classes)
+            ev = evaluate_logits(sharded_logits(self.clf, ds.test_images, cfg.eval_batch_size,
+                                                tta=tta), ds.test_labels, ds.classes)
         row = {
             "epoch": st.epoch,
             "train_loss": round(st.loss_sum / st.seen, 6),
@@ -414,7 +417,7 @@ class Trainer:
             "seconds": round(train_seconds + time.perf_counter() - t, 3),
             "train_seconds": round(train_seconds, 3),
             "images_per_sec": round(st.seen / max(train_seconds, 1e-9), 1),
-            "tta": self.clf.meta.tta,
+            "tta": tta,
         }
         st.history.append(row)
         test = (f"test {100 * ev.top1:6.2f}%  top-{ev.k} {100 * ev.top5:6.2f}%" if ev

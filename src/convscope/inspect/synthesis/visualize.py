@@ -35,7 +35,7 @@ from convscope.inspect.synthesis.core import SynthesisResult, ascend, model_cent
 from convscope.inspect.synthesis.param import PARAMS, fourier_image, pixel_image
 
 
-@dataclass
+@dataclass(frozen=True)
 class VisualizeConfig:
     """Every setting of a visualisation job; None takes the preset's value."""
 
