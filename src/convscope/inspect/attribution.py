@@ -240,8 +240,9 @@ class Context:
 
     def layer_output(self, name: str) -> torch.Tensor:
         """The output of layer ``name`` for these images, (N, ...)."""
-        with capture(self.model, [self.checked_layer(name)]) as acts, torch.no_grad():
-            self.net(self.inputs)
+        with capture(self.model, [self.checked_layer(name)], stop=True) as acts, \
+                torch.no_grad():
+            acts.run(self.net, self.inputs)  # stops once the layer has run
         return acts[name]
 
 
