@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from convscope.errors import ConvscopeError, ModelFileError
+from convscope.errors import ConvscopeError, ModelFileError, UsageError
 from convscope.images import load_image
 from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model
 from convscope.models import ModelInput, get_entry
@@ -65,6 +67,44 @@ def resize_input(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def is_image_like(x) -> bool:
     return isinstance(x, (str, os.PathLike, bytes, Image.Image))
+
+
+def class_index(classes, target, what: str = "class") -> int:
+    """The index of a class given by name or by index: the one lookup of a class a user
+    names (``explain``'s target, ``visualize``'s classes).
+
+    ``classes`` is a list of names or anything with ``.classes`` (a :class:`Classifier`).
+    A name matches exactly, else case-insensitively; an int (or a string of digits) is an
+    index.  Anything else is a UsageError naming ``what`` (the parameter), the valid
+    names and range, and the closest names.
+    """
+    classes = list(getattr(classes, "classes", classes))
+    if isinstance(target, str):
+        if target in classes:
+            return classes.index(target)
+        folded = [i for i, c in enumerate(classes) if c.casefold() == target.casefold()]
+        if len(folded) > 1:
+            raise UsageError(f"{what} {target!r} matches several classes but for case "
+                             f"({', '.join(repr(classes[i]) for i in folded)}); give one "
+                             "exactly.")
+        if folded:
+            return folded[0]
+        index = int(target) if target.strip().isdigit() else -1
+    else:
+        try:
+            index = operator.index(target)
+        except TypeError:
+            index = -1
+    if 0 <= index < len(classes):
+        return index
+    text = str(target)
+    by_fold = {c.casefold(): c for c in reversed(classes)}
+    close = [by_fold[m] for m in difflib.get_close_matches(text.casefold(), list(by_fold), n=3)]
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    shown = ", ".join(classes[:20]) + (f", ... ({len(classes)} in all)" if len(classes) > 20
+                                       else "")
+    raise UsageError(f"unknown {what} {text!r}{hint}; give a class name ({shown}) or an "
+                     f"index 0..{len(classes) - 1}.")
 
 
 class Classifier:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.classifier import Classifier, open_model, resize_input
+from convscope.classifier import Classifier, class_index, open_model, resize_input
 from convscope.display import Displayable
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.hooks import (
@@ -256,21 +255,6 @@ def as_classifier(model, weights: str | None = None, device="cpu") -> Classifier
                      f"{type(model).__name__}.")
 
 
-def class_index(classes: list[str], target) -> int:
-    """A class given by name or index as its index."""
-    if isinstance(target, str) and target in classes:
-        return classes.index(target)
-    try:
-        index = int(target) if isinstance(target, str) else operator.index(target)
-    except (TypeError, ValueError):
-        index = -1
-    if not 0 <= index < len(classes):
-        shown = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
-        raise UsageError(f"unknown target class {target!r}; give a class name ({shown}) or an "
-                         f"index 0..{len(classes) - 1}.")
-    return index
-
-
 def resolve_targets(classes: list[str], target, probs: torch.Tensor) -> torch.Tensor:
     """(N,) target classes: the predicted ones, one class for all, or one per image."""
     n = len(probs)
@@ -278,8 +262,9 @@ def resolve_targets(classes: list[str], target, probs: torch.Tensor) -> torch.Te
         return probs.argmax(dim=1)
     if isinstance(target, (str, int, np.integer)) or (
             isinstance(target, torch.Tensor) and target.ndim == 0):
-        return torch.full((n,), class_index(classes, target), dtype=torch.long)
-    targets = [class_index(classes, t) for t in target]
+        return torch.full((n,), class_index(classes, target, "target class"),
+                          dtype=torch.long)
+    targets = [class_index(classes, t, "target class") for t in target]
     if len(targets) != n:
         raise UsageError(f"{len(targets)} targets for {n} images; give one, or one per image.")
     return torch.tensor(targets, dtype=torch.long)
