@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from convscope.errors import ConvscopeError, ModelFileError, UsageError
-from convscope.images import load_image
+from convscope.images import image_batch
 from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model
 from convscope.models import ModelInput, get_entry
 
@@ -63,10 +62,6 @@ def resize_input(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return nn.functional.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def is_image_like(x) -> bool:
-    return isinstance(x, (str, os.PathLike, bytes, Image.Image))
 
 
 def class_index(classes, target, what: str = "class") -> int:
@@ -154,40 +149,9 @@ class Classifier:
 
         Accepts one image or a sequence of images (paths, bytes, PIL images,
         HWC arrays, CHW tensors), or a batch: a (N, H, W[, C]) uint8 array or
-        an (N, C, H, W) tensor (uint8, or float in [0, 1]).
+        an (N, C, H, W) tensor (uint8, or float in [0, 1]); see :func:`image_batch`.
         """
-        size, c = self.image_size, self.channels
-        if is_image_like(images):
-            return torch.from_numpy(load_image(images, size, c))[None]
-        if isinstance(images, np.ndarray):
-            if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
-                return torch.from_numpy(load_image(images, size, c))[None]
-            if images.ndim == 3:  # (N, H, W) grayscale batch
-                images = images[..., None]
-            if images.ndim != 4:
-                raise ConvscopeError(f"cannot read an array of shape {images.shape} as images.")
-            if images.dtype == np.uint8 and images.shape[1:3] == size and images.shape[3] == c:
-                return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-            return torch.stack([torch.from_numpy(load_image(a, size, c)) for a in images])
-        if isinstance(images, torch.Tensor):
-            t = images.detach().cpu()
-            if t.ndim == 2 or (t.ndim == 3 and t.shape[0] in (1, 3, 4)):
-                return torch.from_numpy(load_image(t, size, c))[None]
-            if t.ndim == 3:
-                t = t[:, None]
-            if t.ndim != 4:
-                raise ConvscopeError(f"cannot read a tensor of shape {tuple(t.shape)} as images.")
-            if t.is_floating_point():
-                t = (t.clamp(0, 1) * 255).round().to(torch.uint8)
-            if tuple(t.shape[-2:]) == size and t.shape[1] == c and t.dtype == torch.uint8:
-                return t.contiguous()
-            return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in t])
-        if isinstance(images, Sequence):
-            if len(images) == 0:
-                raise ConvscopeError("no images were given.")
-            return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in images])
-        raise ConvscopeError(f"cannot read a {type(images).__name__} as images; pass paths, "
-                             "PIL images, arrays or tensors.")
+        return image_batch(images, self.image_size, self.channels)
 
     # ----------------------------------------------------------------- outputs
     def scores(self, x: torch.Tensor) -> torch.Tensor:
