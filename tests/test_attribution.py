@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from convscope.classifier import Classifier
+from convscope.classifier import Classifier, class_index
 from convscope.errors import UsageError
 from convscope.inspect.attribution import (
     METHODS,
@@ -322,6 +322,7 @@ def test_targets_by_name_index_or_prediction():
     assert explain(clf, x, "saliency", target="c2").targets.tolist() == [2, 2, 2]
     assert explain(clf, x, "saliency", target=[0, 1, 2]).targets.tolist() == [0, 1, 2]
     assert predicted.numpy().dtype.name == "float32"
+    assert explain(clf, x, "saliency", target="C1").targets.tolist() == [1, 1, 1]
     with pytest.raises(UsageError, match="unknown target class 'dog'.*c0, c1, c2.*0..2"):
         explain(clf, x, "saliency", target="dog")
     with pytest.raises(UsageError, match="unknown attribution method 'lime'"):
@@ -330,6 +331,24 @@ def test_targets_by_name_index_or_prediction():
         explain(clf, x, "occlusion", window=7)
     with pytest.raises(UsageError, match="unknown occlusion baseline 'grey'"):
         explain(clf, x, "occlusion", baseline="grey")
+
+
+def test_class_lookup_by_name_any_case_or_index_and_did_you_mean():
+    classes = ["cat", "dog", "Ship", "3"]
+    assert [class_index(classes, t) for t in ("dog", "DOG", "ship", "sHiP", 1, "1")] == \
+        [1, 1, 2, 2, 1, 1]
+    assert class_index(classes, "3") == 3  # a name before an index
+    assert class_index(classes, torch.tensor(2)) == 2
+    with pytest.raises(UsageError) as err:
+        class_index(classes, "Catt", "target class")
+    message = str(err.value)
+    assert message.startswith("unknown target class 'Catt' (did you mean 'cat'?); give a class "
+                              "name (cat, dog, Ship, 3) or an index 0..3.")
+    assert ". " not in message and "--" not in message  # one sentence, no CLI flag
+    with pytest.raises(UsageError, match=r"unknown class '9'; .* index 0\.\.3\.$"):
+        class_index(classes, 9)
+    with pytest.raises(UsageError, match="several classes but for case"):
+        class_index(["Cat", "cat"], "CAT")
 
 
 def test_the_registry_is_the_list_of_methods():

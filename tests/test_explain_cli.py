@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from convscope.render.figures import read_config
-from tests.conftest import run_cli
+from tests.conftest import call_cli, run_cli, write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,23 @@ def test_explain_one_method_with_a_target(digits_model, digit_files, tmp_path):
                      "--layer", "conv1_1", "--channel", "2", "--out", tmp_path / "n.png",
                      "--quiet")
     assert "explaining conv1_1[2, " in neuron.stdout
+
+
+def test_explain_and_visualize_take_class_names_in_any_case(tmp_path):
+    import convscope
+
+    root = write_image_folder(tmp_path / "pets", classes=("cat", "dog"), per_class=4,
+                              size=(8, 8))
+    convscope.train(f"folder:{root}", model="linear", epochs=1, out=str(tmp_path / "run"),
+                    progress=False, verbose=False)
+    model, image = tmp_path / "run" / "model.safetensors", root / "dog" / "000.png"
+    proc = call_cli("explain", model, image, "--method", "saliency", "--target", "Cat",
+                    "--out", tmp_path / "cat.png", "--quiet")
+    assert "explaining cat" in proc.stdout
+    call_cli("visualize", model, "--class", "CAT", "--steps", "2", "--out", tmp_path / "v.png")
+    proc = call_cli("explain", model, image, "--target", "cta", "--out", tmp_path / "x.png",
+                    check=2)
+    assert "unknown target class 'cta' (did you mean 'cat'?)" in proc.stderr
 
 
 @pytest.mark.parametrize("args,code,message", [

@@ -13,6 +13,7 @@ from convscope.inspect.hooks import (
     default_conv_layer,
     default_feature_layer,
     get_layer,
+    model_mode,
     trace_layers,
 )
 from convscope.models import ModelInput, build_model
@@ -34,6 +35,88 @@ def test_capture_records_and_removes_hooks_even_on_error():
     with pytest.raises(RuntimeError), capture(net, ["conv1_1"]):
         net(torch.randn(2, 3, 8, 8))  # wrong channels: fails inside the block
     assert hook_count(net) == 0
+
+
+class Counting(nn.Module):
+    """Counts its forward calls: proof that a layer ran, or did not."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x * 2
+
+
+def test_capture_with_stop_skips_every_later_layer():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True), Counting(), Counting())
+    x = torch.randn(1, 1, 6, 6)
+    with capture(net, ["1"], stop=True) as acts:
+        assert acts.run(net, x) is None  # stopped: no logits
+    assert net[2].calls == 0 and net[3].calls == 0
+    assert torch.equal(acts["1"], torch.relu(net[0](x)))
+    with capture(net, ["2"], stop=True):
+        net(x)  # a plain call: the block ends at the stop, quietly
+        raise AssertionError("not reached")
+    assert (net[2].calls, net[3].calls) == (1, 0)
+    with capture(net, ["2"]) as acts:  # without stop the whole pass runs
+        assert acts.run(net, x).shape == (1, 2, 4, 4)
+    assert (net[2].calls, net[3].calls) == (2, 1)
+    assert hook_count(net) == 0
+
+
+def test_capture_stops_after_a_reused_modules_last_call():
+    relu = nn.ReLU()
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), relu, nn.Conv2d(2, 2, 3, padding=1),
+                        relu, Counting())
+    x = torch.randn(1, 1, 5, 5)
+    with capture(net, {"1": 2}, stop=True) as acts:
+        assert acts.run(net, x) is None
+    assert net[4].calls == 0 and acts.seen["1"] == 2
+    assert torch.equal(acts["1"], torch.relu(net[2](torch.relu(net[0](x)))))  # the last call
+
+
+def test_capture_detaches_or_keeps_the_graph_and_clones_on_request():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True))
+    x = torch.randn(1, 1, 5, 5, requires_grad=True)
+    with capture(net, ["0"]) as acts:
+        net(x)
+    assert not acts["0"].requires_grad and acts["0"].grad_fn is None
+    assert (acts["0"] >= 0).all()  # detached, not copied: the in-place ReLU overwrote it
+    with capture(net, ["0"], detach=False, clone=True) as acts:
+        net(x)
+    assert acts["0"].requires_grad and (acts["0"] < 0).any()  # a copy, before the ReLU
+    (grad,) = torch.autograd.grad(acts["0"].sum(), x)
+    assert grad.abs().sum() > 0  # gradients flow back to the input through the capture
+
+
+def test_capture_removes_hooks_when_the_block_fails():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), Counting())
+    with pytest.raises(ValueError, match="boom"), capture(net, ["0", "1"], stop=True) as acts:
+        acts.run(net, torch.randn(1, 1, 5, 5))
+        raise ValueError("boom")
+    assert hook_count(net) == 0
+    with pytest.raises(UsageError, match="unknown layer 'nope'"), capture(net, ["0", "nope"]):
+        pass  # hooks placed before the bad name are removed too
+    assert hook_count(net) == 0
+
+
+def test_model_mode_restores_each_submodules_own_flag():
+    net = build_model("convnet:width=4", ModelInput(1, 10, (8, 8)))
+    net.train()
+    net.bn1_1.eval()  # a mixed state: a training model with one frozen batch norm
+    before = [m.training for m in net.modules()]
+    with model_mode(net):
+        assert not any(m.training for m in net.modules())
+    assert [m.training for m in net.modules()] == before
+    net.eval()
+    net.fc1.train()
+    before = [m.training for m in net.modules()]
+    with pytest.raises(RuntimeError, match="fails"), model_mode(net, training=True):
+        assert all(m.training for m in net.modules())
+        raise RuntimeError("fails")
+    assert [m.training for m in net.modules()] == before
 
 
 def test_unknown_layer_lists_valid_names():

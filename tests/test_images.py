@@ -142,3 +142,29 @@ def test_a_jpeg_is_decoded_reduced_and_the_limit_counts_decoded_pixels():
     assert out.shape == (3, 64, 64) and abs(int(out[1].mean()) - 200) < 4
     with pytest.raises(ImageError, match="above the limit of 1,000,000; send a smaller"):
         load_image(png.getvalue(), (64, 64), 3, limit=1_000_000)
+
+
+def test_train_and_the_classifier_read_images_by_one_path():
+    import torch
+
+    from convscope.api import as_dataset
+    from convscope.images import image_batch
+
+    u8 = np.random.default_rng(0).integers(0, 256, (6, 5, 7, 3)).astype(np.uint8)  # NHWC
+    nchw = torch.from_numpy(u8).permute(0, 3, 1, 2)
+    labels = [0, 1] * 3
+
+    def read(images):
+        return as_dataset(images, labels, test_images=images, test_labels=labels).train_images
+
+    assert torch.equal(read(u8), nchw)
+    assert torch.equal(read(u8 / 255.0), nchw)          # floats in [0, 1], as a batch
+    assert torch.equal(read(nchw.float() / 255), nchw)  # a float NCHW tensor
+    gray = [Image.fromarray(a[..., 0]) for a in u8]      # separate images: their own size
+    assert torch.equal(read(gray), nchw[:, :1]) and torch.equal(image_batch(gray), nchw[:, :1])
+    three = torch.from_numpy(u8[:3, ..., 0])             # (3, H, W): three grayscale images
+    assert as_dataset(three, [0, 1, 0], test_images=three, test_labels=[0, 1, 0]
+                      ).train_images.shape == (3, 1, 5, 7)
+    # a Classifier reads the same inputs the same way, at its own size and channels
+    assert torch.equal(image_batch(u8 / 255.0, (5, 7), 3), nchw)
+    assert image_batch(gray, (4, 4), 3).shape == (6, 3, 4, 4)

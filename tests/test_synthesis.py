@@ -307,7 +307,7 @@ def test_torchvision_model_reused_relu_and_early_stop():
     """torchvision's BasicBlock calls one ReLU twice: the objective sees the second call, as
     ``capture`` does, and the pass stops there (an image size the head could not take)."""
     from convscope.classifier import open_model
-    from convscope.inspect.synthesis.core import forward, layer_calls, recording
+    from convscope.inspect.synthesis.core import forward, layer_calls
 
     clf = open_model("resnet18")
     calls = layer_calls(clf, ["layer1.0.relu"])
@@ -315,9 +315,9 @@ def test_torchvision_model_reused_relu_and_early_stop():
     x = torch.rand(1, 3, 40, 56)
     with capture(clf.model, ["layer1.0.relu"]) as ref:
         clf.model(clf.preprocess(x * 255))
-    with recording(clf.model, calls, stop=True) as rec:
-        assert forward(clf, x, rec, resize=True) is None  # stopped before the head
-    assert torch.allclose(rec.acts["layer1.0.relu"], ref["layer1.0.relu"])
+    with capture(clf.model, calls, detach=False, stop=True) as acts:
+        assert forward(clf, x, acts, resize=True) is None  # stopped before the head
+    assert torch.allclose(acts["layer1.0.relu"], ref["layer1.0.relu"])
     assert hook_count(clf.model) == 0
 
 

@@ -9,70 +9,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from convscope import distributed
 from convscope.classifier import Classifier, load
 from convscope.data import ImageDataset, from_arrays, load_dataset, parse_dataset_name
 from convscope.errors import ConvscopeError
-from convscope.images import array_to_pil, load_image, open_image
+from convscope.images import image_batch
 from convscope.models import parse_model_name
 from convscope.train import TrainConfig, fit
 from convscope.train.loop import run_folder
 
 
-def images_to_tensor(images) -> torch.Tensor:
-    """A batch of images as uint8 (N, C, H, W).
-
-    Accepts an (N, H, W) or (N, H, W, C) uint8 array, an (N, C, H, W) tensor
-    (uint8, or float in [0, 1]), or a list of image paths / PIL images / arrays,
-    which are resized to the first image's size.
-    """
-    if isinstance(images, np.ndarray):
-        a = images
-        if a.ndim == 3:
-            a = a[..., None]
-        if a.ndim != 4 or a.shape[-1] not in (1, 3):
-            raise ConvscopeError(f"an image array must be (N, H, W) or (N, H, W, C) with C 1 or "
-                                 f"3, got {images.shape}.")
-        if a.dtype != np.uint8:
-            a = np.clip(np.rint(a * (255.0 if a.max() <= 1.0 else 1.0)), 0, 255).astype(np.uint8)
-        return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
-    if isinstance(images, torch.Tensor):
-        t = images.detach().cpu()
-        if t.ndim == 3:
-            t = t[:, None]
-        if t.ndim != 4 or t.shape[1] not in (1, 3):
-            raise ConvscopeError(f"an image tensor must be (N, C, H, W) with C 1 or 3, got "
-                                 f"{tuple(images.shape)}.")
-        if t.is_floating_point():
-            t = (t.clamp(0, 1) * 255).round()
-        return t.to(torch.uint8).contiguous()
-    if isinstance(images, (list, tuple)) and images:
-        first = load_image(images[0], size=_native_size(images[0]), channels=3)
-        gray = all(_is_gray(x) for x in images[:16])
-        c = 1 if gray else 3
-        size = first.shape[1:]
-        return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in images])
-    raise ConvscopeError("images must be an array, a tensor or a non-empty list of images.")
-
-
-def _native_size(x) -> tuple[int, int]:
-    if isinstance(x, (str, os.PathLike, bytes)):
-        img = open_image(x)
-    elif isinstance(x, (np.ndarray, torch.Tensor)):
-        img = array_to_pil(x)
-    else:
-        img = x
-    return img.size[1], img.size[0]
-
-
-def _is_gray(x) -> bool:
-    if isinstance(x, (str, os.PathLike, bytes)):
-        return open_image(x).mode == "L"
-    if isinstance(x, Image.Image):
-        return x.mode in ("L", "1", "I;16", "I", "F")
-    return array_to_pil(x).mode == "L"
+def _train_images(images) -> torch.Tensor:
+    """Images given to ``train`` as uint8 (N, C, H, W) at their own size and channels; a
+    3-D array or tensor is always (N, H, W) grayscale here, never one image."""
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = images[..., None]
+    elif isinstance(images, torch.Tensor) and images.ndim == 3:
+        images = images[:, None]
+    return image_batch(images)
 
 
 def _labels(labels, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
@@ -110,7 +65,7 @@ def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes
                             progress=progress)
     if labels is None:
         raise ConvscopeError("train needs labels when given images: train(images, labels).")
-    x = images_to_tensor(data)
+    x = _train_images(data)
     y, names = _labels(labels, classes)
     if len(x) != len(y):
         raise ConvscopeError(f"{len(x)} images but {len(y)} labels.")
@@ -118,7 +73,7 @@ def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes
     if test_images is not None:
         if test_labels is None:
             raise ConvscopeError("test_images need test_labels.")
-        xt = images_to_tensor(test_images)
+        xt = _train_images(test_images)
         yt, _ = _labels(test_labels, names)
         return ImageDataset("arrays", names, x, torch.from_numpy(y), xt, torch.from_numpy(yt),
                             natural=is_natural)
@@ -201,4 +156,4 @@ def predict(model: Classifier | str | os.PathLike, images) -> np.ndarray:
     return clf.predict(images)
 
 
-__all__ = ["as_dataset", "images_to_tensor", "predict", "resume", "train"]
+__all__ = ["as_dataset", "predict", "resume", "train"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.models as tvm
-from PIL import Image
 from torch import nn
 
 from convscope.errors import ConvscopeError, ModelFileError, UsageError
 from convscope.evaluate import evaluate_classifier
-from convscope.images import load_image
+from convscope.images import image_batch
 from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model, with_versions
 from convscope.models import ModelInput, get_entry
 from convscope.models.registry import check_options, check_size, model_entries
@@ -77,8 +78,42 @@ def resize_input(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return nn.functional.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def is_image_like(x) -> bool:
-    return isinstance(x, (str, os.PathLike, bytes, Image.Image))
+def class_index(classes, target, what: str = "class") -> int:
+    """The index of a class given by name or by index: the one lookup of a class a user
+    names (``explain``'s target, ``visualize``'s classes).
+
+    ``classes`` is a list of names or anything with ``.classes`` (a :class:`Classifier`).
+    A name matches exactly, else case-insensitively; an int (or a string of digits) is an
+    index.  Anything else is a UsageError naming ``what`` (the parameter), the valid
+    names and range, and the closest names.
+    """
+    classes = list(getattr(classes, "classes", classes))
+    if isinstance(target, str):
+        if target in classes:
+            return classes.index(target)
+        folded = [i for i, c in enumerate(classes) if c.casefold() == target.casefold()]
+        if len(folded) > 1:
+            raise UsageError(f"{what} {target!r} matches several classes but for case "
+                             f"({', '.join(repr(classes[i]) for i in folded)}); give one "
+                             "exactly.")
+        if folded:
+            return folded[0]
+        index = int(target) if target.strip().isdigit() else -1
+    else:
+        try:
+            index = operator.index(target)
+        except TypeError:
+            index = -1
+    if 0 <= index < len(classes):
+        return index
+    text = str(target)
+    by_fold = {c.casefold(): c for c in reversed(classes)}
+    close = [by_fold[m] for m in difflib.get_close_matches(text.casefold(), list(by_fold), n=3)]
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    shown = ", ".join(classes[:20]) + (f", ... ({len(classes)} in all)" if len(classes) > 20
+                                       else "")
+    raise UsageError(f"unknown {what} {text!r}{hint}; give a class name ({shown}) or an "
+                     f"index 0..{len(classes) - 1}.")
 
 
 class Classifier:
@@ -128,40 +163,9 @@ class Classifier:
 
         Accepts one image or a sequence of images (paths, bytes, PIL images,
         HWC arrays, CHW tensors), or a batch: a (N, H, W[, C]) uint8 array or
-        an (N, C, H, W) tensor (uint8, or float in [0, 1]).
+        an (N, C, H, W) tensor (uint8, or float in [0, 1]); see :func:`image_batch`.
         """
-        size, c = self.image_size, self.channels
-        if is_image_like(images):
-            return torch.from_numpy(load_image(images, size, c))[None]
-        if isinstance(images, np.ndarray):
-            if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
-                return torch.from_numpy(load_image(images, size, c))[None]
-            if images.ndim == 3:  # (N, H, W) grayscale batch
-                images = images[..., None]
-            if images.ndim != 4:
-                raise ConvscopeError(f"cannot read an array of shape {images.shape} as images.")
-            if images.dtype == np.uint8 and images.shape[1:3] == size and images.shape[3] == c:
-                return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-            return torch.stack([torch.from_numpy(load_image(a, size, c)) for a in images])
-        if isinstance(images, torch.Tensor):
-            t = images.detach().cpu()
-            if t.ndim == 2 or (t.ndim == 3 and t.shape[0] in (1, 3, 4)):
-                return torch.from_numpy(load_image(t, size, c))[None]
-            if t.ndim == 3:
-                t = t[:, None]
-            if t.ndim != 4:
-                raise ConvscopeError(f"cannot read a tensor of shape {tuple(t.shape)} as images.")
-            if t.is_floating_point():
-                t = (t.clamp(0, 1) * 255).round().to(torch.uint8)
-            if tuple(t.shape[-2:]) == size and t.shape[1] == c and t.dtype == torch.uint8:
-                return t.contiguous()
-            return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in t])
-        if isinstance(images, Sequence):
-            if len(images) == 0:
-                raise ConvscopeError("no images were given.")
-            return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in images])
-        raise ConvscopeError(f"cannot read a {type(images).__name__} as images; pass paths, "
-                             "PIL images, arrays or tensors.")
+        return image_batch(images, self.image_size, self.channels)
 
     # ----------------------------------------------------------------- outputs
     def tta_level(self, tta: int | None = None) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from convscope.errors import ImageError
+from convscope.errors import ConvscopeError, ImageError
 
 #: Formats convscope decodes; anything else is refused even if Pillow could read it.
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP", "PPM"})
@@ -264,3 +264,84 @@ def array_to_pil(arr: np.ndarray | torch.Tensor) -> Image.Image:
             arr = arr / 257.0
         arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
     return to_standard_mode(Image.fromarray(arr))
+
+
+
+def image_batch(images, size: tuple[int, int] | None = None,
+                channels: int | None = None) -> torch.Tensor:
+    """Any supported input as a uint8 ``(N, C, H, W)`` tensor: the one path from a user's
+    images to a batch (``Classifier.as_batch`` and ``convscope.train`` both take it).
+
+    Accepts one image or a sequence of images (paths, bytes, PIL images, HWC arrays, CHW
+    tensors), or a batch: an ``(N, H, W[, C])`` array or an ``(N, C, H, W)`` tensor (uint8,
+    or float in [0, 1]).  ``size`` (H, W) and ``channels`` are a model's; None keeps the
+    images' own: a batch's, or for separate images the first one's size, and grayscale
+    when the first 16 are all grayscale.  A uint8 batch already at that size and channel
+    count is returned as it is, without a pass through PIL.
+    """
+    if isinstance(images, (str, os.PathLike, bytes, Image.Image)) or _one_array(images):
+        c = channels or _own_channels([images])
+        return torch.from_numpy(load_image(images, size, c))[None]
+    if isinstance(images, np.ndarray):
+        a = images[..., None] if images.ndim == 3 else images  # (N, H, W): grayscale
+        if a.ndim != 4:
+            raise ConvscopeError(f"cannot read an array of shape {images.shape} as images.")
+        return _fit_batch(torch.from_numpy(np.ascontiguousarray(
+            _uint8(a).transpose(0, 3, 1, 2))), size, channels)
+    if isinstance(images, torch.Tensor):
+        t = images.detach().cpu()
+        t = t[:, None] if t.ndim == 3 else t  # (N, H, W): grayscale
+        if t.ndim != 4:
+            raise ConvscopeError(f"cannot read a tensor of shape {tuple(images.shape)} as "
+                                 "images.")
+        if t.is_floating_point():
+            t = (t.clamp(0, 1) * 255).round()
+        elif t.dtype != torch.uint8:
+            t = t.clamp(0, 255)
+        return _fit_batch(t.to(torch.uint8), size, channels)
+    if isinstance(images, Sequence) and not isinstance(images, str):
+        if len(images) == 0:
+            raise ConvscopeError("no images were given.")
+        c = channels or _own_channels(images)
+        if size is None:
+            w, h = to_pil(images[0]).size
+            size = (h, w)
+        return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in images])
+    raise ConvscopeError(f"cannot read a {type(images).__name__} as images; pass paths, "
+                         "PIL images, arrays or tensors.")
+
+
+def _one_array(x) -> bool:
+    """An HW / HWC array or an HW / CHW tensor: one image, not a batch."""
+    if isinstance(x, np.ndarray):
+        return x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (1, 3, 4))
+    if isinstance(x, torch.Tensor):
+        return x.ndim == 2 or (x.ndim == 3 and x.shape[0] in (1, 3, 4))
+    return False
+
+
+def _own_channels(images) -> int:
+    """1 when the first 16 images are grayscale, else 3."""
+    return 1 if all(to_pil(x).mode == "L" for x in images[:16]) else 3
+
+
+def _uint8(a: np.ndarray) -> np.ndarray:
+    """A batch in uint8 by :func:`array_to_pil`'s rule, decided once for the whole batch:
+    floats in [0, 1] are scaled by 255, 16-bit values divided by 257, the rest rounded."""
+    if a.dtype == np.uint8:
+        return a
+    if np.issubdtype(a.dtype, np.floating) and a.size and a.max() <= 1.0:
+        a = a * 255.0
+    elif a.dtype == np.uint16:
+        a = a / 257.0
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def _fit_batch(t: torch.Tensor, size, channels) -> torch.Tensor:
+    """A uint8 (N, C, H, W) batch at ``size`` and ``channels`` (None: its own, with 4
+    channels read as RGBA -> RGB); images are converted one by one only when needed."""
+    c = channels or (t.shape[1] if t.shape[1] in (1, 3) else 3)
+    size = tuple(size) if size is not None else tuple(t.shape[-2:])
+    if tuple(t.shape[-2:]) == size and t.shape[1] == c:
+        return t.contiguous()
+    return torch.stack([torch.from_numpy(load_image(x, size, c)) for x in t])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ import torch
 from torch import nn
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from convscope.classifier import Classifier, as_classifier, resize_input
+from convscope.classifier import Classifier, as_classifier, class_index, resize_input
 from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.hooks import (
@@ -237,24 +236,12 @@ class Context:
 
     def layer_output(self, name: str) -> torch.Tensor:
         """The output of layer ``name`` for these images, (N, ...)."""
-        with capture(self.model, [self.checked_layer(name)]) as acts, torch.no_grad():
-            self.net(self.inputs)
+        with capture(self.model, [self.checked_layer(name)], stop=True) as acts, \
+                torch.no_grad():
+            acts.run(self.net, self.inputs)  # stops once the layer has run
         return acts[name]
 
 
-def class_index(classes: list[str], target) -> int:
-    """A class given by name or index as its index."""
-    if isinstance(target, str) and target in classes:
-        return classes.index(target)
-    try:
-        index = int(target) if isinstance(target, str) else operator.index(target)
-    except (TypeError, ValueError):
-        index = -1
-    if not 0 <= index < len(classes):
-        shown = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
-        raise UsageError(f"unknown target class {target!r}; give a class name ({shown}) or an "
-                         f"index 0..{len(classes) - 1}.")
-    return index
 
 
 def resolve_targets(classes: list[str], target, probs: torch.Tensor) -> torch.Tensor:
@@ -264,8 +251,9 @@ def resolve_targets(classes: list[str], target, probs: torch.Tensor) -> torch.Te
         return probs.argmax(dim=1)
     if isinstance(target, (str, int, np.integer)) or (
             isinstance(target, torch.Tensor) and target.ndim == 0):
-        return torch.full((n,), class_index(classes, target), dtype=torch.long)
-    targets = [class_index(classes, t) for t in target]
+        return torch.full((n,), class_index(classes, target, "target class"),
+                          dtype=torch.long)
+    targets = [class_index(classes, t, "target class") for t in target]
     if len(targets) != n:
         raise UsageError(f"{len(targets)} targets for {n} images; give one, or one per image.")
     return torch.tensor(targets, dtype=torch.long)

@@ -29,13 +29,12 @@ from PIL import Image
 from convscope.display import MosaicDisplay
 from convscope.errors import UsageError
 from convscope.images import load_image
-from convscope.inspect.hooks import default_conv_layer, eval_mode, trace_layers
+from convscope.inspect.hooks import capture, default_conv_layer, model_mode, trace_layers
 from convscope.inspect.synthesis.core import (
     ascend,
     forward,
     layer_calls,
     model_center,
-    recording,
 )
 from convscope.inspect.synthesis.objectives import Context, layer_l2
 from convscope.inspect.synthesis.param import pixel_image
@@ -112,9 +111,9 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def layer_energy(clf, image: torch.Tensor, layer: str) -> float:
     """Σ f_i² at ``layer`` for a (1, C, H, W) image in [0, 1], at the image's own size."""
     image = image.to(clf.device)
-    with eval_mode(clf.model), recording(clf.model, layer_calls(clf, [layer]), stop=True) as rec:
-        forward(clf, image, rec, resize=False)
-        return float(layer_l2(layer)(Context(image, None, rec.acts)).sum())
+    with model_mode(clf.model), capture(clf.model, layer_calls(clf, [layer]), stop=True) as acts:
+        forward(clf, image, acts, resize=False)
+        return float(layer_l2(layer)(Context(image, None, acts)).sum())
 
 
 def read_dream_image(clf, image, max_size: int | None) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from convscope import distributed
 from convscope.classifier import Classifier
-from convscope.inspect.hooks import capture, get_layer
+from convscope.inspect.hooks import capture, get_layer, model_mode
 from convscope.progress import progress_bar
 
 REDUCTIONS = ("none", "flatten", "avg")
@@ -69,19 +69,14 @@ def iterate(clf: Classifier, images: torch.Tensor, layers: list[str], *, batch_s
     if shard:  # whole batches per process, so every batch is the one a single process runs
         batches = d.part(-(-len(images) // batch_size))
         start, stop = batches.start * batch_size, min(batches.stop * batch_size, len(images))
-    was_training = clf.model.training
-    clf.model.eval()
-    try:
-        with capture(clf.model, layers) as acts, torch.no_grad(), progress_bar(
-            total=stop - start, desc=desc, unit="img", enable=progress and d.is_main
-        ) as bar:
-            for i in range(start, stop, batch_size):
-                j = min(i + batch_size, stop)
-                clf.model(clf.preprocess(images[i:j].to(clf.device)))
-                yield torch.arange(i, j), {k: v.float().cpu() for k, v in acts.items()}
-                bar.update(j - i)
-    finally:
-        clf.model.train(was_training)
+    with model_mode(clf.model), capture(clf.model, layers) as acts, torch.no_grad(), \
+            progress_bar(total=stop - start, desc=desc, unit="img",
+                         enable=progress and d.is_main) as bar:
+        for i in range(start, stop, batch_size):
+            j = min(i + batch_size, stop)
+            clf.model(clf.preprocess(images[i:j].to(clf.device)))
+            yield torch.arange(i, j), {k: v.float().cpu() for k, v in acts.items()}
+            bar.update(j - i)
 
 
 def reduce(act: torch.Tensor, how: str) -> torch.Tensor:

@@ -25,7 +25,7 @@ from torch import nn
 from convscope.classifier import Classifier, as_classifier
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
-from convscope.inspect.hooks import capture, get_layer
+from convscope.inspect.hooks import capture, get_layer, model_mode
 from convscope.inspect.layers import choose_layer, first_conv_layer, traced_calls
 
 FILTER_MODES = ("auto", "colour", "gray")
@@ -189,13 +189,8 @@ def activations(model, image, config: ActivationsConfig | None = None, *,
         raise UsageError("--max-maps must be at least 1.")
     layer = choose_layer(clf, config.layer, "activations")
     x = clf.as_batch(image)[:1]                           # (1, C, H, W) uint8
-    was_training = clf.model.training
-    try:
-        clf.model.eval()
-        with capture(clf.model, [layer]) as acts, torch.no_grad():
-            clf.model(clf.preprocess(x.to(clf.device)))
-    finally:
-        clf.model.train(was_training)
+    with model_mode(clf.model), capture(clf.model, [layer]) as acts, torch.no_grad():
+        clf.model(clf.preprocess(x.to(clf.device)))
     a = acts[layer][0].float().cpu()
     if a.ndim == 1:
         a = a[:, None, None]                              # a vector: K maps of 1x1

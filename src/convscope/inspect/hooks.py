@@ -6,7 +6,8 @@ exactly as it was, even when the call fails half-way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -20,9 +21,13 @@ from convscope.errors import UsageError
 def forward_hooks(model: nn.Module, hooks: dict[str, callable]) -> Iterator[None]:
     """Register ``{layer_name: hook(module, inputs, output)}``; remove them all on exit."""
     handles = []
+    modules = dict(model.named_modules())
     try:
         for name, fn in hooks.items():
-            handles.append(get_layer(model, name).register_forward_hook(fn))
+            module = modules.get(name) if name else None
+            if module is None:
+                module = get_layer(model, name)  # raises, listing the valid names
+            handles.append(module.register_forward_hook(fn))
         yield
     finally:
         for h in handles:
@@ -30,36 +35,102 @@ def forward_hooks(model: nn.Module, hooks: dict[str, callable]) -> Iterator[None
 
 
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode; give each its own training flag back on exit."""
+def model_mode(model: nn.Module, training: bool = False) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode (or train mode, with ``training``) for the block;
+    on exit give each submodule its own ``training`` flag back, so a mixed state (a
+    training model with one frozen batch norm) comes back exactly."""
     modes = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
+        model.train(training)
         yield model
     finally:
-        for m, training in modes:
-            m.training = training
+        for m, flag in modes:
+            m.training = flag
+
+
+class _Stop(Exception):
+    """Raised from a hook of a stopping :class:`Capture` once every layer it needs has run,
+    to skip the rest of the forward pass; it names the capture (captures may nest)."""
+
+    def __init__(self, capture: Capture):
+        super().__init__("forward pass stopped after the last layer needed")
+        self.capture = capture
+
+
+class Capture(dict):
+    """``{layer: output}`` of the hooked layers in the current forward pass.
+
+    A layer that runs several times per pass keeps its last call's output.  ``seen``
+    counts the calls so far; :meth:`run` starts a pass from scratch.
+    """
+
+    def __init__(self, calls: Counter, detach: bool, clone: bool, stop: bool):
+        super().__init__()
+        self.calls, self.detach, self.clone, self.stop = calls, detach, clone, stop
+        self.seen: Counter = Counter()
+
+    def reset(self) -> None:
+        """Forget the outputs (and the graph they hold) and the call counts."""
+        self.clear()
+        self.seen.clear()
+
+    def complete(self) -> bool:
+        """Whether every layer has run as many times as it runs in one pass."""
+        return all(self.seen[n] >= k for n, k in self.calls.items())
+
+    def run(self, fn: Callable, *args, **kwargs):
+        """One forward pass ``fn(*args, **kwargs)`` from a reset: its output, or None when
+        this capture stopped it after the last layer needed."""
+        self.reset()
+        try:
+            return fn(*args, **kwargs)
+        except _Stop as exc:
+            if exc.capture is not self:
+                raise
+            return None
+
+    def hook(self, name: str) -> Callable:
+        def fn(_module, _inputs, output):
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            if self.detach:
+                out = out.detach()
+            if self.clone:
+                out = out.clone()
+            self[name] = out
+            self.seen[name] += 1
+            if self.stop and self.complete():
+                raise _Stop(self)
+
+        return fn
 
 
 @contextmanager
-def capture(model: nn.Module, layers: list[str], detach: bool = True) -> Iterator[dict]:
+def capture(model: nn.Module, layers: Iterable[str] | Mapping[str, int], detach: bool = True,
+            *, clone: bool = False, stop: bool = False) -> Iterator[Capture]:
     """Record the output of each named layer during the forward passes inside the block.
+
+    ``layers`` are names, or ``{name: calls per pass}`` for modules a pass runs several
+    times (torchvision's ResNets reuse one ReLU).  ``detach`` (the default) keeps values
+    only; ``detach=False`` keeps them attached to the graph, for gradients.  ``clone``
+    copies each output, so a later in-place op (a ReLU after a convolution) cannot change
+    it.  ``stop`` ends the forward pass as soon as every layer has run its last time, so
+    nothing past them is computed: use :meth:`Capture.run`, which then returns None, or
+    a plain call at the end of the block.  The hooks are removed in ``finally``.
 
     >>> with capture(model, ["conv1_1"]) as acts:   # doctest: +SKIP
     ...     model(x)
     >>> acts["conv1_1"].shape                        # doctest: +SKIP
+    >>> with capture(model, ["conv1_1"], stop=True) as acts:  # doctest: +SKIP
+    ...     acts.run(model, x)                       # None: the pass ended at conv1_1
     """
-    store: dict[str, torch.Tensor] = {}
-
-    def make(name):
-        def hook(_module, _inputs, output):
-            out = output[0] if isinstance(output, (tuple, list)) else output
-            store[name] = out.detach() if detach else out
-
-        return hook
-
-    with forward_hooks(model, {name: make(name) for name in layers}):
-        yield store
+    calls = Counter(layers) if isinstance(layers, Mapping) else Counter(dict.fromkeys(layers, 1))
+    cap = Capture(calls, detach, clone, stop)
+    try:
+        with forward_hooks(model, {name: cap.hook(name) for name in calls}):
+            yield cap
+    except _Stop as exc:  # a plain model(x) in the block, stopped: the block ends there
+        if exc.capture is not cap:
+            raise
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -101,13 +172,11 @@ def trace_layers(model: nn.Module, x: torch.Tensor) -> list[LayerCall]:
             alive.append(out)
             calls.append(LayerCall(names[id(module)], module, tuple(out.shape[1:]), id(out)))
 
-    handles = [m.register_forward_hook(hook) for n, m in model.named_modules() if n]
     try:
-        with eval_mode(model), torch.no_grad():
+        with forward_hooks(model, dict.fromkeys(names.values(), hook)), model_mode(model), \
+                torch.no_grad():
             model(x)
     finally:
-        for h in handles:
-            h.remove()
         alive.clear()
     return calls
 

@@ -25,6 +25,7 @@ from torch import nn
 from convscope.classifier import Classifier
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.geometry import Geometry, GeometryMode, Window, tensors_in
+from convscope.inspect.hooks import model_mode
 
 
 @dataclass(frozen=True)
@@ -210,10 +211,8 @@ def trace(model: nn.Module, input_shape: Sequence[int]) -> Trace:
     x = torch.zeros(1, c, h, w, dtype=dtype, device=ref.device if ref is not None else "cpu")
     mode, records = GeometryMode(_owners(model)), {}
     handles = _hooks(model, mode, records)
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad(), mode:
+        with model_mode(model), torch.no_grad(), mode:
             mode.seed(x)
             model(x)
     except RuntimeError as exc:
@@ -222,7 +221,6 @@ def trace(model: nn.Module, input_shape: Sequence[int]) -> Trace:
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     _attribute(mode, records, dict(model.named_modules()))
     return Trace((c, h, w), dict(sorted(records.items(), key=lambda kv: kv[1].order)))
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from convscope.classifier import Classifier, open_model
 from convscope.errors import ConvscopeError, UsageError
-from convscope.inspect.hooks import forward_hooks, get_layer, trace_layers
+from convscope.inspect.hooks import capture, get_layer, trace_layers
 from convscope.models.zoo import download_state_dict, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -94,10 +92,6 @@ class StyleBackbone:
         return (image - mean) / std
 
 
-class _Reached(Exception):
-    """Raised by the last needed hook to end the forward pass early."""
-
-
 def extract(backbone: StyleBackbone, image: torch.Tensor, layers: list[str]) -> dict:
     """The responses of ``layers`` (named_modules() names) to images in [0, 1].
 
@@ -105,23 +99,10 @@ def extract(backbone: StyleBackbone, image: torch.Tensor, layers: list[str]) -> 
     chosen convolution cannot overwrite them; the pass stops once every layer has run.
     """
     wanted = list(dict.fromkeys(layers))
-    store: dict[str, torch.Tensor] = {}
-
-    def make(name):
-        def hook(_module, _inputs, output):
-            out = output[0] if isinstance(output, (tuple, list)) else output
-            store[name] = out.clone()
-            if len(store) == len(wanted):
-                raise _Reached
-
-        return hook
-
     x = backbone.prepare(image)
-    with forward_hooks(backbone.net, {n: make(n) for n in wanted}):
+    with capture(backbone.net, wanted, detach=False, clone=True, stop=True) as store:
         try:
-            backbone.net(x)
-        except _Reached:
-            pass
+            store.run(backbone.net, x)
         except RuntimeError as exc:
             raise ConvscopeError(
                 f"{backbone.name} failed on a {tuple(x.shape[-2:])} image before reaching "
@@ -136,18 +117,7 @@ def extract(backbone: StyleBackbone, image: torch.Tensor, layers: list[str]) -> 
         if value.ndim != 4:
             raise UsageError(f"layer {name} of {backbone.name} gives a {tuple(value.shape)} "
                              "output, not a (B, C, H, W) map; choose a convolutional layer.")
-    return store
-
-
-@contextmanager
-def frozen(net: nn.Module) -> Iterator[nn.Module]:
-    """Evaluation mode for the duration of the block; the net's mode is restored after."""
-    was_training = net.training
-    try:
-        net.eval()
-        yield net
-    finally:
-        net.train(was_training)
+    return dict(store)
 
 
 # --------------------------------------------------------------------------- layer names

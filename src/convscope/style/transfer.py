@@ -27,10 +27,11 @@ from convscope.classifier import resolve_device
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError
 from convscope.images import fit_image, load_image_scaled, to_pil
+from convscope.inspect.hooks import model_mode
 from convscope.progress import progress_bar
 from convscope.samples import resolve as resolve_sample
 from convscope.style import controls
-from convscope.style.backbone import StyleBackbone, extract, frozen, open_backbone
+from convscope.style.backbone import StyleBackbone, extract, open_backbone
 from convscope.style.config import StyleConfig
 from convscope.style.losses import (
     content_loss,
@@ -350,7 +351,7 @@ def stylize(content="sample:chelsea", styles="sample:ihc", config: StyleConfig |
     bar = progress_bar(total=config.steps * len(sizes), desc="style", unit="step",
                        enable=progress)
     try:
-        with frozen(bb.net):
+        with model_mode(bb.net):
             for size, shape, mask in zip(sizes, shapes, masks):
                 targets = job.targets(size, mask)
                 image = job.initial(targets, generator) if image is None else \

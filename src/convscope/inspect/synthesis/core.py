@@ -21,8 +21,7 @@ Each step, top to bottom:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -30,7 +29,7 @@ from PIL import Image
 
 from convscope.display import Displayable, detached, draw
 from convscope.errors import ConvscopeError, UsageError
-from convscope.inspect.hooks import eval_mode, forward_hooks, get_layer, trace_layers
+from convscope.inspect.hooks import Capture, capture, get_layer, model_mode, trace_layers
 from convscope.inspect.synthesis.objectives import Context, Objective
 from convscope.inspect.synthesis.param import ImageParam
 from convscope.inspect.synthesis.regularizers import Regularizer
@@ -65,10 +64,6 @@ class SynthesisResult(Displayable):
         return detached(draw("image_grid", self.pil(), self.labels, title=title))
 
 
-class _Done(Exception):
-    """Raised from a hook once every layer the objective reads has run: no need to go on."""
-
-
 def model_center(clf) -> torch.Tensor:
     """The mean image in [0, 1], (1, C, 1, 1): the zero of the network's input."""
     return (clf.preprocess.mean / 255).detach().cpu()
@@ -98,44 +93,11 @@ def layer_calls(clf, layers: Sequence[str]) -> Counter:
     return Counter({n: counts[n] for n in layers})
 
 
-class Recorder:
-    """The outputs of the hooked layers in the current forward pass."""
-
-    def __init__(self, calls: Counter, stop: bool):
-        self.calls, self.stop = calls, stop
-        self.acts: dict[str, torch.Tensor] = {}
-        self.seen: Counter = Counter()
-
-    def reset(self) -> None:
-        self.acts.clear()
-        self.seen.clear()
-
-    def hook(self, name: str):
-        def fn(_module, _inputs, output):
-            self.acts[name] = output[0] if isinstance(output, (tuple, list)) else output
-            self.seen[name] += 1
-            if self.stop and all(self.seen[n] >= k for n, k in self.calls.items()):
-                raise _Done
-
-        return fn
-
-
-@contextmanager
-def recording(model: torch.nn.Module, calls: Counter, stop: bool) -> Iterator[Recorder]:
-    """Hook the layers in ``calls``, keeping each one's last output (attached to the graph);
-    with ``stop``, end the forward pass once all of them have run their last time."""
-    rec = Recorder(calls, stop)
-    with forward_hooks(model, {name: rec.hook(name) for name in calls}):
-        yield rec
-
-
-def forward(clf, x: torch.Tensor, rec: Recorder, resize: bool) -> torch.Tensor | None:
-    """Run the model on a [0, 1] image; return the logits, or None when it stopped early."""
-    rec.reset()
+def forward(clf, x: torch.Tensor, acts: Capture, resize: bool) -> torch.Tensor | None:
+    """Run the model on a [0, 1] image; return the logits, or None when ``acts`` (a
+    stopping :func:`~convscope.inspect.hooks.capture`) ended the pass early."""
     try:
-        return clf.model(normalise(clf, x, resize))
-    except _Done:
-        return None
+        return acts.run(clf.model, normalise(clf, x, resize))
     except RuntimeError as exc:
         h, w = x.shape[-2:]
         reason = str(exc).strip().splitlines()[0][:160]
@@ -178,12 +140,13 @@ def ascend(clf, objective: Objective, param: ImageParam, *, steps: int, lr: floa
         if own_bar else progress
     history = []
     try:
-        with eval_mode(clf.model), recording(clf.model, calls, not objective.needs_logits) as rec:
+        with model_mode(clf.model), capture(clf.model, calls, detach=False,
+                                            stop=not objective.needs_logits) as acts:
             for step in range(steps):
                 # 1-3: image, transform, forward up to what the objective reads
                 image = param.image()
-                logits = forward(clf, transform(image, gen), rec, resize)
-                ctx = Context(image=image, logits=logits, acts=rec.acts)
+                logits = forward(clf, transform(image, gen), acts, resize)
+                ctx = Context(image=image, logits=logits, acts=acts)
                 # 4: objective minus penalties, (B,)
                 score = objective(ctx)
                 total = score
@@ -204,7 +167,7 @@ def ascend(clf, objective: Objective, param: ImageParam, *, steps: int, lr: floa
                     r.apply_(param, grads[0], step)
                 param.project_()
                 history.append(score.detach().cpu())
-                rec.reset()  # drop the graph before the next step
+                acts.reset()  # drop the graph before the next step
                 bar.update(1)
                 bar.set_postfix(objective=f"{float(score.detach().mean()):.3g}", refresh=False)
                 if on_step is not None:

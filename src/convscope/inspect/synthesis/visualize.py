@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from convscope.classifier import open_model
+from convscope.classifier import class_index, open_model
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.synthesis import objectives as obj
 from convscope.inspect.synthesis import regularizers as regs
@@ -200,22 +200,6 @@ def _batched(clf, items: list, make, labels: list[str], config, progress, what) 
     return SynthesisResult(images=torch.cat([p.images for p in parts]),
                            objective=torch.cat([p.objective for p in parts], dim=1),
                            labels=labels, config=dataclasses.asdict(cfg))
-
-
-def class_index(clf, name_or_index: str | int) -> int:
-    """A class given by name (exact, then case-insensitive) or by index."""
-    classes = clf.classes
-    text = str(name_or_index)
-    if text in classes:
-        return classes.index(text)
-    lower = [c.lower() for c in classes]
-    if text.lower() in lower:
-        return lower.index(text.lower())
-    if text.lstrip("-").isdigit() and 0 <= int(text) < len(classes):
-        return int(text)
-    shown = ", ".join(classes[:20]) + (f", ... ({len(classes)} in all)" if len(classes) > 20 else "")
-    raise UsageError(f"unknown class {text!r}; give a name or an index 0-{len(classes) - 1}: "
-                     f"{shown}.")
 
 
 @dataclass
