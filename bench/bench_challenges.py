@@ -16,7 +16,7 @@ DESCRIPTION = (
     "(the plain evaluation a user would otherwise run per corrupted set). The ratio bounds the "
     "overhead of the corruptions. Rows with and without the evidence-placed occlusion, which "
     "also computes one occlusion map per image. Untrained weights (speed does not depend on "
-    "them), 500 test images, CPU."
+    "them), 500 test images (100 with `--quick`), CPU."
 )
 
 
