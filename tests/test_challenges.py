@@ -126,16 +126,24 @@ def test_two_runs_model_files_are_named_apart_by_their_folders(mnist_model):
     assert _labels(["/a/b/small.safetensors", "/a/b/wide.safetensors"],
                    [clf, clf]) == ["small.safetensors", "wide.safetensors"]
     assert _labels([clf], [clf]) == [clf.meta.model]   # alone, a model keeps its full name
+    assert _labels(["runs/a/m.safetensors"] * 2, [clf, clf]) == ["runs/a/m.safetensors"] * 2
 
 
 def test_cli_writes_curves_strips_and_json(mnist_model, tmp_path):
+    import shutil
+
     out = tmp_path / "ch"
-    proc = call_cli("challenges", mnist_model, "--n", "40", "--severities", "2", "--only",
-                    "rotation,clutter", "--compare", mnist_model, "--out", out, "--json",
+    for run in ("aug", "noaug"):  # two runs' model.safetensors, as a user compares them
+        (tmp_path / run).mkdir()
+        shutil.copy(mnist_model, tmp_path / run / "model.safetensors")
+    proc = call_cli("challenges", tmp_path / "aug" / "model.safetensors", "--n", "40",
+                    "--severities", "2", "--only", "rotation,clutter", "--compare",
+                    tmp_path / "noaug" / "model.safetensors", "--out", out, "--json",
                     "--quiet")
     data = json.loads(proc.stdout)
     assert data["challenges"] == ["rotation", "clutter"]
-    assert len(data["models"]) == 2
+    assert [m["model"] for m in data["models"]] == ["aug/model.safetensors",
+                                                    "noaug/model.safetensors"]
     assert len(data["models"][0]["curves"]["rotation"]["accuracy"]) == 3
     assert data["params"]["rotation"][2] == {"degrees": 60.0}
     assert data["config"]["seed"] == 0

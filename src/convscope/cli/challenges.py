@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from convscope import distributed
-from convscope.classifier import open_model
 from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json, seed_int
 from convscope.errors import UsageError
 from convscope.evaluate import SPLITS
@@ -75,13 +74,12 @@ def register(sub) -> None:
 
 
 def run_challenges(args) -> int:
-    clf = open_model(args.model, args.weights, args.device)
-    result = challenges(clf, args.data, n=args.n, severities=args.severities, only=args.only,
-                        seed=args.seed, split=args.split, layer=args.layer,
+    # the model goes in by name, so the curves and the table call it what the user typed
+    result = challenges(args.model, args.data, weights=args.weights, device=args.device,
+                        n=args.n, severities=args.severities, only=args.only, seed=args.seed, split=args.split, layer=args.layer,
                         batch_size=args.batch_size, compare=list(args.compare),
                         baseline=args.baseline, data_root=args.data_root,
                         image_size=args.image_size, progress=not args.quiet)
-    result.models[0].model = str(args.model)
     paths = result.save(args.out) if distributed.current().is_main else {}
     say = (lambda m: print(m, file=sys.stderr)) if args.json else print
     if args.json:

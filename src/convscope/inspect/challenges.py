@@ -519,7 +519,7 @@ def _batched_logits(clf: Classifier, batches: list[torch.Tensor], batch_size: in
 
 def challenges(model, data=None, config: ChallengesConfig | None = None, *, compare=(),
                baseline=None, labels=None, data_root=None, image_size: int | None = None,
-               weights: str | None = None, progress: bool = False,
+               weights: str | None = None, device="cpu", progress: bool = False,
                **options) -> Challenges:
     """Top-1 accuracy of ``model`` on ``data``'s test images under each challenge.
 
@@ -535,10 +535,10 @@ def challenges(model, data=None, config: ChallengesConfig | None = None, *, comp
     if isinstance(config.only, str):
         config = replace(config, only=tuple(config.only.split(",")))
     _check(config)
-    clf = as_classifier(model, weights)
-    others = [as_classifier(m) for m in (compare if isinstance(compare, (list, tuple))
-                                         else [compare])]
-    base = as_classifier(baseline) if baseline is not None else None
+    clf = as_classifier(model, weights, device)
+    others = [as_classifier(m, None, device) for m in (
+        compare if isinstance(compare, (list, tuple)) else [compare])]
+    base = as_classifier(baseline, None, device) if baseline is not None else None
     imgs = image_set(clf, data, config.split, n=config.n, seed=config.seed, labels=labels,
                      data_root=data_root, image_size=image_size, progress=progress)
     images, n = imgs.images, len(imgs.images)
@@ -680,7 +680,7 @@ def _labels(specs, clfs) -> list[str]:
     runs' model.safetensors never read alike, and the main model is named like the others."""
     full = [c.meta.model if isinstance(s, Classifier) or s is None else str(s)
             for s, c in zip(specs, clfs)]
-    if len(full) < 2:
+    if len(set(full)) < 2:  # one model, or one model compared with itself
         return full
     parts = [Path(f).parts for f in full]
     for k in range(1, max(len(p) for p in parts) + 1):
