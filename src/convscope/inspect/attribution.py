@@ -177,7 +177,7 @@ def attribution_copy(model: nn.Module) -> nn.Module:
     backward hook on an in-place ReLU ("a view ... is being modified inplace"), and a hook
     that keeps per-module state mixes up the calls of a reused one.  captum 0.9 hooks each
     call's own tensors and copes with both, but the copy's ReLUs write new tensors so that
-    no method depends on it (tests/test_attribution.py checks the in-place, reused net
+    no method depends on it (tests/inspect/test_attribution.py checks the in-place, reused net
     against its separate, non-in-place twin).  Working on a copy also means no hook, flag
     or ``requires_grad`` of the user's model is ever changed, even if a method fails.
     """

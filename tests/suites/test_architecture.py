@@ -20,7 +20,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
 #: third-party packages heavy enough to import only where they are used
@@ -104,3 +104,38 @@ def test_only_marked_heavy_dependencies_are_imported_inside_functions():
     unmarked = [f"{f}:{n}: {src}" for f, n, m, src in local if MARK not in src]
     assert not unmarked, f"heavy imports inside functions need {MARK!r}:\n" + \
                          "\n".join(unmarked)
+
+
+#: cross-cutting suites (fuzzing, safety, reliability, browser, distributed, ...): not one module's
+SUITES = "suites"
+
+
+def test_tests_mirror_the_package():
+    """tests/<package>/test_<module>.py, so a newcomer finds a module's tests by its path.
+
+    A folder under tests/ is a convscope package (or suites/), with an __init__.py; a test file
+    in a package's folder names one of that package's modules (or subpackages); a test file at
+    the top of tests/ names one of convscope's top-level modules.
+    """
+    package = SRC / "convscope"
+    tests = ROOT / "tests"
+    wrong = []
+    for path in sorted(tests.rglob("test_*.py")):
+        rel = path.relative_to(tests)
+        name = rel.stem.removeprefix("test_")
+        if len(rel.parts) == 1:
+            where = package
+        elif len(rel.parts) == 2 and rel.parts[0] == SUITES:
+            continue
+        elif len(rel.parts) == 2 and (package / rel.parts[0] / "__init__.py").exists():
+            where = package / rel.parts[0]
+            if not (tests / rel.parts[0] / "__init__.py").exists():
+                wrong.append(f"tests/{rel.parts[0]}/ has no __init__.py")
+        else:
+            wrong.append(f"tests/{rel}: tests/ holds convscope's packages and suites/ only")
+            continue
+        if where != package and name == where.name:
+            continue
+        if not ((where / f"{name}.py").exists() or (where / name / "__init__.py").exists()):
+            wrong.append(f"tests/{rel}: no module {name} in {where.relative_to(SRC)}")
+    assert not wrong, "\n".join(sorted(set(wrong)))

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import ROOT, run_cli
-from tests.test_reliability import checkpoint_step
+from tests.suites.test_reliability import checkpoint_step
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 # no batch norm (its statistics are per process under DDP on the CPU) and no dropout;

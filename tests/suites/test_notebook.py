@@ -13,7 +13,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-TOUR = Path(__file__).resolve().parents[1] / "docs" / "notebooks" / "tour.ipynb"
+TOUR = Path(__file__).resolve().parents[2] / "docs" / "notebooks" / "tour.ipynb"
 LIMIT_S = 180  # the bound for the whole tour, in the kernel's CPU seconds
 WALL_S = 600  # on a machine shared with other jobs the wall clock is a loose, second bound
 

@@ -8,7 +8,7 @@ import torch
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.dream import DreamConfig, dream, layer_energy, octave_sizes
 from convscope.inspect.synthesis.objectives import Context, layer_l2
-from tests.test_synthesis import hook_count, model_state, tiny
+from tests.inspect.test_synthesis import hook_count, model_state, tiny
 
 
 def photo(h: int = 37, w: int = 53, channels: int = 3) -> torch.Tensor:
