@@ -53,7 +53,7 @@ def run(quick: bool) -> dict:
         args = ["report", str(out / "m" / "model.safetensors"), "--out", str(out / "r.html"),
                 "--quiet"]
         if quick:
-            args += ["--skip", "faithfulness", "classes", "--n", "500"]
+            args += ["--skip", "faithfulness", "classes", "--embed-n", "500"]
         wall = _convscope(*args)
         from convscope.render.report import SECTIONS, read_report_config
 
@@ -71,7 +71,7 @@ def run(quick: bool) -> dict:
             f"{cfg['test_images']:,} test images scored; the model's test top-1 after its one "
             f"epoch ({train_s:.0f} s of training): {100 * facts['top1']:.1f}%.",
             "`--skip faithfulness classes neighbours tsne patches explanations` (the costly "
-            "ones) leaves the cheap sections, and `--n`, `--faithfulness-images`, "
+            "ones) leaves the cheap sections, and `--embed-n`, `--faithfulness-n`, "
             "`--class-steps` size the costly ones.",
             f"1-minute load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} "
             "at the end (the 2 CPUs are shared with other jobs).",

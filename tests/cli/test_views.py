@@ -87,7 +87,7 @@ def test_activations_show_the_input_and_convert_channels(digits_model, digit_png
 
 def test_neighbors_json_and_borders(digits_model, tmp_path):
     out = tmp_path / "nn.png"
-    proc = call_cli("neighbors", digits_model, "--k", "4", "--queries", "40", "--show", "6",
+    proc = call_cli("neighbors", digits_model, "--top-k", "4", "--n", "40", "--show", "6",
                     "--out", out, "--json", "--quiet")
     js = json.loads(proc.stdout)
     assert js["data"] == "digits" and len(js["queries"]) == 40
@@ -112,8 +112,8 @@ def test_neighbors_json_and_borders(digits_model, tmp_path):
 
 def test_neighbors_errors(digits_model, tmp_path):
     out = tmp_path / "x.png"
-    proc = call_cli("neighbors", digits_model, "--k", "5000", "--out", out, "--quiet", check=2)
-    assert "--k 5000 is more than the 1,437 training images" in proc.stderr
+    proc = call_cli("neighbors", digits_model, "--top-k", "5000", "--out", out, "--quiet", check=2)
+    assert "--top-k 5000 is more than the 1,437 training images" in proc.stderr
     proc = call_cli("neighbors", digits_model, "--layer", "fc9", "--out", out, "--quiet",
                     check=2)
     assert "unknown layer 'fc9'" in proc.stderr and "conv1_1, bn1_1" in proc.stderr
@@ -163,7 +163,7 @@ def test_embed_of_too_few_images_leaves_the_trustworthiness_out(digits_model, tm
 
 
 def test_embed_tsne_text(digits_model, tmp_path):
-    proc = call_cli("embed", digits_model, "--n", "60", "--iterations", "50", "--out",
+    proc = call_cli("embed", digits_model, "--n", "60", "--steps", "50", "--out",
                     tmp_path / "t.png", "--quiet")
     assert "tsne of 60 images of digits (test images) at fc1_relu" in proc.stdout
     assert "trustworthiness (5 neighbours)" in proc.stdout
@@ -173,7 +173,7 @@ def test_embed_tsne_text(digits_model, tmp_path):
 def test_patches_rows_and_shaded_borders(digits_model, tmp_path):
     out = tmp_path / "p.png"
     proc = call_cli("patches", digits_model, "--layer", "conv2_2", "--channels", "0-2,5",
-                    "--top", "4", "--out", out, "--json", "--quiet")
+                    "--top-k", "4", "--out", out, "--json", "--quiet")
     js = json.loads(proc.stdout)
     assert [c["channel"] for c in js["channels"]] == [0, 1, 2, 5]
     hits = [h for c in js["channels"] for h in c["hits"]]

@@ -59,7 +59,7 @@ def test_visualize_one_class_writes_the_image_with_its_config(tmp_path, digits_m
 
 def test_visualize_grid_presets_channels_and_zoom(tmp_path, digits_model):
     grid = tmp_path / "grid.png"
-    text = run_cli("visualize", digits_model, "--class", "all", "--reg", "simonyan",
+    text = run_cli("visualize", digits_model, "--class", "all", "--recipe", "simonyan",
                    "--steps", "10", "--out", grid, "--quiet").stdout
     assert text.count("p=") == 10 and "wrote" in text
     arr = np.asarray(Image.open(grid).convert("L"))
@@ -72,7 +72,7 @@ def test_visualize_grid_presets_channels_and_zoom(tmp_path, digits_model):
 
     out = tmp_path / "ch.png"
     run_cli("visualize", digits_model, "--layer", "conv1_1", "--channel", "0", "--neuron",
-            "3,4", "--reg", "fourier", "--steps", "5", "--zoom", "4", "--out", out, "--quiet")
+            "3,4", "--recipe", "fourier", "--steps", "5", "--zoom", "4", "--out", out, "--quiet")
     assert Image.open(out).size == (32, 32)
     assert read_config(out)["targets"] == ["conv1_1:0@3,4"]
     run_cli("visualize", digits_model, "--layer", "fc1", "--channel", "0", "1", "--steps", "5",

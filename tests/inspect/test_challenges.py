@@ -172,7 +172,7 @@ def test_display_in_a_notebook(mnist_model):
 def test_report_section_shows_the_curves_and_the_strip(digits_model, tmp_path):
     page = tmp_path / "r.html"
     call_cli("report", digits_model, "--sections", "accuracy", "challenges",
-             "--challenge-images", "60", "--out", page, "--quiet")
+             "--challenge-n", "60", "--out", page, "--quiet")
     html = page.read_text()
     assert "The six challenges" in html and "Hurts most" in html
     section = html[html.index("The six challenges"):]

@@ -151,8 +151,8 @@ def test_torchrun_needs_out(tmp_path):
 
 # (no "--n": torchrun's own parser would take it for an abbreviation of its options)
 @pytest.mark.parametrize("view", [
-    ["patches", "--layer", "conv1_2", "--channels", "0-3", "--top", "5"],
-    ["neighbors", "--queries", "40", "--k", "3"],
+    ["patches", "--layer", "conv1_2", "--channels", "0-3", "--top-k", "5"],
+    ["neighbors", "--top-k", "3"],
     ["embed", "--method", "pca"],
 ])
 def test_views_under_torchrun_match_one_process(tmp_path, digits_model, view):

@@ -229,8 +229,14 @@ NUMERIC_VALUES = ("nan", "inf", "-inf", "-1", "0", "12345678901234567890", "1e30
 
 def _is_numeric(action) -> bool:
     """Whether an option parses numbers: int/float, or a type that turns "1", "0.5" or
-    "1,1" into a number or a sequence of numbers (counts, seeds, Y,X, W1,W2, ...)."""
-    kind = action.type
+    "1,1" into a number or a sequence of numbers (counts, seeds, Y,X, W1,W2, ...). A list
+    flag (cli.options.ListAction) converts each value with its ``item``; a renamed flag's
+    hidden old name is the same option and is not counted twice."""
+    import argparse
+
+    if action.help is argparse.SUPPRESS:
+        return False
+    kind = getattr(action, "item", None) if action.type is None else action.type
     if kind in (int, float):
         return True
     if kind is None or not callable(kind) or not action.option_strings:

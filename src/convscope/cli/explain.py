@@ -21,6 +21,7 @@ from convscope.cli.common import (
     print_json,
     seed_int,
 )
+from convscope.cli.options import ListAction
 from convscope.inspect.attribution import BASELINES, ExplainConfig, explain_many, list_methods
 from convscope.inspect.faithfulness import FaithfulnessConfig, faithfulness
 from convscope.render.attribution import explanation_figure, faithfulness_figure
@@ -106,7 +107,7 @@ def register(sub) -> None:
     add_model_args(p)
     add_data_args(p)
     p.add_argument("--n", type=positive_int, default=100, help="test images (default 100)")
-    p.add_argument("--methods", nargs="+", choices=methods, default=methods, metavar="METHOD",
+    p.add_argument("--methods", action=ListAction, allowed=methods, default=methods, metavar="METHOD",
                    help=f"methods to score (default all: {', '.join(methods)})")
     p.add_argument("--steps", type=positive_int, default=20,
                    help="points per curve (default 20)")

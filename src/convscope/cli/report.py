@@ -17,6 +17,7 @@ from convscope.cli.common import (
     positive_int,
     seed_int,
 )
+from convscope.cli.options import ListAction, renamed
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.attribution import list_methods
 from convscope.render.report import (
@@ -47,21 +48,21 @@ def register(sub) -> None:
     add_model_args(p)
     add_data_args(p)
     p.add_argument("--out", required=True, metavar="HTML", help="the page to write (.html)")
-    p.add_argument("--sections", nargs="+", choices=list(SECTIONS), metavar="NAME",
+    p.add_argument("--sections", action=ListAction, allowed=SECTIONS, metavar="NAME",
                    help="only these sections, in this order (default: all)")
-    p.add_argument("--skip", nargs="+", choices=[*SECTIONS, "costly"], default=[],
+    p.add_argument("--skip", action=ListAction, allowed=[*SECTIONS, "costly"], default=[],
                    metavar="NAME", help="leave these sections out; `costly` leaves out every "
                                         "costly one")
-    p.add_argument("--n", type=positive_int, default=d.n,
+    p.add_argument("--embed-n", dest="n", type=positive_int, default=d.n, metavar="N",
                    help=f"test images in the t-SNE map (default {d.n})")
     p.add_argument("--wrong", type=positive_int, default=d.wrong,
                    help=f"confidently wrong images shown (default {d.wrong})")
-    p.add_argument("--explain-images", type=positive_int, default=d.explain_images,
+    p.add_argument("--explain-n", dest="explain_images", type=positive_int, default=d.explain_images,
                    metavar="N", help=f"images with attribution maps (default {d.explain_images})")
-    p.add_argument("--faithfulness-images", type=positive_int, default=d.faithfulness_images,
+    p.add_argument("--faithfulness-n", dest="faithfulness_images", type=positive_int, default=d.faithfulness_images,
                    metavar="N",
                    help=f"images scored for faithfulness (default {d.faithfulness_images})")
-    p.add_argument("--class-images", type=positive_int, default=d.class_images, metavar="N",
+    p.add_argument("--class-n", dest="class_images", type=positive_int, default=d.class_images, metavar="N",
                    help=f"classes visualised, the first N (default {d.class_images})")
     p.add_argument("--class-steps", type=positive_int, default=d.class_steps, metavar="N",
                    help=f"gradient-ascent steps per class image (default {d.class_steps})")
@@ -74,9 +75,13 @@ def register(sub) -> None:
     p.add_argument("--patch-units", type=positive_int, default=d.patch_units, metavar="N",
                    help=f"channels shown with their top patches, at most 16 (default "
                         f"{d.patch_units})")
-    p.add_argument("--challenge-images", type=positive_int, default=d.challenge_images,
+    p.add_argument("--challenge-n", dest="challenge_images", type=positive_int, default=d.challenge_images,
                    metavar="N", help="test images scored under the six challenges (default "
                                      f"{d.challenge_images})")
+    for new, old in (("--embed-n", "--n"), ("--explain-n", "--explain-images"),
+                     ("--faithfulness-n", "--faithfulness-images"),
+                     ("--class-n", "--class-images"), ("--challenge-n", "--challenge-images")):
+        renamed(p, new, old)
     p.add_argument("--metrics", metavar="JSONL",
                    help="training curves from this file (default: metrics.jsonl next to MODEL)")
     p.add_argument("--seed", type=seed_int, default=d.seed, help="which sample images (default 0)")
@@ -103,11 +108,12 @@ def register(sub) -> None:
     s.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="also answer requests addressed to this host name (repeatable; "
                         "loopback names and the --host address are always allowed)")
-    s.add_argument("--methods", nargs="+", choices=list_methods(), metavar="METHOD",
+    s.add_argument("--methods", action=ListAction, allowed=list_methods(), metavar="METHOD",
                    help="explanation methods drawn (default all: "
                         f"{', '.join(list_methods())})")
-    s.add_argument("--tsne-n", type=positive_int, default=1000, metavar="N",
+    s.add_argument("--embed-n", dest="tsne_n", type=positive_int, default=1000, metavar="N",
                    help="test images in the t-SNE map (default 1000)")
+    renamed(s, "--embed-n", "--tsne-n")
     s.add_argument("--challenge-n", type=positive_int, default=200, metavar="N",
                    help="test images scored under the six challenges (default 200)")
     s.set_defaults(func=run_serve)

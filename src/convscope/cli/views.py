@@ -26,6 +26,7 @@ from convscope.cli.common import (
     print_json,
     seed_int,
 )
+from convscope.cli.options import renamed
 from convscope.errors import UsageError
 from convscope.evaluate import SPLITS
 from convscope.images import probe_image
@@ -132,12 +133,15 @@ def register(sub) -> None:
                 "For test images, find the nearest training images in feature space (by "
                 "default the layer feeding the classifier, the lecture's FC7) and in pixel "
                 "space, and report the label agreement of the k neighbours in each.",
-                ["convscope neighbors runs/mnist/model.safetensors --data mnist5k --k 5 "
+                ["convscope neighbors runs/mnist/model.safetensors --data mnist5k --top-k 5 "
                  "--out nn.png --json"])
     _common(p, "the feature layer (default: the one feeding the classifier)", data=True)
-    p.add_argument("--queries", type=positive_int, default=d.queries,
+    p.add_argument("--n", dest="queries", type=positive_int, default=d.queries,
                    help=f"test images used as queries, a seeded sample (default {d.queries})")
-    p.add_argument("--k", type=positive_int, default=d.k, help=f"neighbours (default {d.k})")
+    p.add_argument("--top-k", dest="k", type=positive_int, default=d.k,
+                   help=f"neighbours found for each query (default {d.k})")
+    renamed(p, "--n", "--queries")
+    renamed(p, "--top-k", "--k")
     p.add_argument("--metric", choices=METRICS, default=d.metric, help="distance (default l2)")
     p.add_argument("--show", type=positive_int, default=d.show,
                    help=f"queries drawn (default {d.show})")
@@ -164,8 +168,9 @@ def register(sub) -> None:
     _images_args(p, split=True, reduction=True)
     p.add_argument("--perplexity", type=positive_float, default=e.perplexity,
                    help=f"t-SNE perplexity (default {e.perplexity:g})")
-    p.add_argument("--iterations", type=positive_int, default=e.iterations,
+    p.add_argument("--steps", dest="iterations", type=positive_int, default=e.iterations,
                    help=f"t-SNE steps after early exaggeration (default {e.iterations})")
+    renamed(p, "--steps", "--iterations")
     p.add_argument("--pca-dims", type=nonneg_int, default=e.pca_dims,
                    help=f"t-SNE: PCA to this many dimensions first, 0: never (default "
                         f"{e.pca_dims})")
@@ -184,11 +189,13 @@ def register(sub) -> None:
                 "One pass over a dataset keeps each channel's top activations; each is cut "
                 "from its image at the unit's receptive field. One row per channel.",
                 ["convscope patches runs/mnist/model.safetensors --data mnist5k --layer "
-                 "conv2_2 --channels 0-15 --top 9 --out patches.png"])
+                 "conv2_2 --channels 0-15 --top-k 9 --out patches.png"])
     _common(p, "the layer (default: the last with a spatial map)", data=True)
     p.add_argument("--channels", type=channel_list, metavar="LIST",
                    help="channels, e.g. 0-15 or 3,7,9 (default: the first 16)")
-    p.add_argument("--top", type=positive_int, default=9, help="patches per channel (default 9)")
+    p.add_argument("--top-k", dest="top", type=positive_int, default=9,
+                   help="patches per channel (default 9)")
+    renamed(p, "--top-k", "--top")
     _images_args(p, split=True)
     p.add_argument("--n", type=count_or_all, default=None, metavar="N|all",
                    help="search a seeded sample of N images (default all)")

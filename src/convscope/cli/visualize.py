@@ -18,6 +18,7 @@ from convscope.cli.common import (
     print_json,
     seed_int,
 )
+from convscope.cli.options import ListAction, renamed
 from convscope.errors import UsageError
 from convscope.inspect.dream import DreamConfig, dream
 from convscope.inspect.synthesis import PRESETS, VisualizeConfig, channel_images, class_images
@@ -34,7 +35,7 @@ OVERRIDES = [
     ("--scale", "scale", {"type": nonneg_float}, "random zoom in [1-S, 1+S]"),
     ("--rotate", "rotate", {"type": nonneg_float}, "random rotation in [-D, D] degrees"),
     ("--l2", "l2", {"type": nonneg_float}, "L2 decay weight (lambda)"),
-    ("--tv", "tv", {"type": nonneg_float}, "total-variation weight"),
+    ("--tv-weight", "tv", {"type": nonneg_float}, "total-variation weight"),
     ("--blur", "blur_sigma", {"type": nonneg_float}, "Gaussian blur width in pixels (0: none)"),
     ("--blur-every", "blur_every", {"type": positive_int}, "blur every K steps"),
     ("--clip-norm", "clip_norm", {"type": nonneg_float},
@@ -59,9 +60,9 @@ def register(sub) -> None:
         description="Synthesise images by gradient ascent: one per class (--class) or per "
                     "channel of a layer (--layer/--channel, --neuron for one position). One "
                     "target writes the image itself; several write a labelled grid.",
-        epilog=f"presets (--reg):\n{presets}\n\nexamples:\n"
+        epilog=f"presets (--recipe):\n{presets}\n\nexamples:\n"
                "  convscope visualize runs/cifar/model.safetensors --class all --out classes.png\n"
-               "  convscope visualize runs/mnist/model.safetensors --class 3 --reg simonyan "
+               "  convscope visualize runs/mnist/model.safetensors --class 3 --recipe simonyan "
                "--out three.png\n"
                "  convscope visualize runs/cifar/model.safetensors --layer conv2_1 --channel 0 1 "
                "2 3 --out channels.png",
@@ -71,15 +72,19 @@ def register(sub) -> None:
     target.add_argument("--class", dest="classes", nargs="+", metavar="NAME_OR_INDEX",
                         help="classes to draw, by name or index; `all` for every class")
     target.add_argument("--layer", metavar="L", help="a layer to visualise (with --channel)")
-    p.add_argument("--channel", nargs="+", type=nonneg_int, metavar="C", help="channels of --layer")
+    p.add_argument("--channel", action=ListAction, item=nonneg_int, metavar="C",
+                   help="channels of --layer (spaces or commas: 0 1 2 or 0,1,2)")
     p.add_argument("--neuron", metavar="Y,X",
                    help="one neuron at this position of the layer's map (default: the "
                         "channel's mean over all positions)")
-    p.add_argument("--reg", choices=list(PRESETS),
-                   help="recipe (default: mahendran for grayscale models, fourier otherwise)")
+    p.add_argument("--recipe", dest="reg", choices=list(PRESETS),
+                   help="the preset of settings, listed below (default: mahendran for grayscale "
+                        "models, fourier otherwise)")
+    renamed(p, "--recipe", "--reg")
     for flag, name, how, text in OVERRIDES:
         p.add_argument(flag, dest=name, help=text + " (default: preset)",
                        **({"metavar": "X"} if "type" in how else {}), **how)
+    renamed(p, "--tv-weight", "--tv")
     p.add_argument("--judge", metavar="MODEL",
                    help="with --class: a second model trained apart on the same classes (other "
                         "seed, other architecture); print its probability and top-1 for each "
@@ -142,7 +147,7 @@ def parse_neuron(text: str | None) -> tuple[int, int] | None:
 
 
 def _config(args, clf=None):
-    """The resolved config, with the default preset for ``clf`` when --reg is not given."""
+    """The resolved config, with the default preset for ``clf`` when --recipe is not given."""
     overrides = {name: getattr(args, name) for _, name, _, _ in OVERRIDES
                  if getattr(args, name) is not None}
     return VisualizeConfig(preset=args.reg, seed=args.seed, batch_size=args.batch_size,

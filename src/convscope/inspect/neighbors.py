@@ -154,13 +154,13 @@ def neighbors(model, data=None, config: NeighborsConfig | None = None, *, progre
     ds, _own = open_dataset(clf, data, data_root=data_root, image_size=image_size,
                             progress=progress)
     layer = choose_layer(clf, config.layer, "neighbors")
-    qidx = _pick(len(ds.test_images), config.queries, config.seed, "--queries",
+    qidx = _pick(len(ds.test_images), config.queries, config.seed, "--n",
                  f"test images of {ds.name}")
     didx = sample(len(ds.train_images), config.database, config.seed)
     db_images, db_labels = ds.train_images[didx], ds.train_labels[didx]
     if config.k > len(db_images):
-        raise UsageError(f"--k {config.k} is more than the {len(db_images):,} training images "
-                         f"searched in {ds.name}; pass --k {len(db_images)} or less.")
+        raise UsageError(f"--top-k {config.k} is more than the {len(db_images):,} training images "
+                         f"searched in {ds.name}; pass --top-k {len(db_images)} or less.")
     q_images, q_labels = ds.test_images[qidx], ds.test_labels[qidx]
 
     # ---- one pass: queries and database together

@@ -318,6 +318,6 @@ def _check(config: PatchesConfig) -> None:
     if config.split not in SPLITS:
         raise unknown_name("split", config.split, list(SPLITS))
     if config.top < 1 or config.batch_size < 1 or (config.n is not None and config.n < 1):
-        raise UsageError("--top, --n and --batch-size must be at least 1.")
+        raise UsageError("--top-k, --n and --batch-size must be at least 1.")
     if config.channels is not None and not config.channels:
         raise UsageError("--channels is empty; give numbers or ranges like 0-15.")

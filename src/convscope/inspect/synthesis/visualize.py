@@ -1,7 +1,7 @@
 """Class and neuron visualisation: presets over the one loop, and the job's config.
 
 ``VisualizeConfig`` is the one config of a visualisation job.  Fields left at None take
-the values of its ``preset``, a named recipe from :data:`PRESETS` (the CLI's ``--reg``
+the values of its ``preset``, a named recipe from :data:`PRESETS` (the CLI's ``--recipe``
 choices come from the same registry):
 
 * ``simonyan``: the lecture's plain version, argmax S_c(I) - lambda ||I||^2 from the

@@ -1,0 +1,72 @@
+"""How flags read, the same in every command (docs/cli.md, "Glossary").
+
+* :class:`ListAction`: a flag that takes several values accepts them separated by spaces,
+  by commas, or both (``--methods occlusion gradcam`` = ``--methods occlusion,gradcam``);
+* :func:`renamed`: an old flag name keeps working after a rename, as a hidden alias that
+  prints one line saying the new name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+#: every renamed flag: command -> {old name: new name}; docs/cli.md lists the same
+RENAMED: dict[str, dict[str, str]] = {}
+
+
+class ListAction(argparse.Action):
+    """Several values, space- or comma-separated; ``allowed`` checks each one (argparse's own
+    ``choices`` would check ``a,b`` as one value)."""
+
+    def __init__(self, option_strings, dest, allowed=None, item=str, **kwargs):
+        kwargs.setdefault("nargs", "+")
+        super().__init__(option_strings, dest, **kwargs)
+        self.allowed = list(allowed) if allowed is not None else None
+        self.item = item
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        texts = values if isinstance(values, list) else [values]
+        items = [v.strip() for text in texts for v in str(text).split(",") if v.strip()]
+        if not items:
+            parser.error(f"argument {option_string}: expected at least one value")
+        if self.allowed is not None:
+            bad = [v for v in items if v not in self.allowed]
+            if bad:
+                parser.error(f"argument {option_string}: invalid choice: {bad[0]!r} "
+                             f"(choose from {', '.join(self.allowed)})")
+        try:
+            converted = [self.item(v) for v in items]
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            parser.error(f"argument {option_string}: {exc}")
+        setattr(namespace, self.dest, converted)
+
+
+class _Renamed(argparse.Action):
+    """The old name of a flag: says the new one on stderr, then acts as it does."""
+
+    def __init__(self, option_strings, dest, target: argparse.Action, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.target, self.new = target, new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: warning: {option_string} is now {self.new}; the old name still "
+              "works", file=sys.stderr)
+        self.target(parser, namespace, values, self.new)
+
+
+def renamed(parser: argparse.ArgumentParser, new: str, *old: str) -> None:
+    """Keep ``old`` names of the flag ``new`` (already added to ``parser``) working.
+
+    The alias is hidden from --help, has no default of its own (the new flag's stands), and
+    converts and checks its values exactly as the new flag does."""
+    target = next(a for a in parser._actions if new in a.option_strings)
+    if target.required:  # argparse would ask for the new name even when the old one is given
+        raise ValueError(f"{new} is required; a required flag cannot keep a hidden old name")
+    command = parser.prog.split()[-1]
+    for name in old:
+        parser.add_argument(name, dest=target.dest, action=_Renamed, target=target, new=new,
+                            nargs=target.nargs, type=target.type, choices=target.choices,
+                            metavar=target.metavar, default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
+        RENAMED.setdefault(command, {})[name] = new

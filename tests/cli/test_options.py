@@ -1,0 +1,176 @@
+"""One name per idea: every command's flags are in docs/cli.md's glossary, old names still work
+with a one-line notice, and lists take spaces, commas or both."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from convscope.cli import build_parser
+from convscope.cli.options import RENAMED, ListAction, renamed
+from tests.conftest import ROOT, call_cli
+
+DOC = ROOT / "docs" / "cli.md"
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def _section(title: str) -> str:
+    text = DOC.read_text()
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def _visible_flags() -> dict[str, set[str]]:
+    """flag -> commands, for every long flag a user sees in --help."""
+    found: dict[str, set[str]] = {}
+    for name, parser in _commands().items():
+        for action in parser._actions:
+            if action.help is argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            for flag in action.option_strings:
+                if flag.startswith("--"):
+                    found.setdefault(flag, set()).add(name)
+    return found
+
+
+def _glossary() -> dict[str, set[str]]:
+    """flag -> the commands its glossary row names."""
+    rows: dict[str, set[str]] = {}
+    for line in _section("Glossary").splitlines():
+        if not line.startswith("| `--"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        key, where = cells[0], cells[-1]
+        commands = set(re.findall(r"[a-z]+", re.sub(r"`[^`]*`", "", where)))
+        for flag in re.findall(r"`(--[a-z0-9-]+)`", key):
+            rows[flag] = commands
+    return rows
+
+
+def test_every_flag_of_every_command_is_in_the_glossary():
+    flags, glossary = _visible_flags(), _glossary()
+    missing = sorted(f"{flag} ({', '.join(sorted(cmds))})" for flag, cmds in flags.items()
+                     if flag not in glossary)
+    assert not missing, f"flags missing from docs/cli.md's glossary: {missing}"
+    stale = sorted(set(glossary) - set(flags))
+    assert not stale, f"docs/cli.md names flags no command has: {stale}"
+    unlisted = sorted(f"{flag}: {', '.join(sorted(cmds - glossary[flag]))}"
+                      for flag, cmds in flags.items() if cmds - glossary[flag])
+    assert not unlisted, f"commands missing from their glossary row: {unlisted}"
+
+
+def test_the_renamed_table_is_the_registry_of_old_names():
+    _commands()  # registers every alias
+    rows = re.findall(r"^\| (\w+) \| `(--[a-z0-9-]+)` \| `(--[a-z0-9-]+)` \|$",
+                      _section("Renamed flags"), flags=re.M)
+    documented: dict[str, dict[str, str]] = {}
+    for command, old, new in rows:
+        documented.setdefault(command, {})[old] = new
+    assert documented == RENAMED
+    assert RENAMED["neighbors"] == {"--queries": "--n", "--k": "--top-k"}
+
+
+def test_old_names_are_hidden_from_help():
+    for command, names in RENAMED.items():
+        text = _commands()[command].format_help()
+        for old, new in names.items():
+            assert new in text
+            assert not re.search(rf"(?<![\w-]){re.escape(old)}(?![\w-])", text), (command, old)
+
+
+@pytest.mark.parametrize(("command", "old", "new", "value", "dest"), [
+    ("neighbors", "--queries", "--n", "7", "queries"),
+    ("neighbors", "--k", "--top-k", "3", "k"),
+    ("patches", "--top", "--top-k", "4", "top"),
+    ("embed", "--iterations", "--steps", "50", "iterations"),
+    ("visualize", "--reg", "--recipe", "simonyan", "reg"),
+    ("visualize", "--tv", "--tv-weight", "0.5", "tv"),
+    ("report", "--explain-images", "--explain-n", "2", "explain_images"),
+    ("report", "--n", "--embed-n", "40", "n"),
+    ("serve", "--tsne-n", "--embed-n", "30", "tsne_n"),
+])
+def test_an_old_name_parses_as_the_new_and_says_so(capsys, command, old, new, value, dest):
+    required = {"visualize": ["--class", "1", "--out", "o.png"], "report": ["--out", "o.html"],
+                "neighbors": ["--out", "o.png"], "patches": ["--out", "o.png"],
+                "embed": ["--out", "o.png"], "serve": []}[command]
+    parser = build_parser()
+    args_new = parser.parse_args([command, "m.safetensors", *required, new, value])
+    capsys.readouterr()
+    args_old = parser.parse_args([command, "m.safetensors", *required, old, value])
+    err = capsys.readouterr().err
+    assert getattr(args_old, dest) == getattr(args_new, dest) != parser.parse_args(
+        [command, "m.safetensors", *required]).__dict__.get(dest)
+    assert err.strip() == (f"convscope {command}: warning: {old} is now {new}; the old name "
+                           "still works")
+
+
+def test_an_old_name_checks_its_value_as_the_new_one_does():
+    proc = call_cli("neighbors", "m.safetensors", "--queries", "0", check=2)
+    assert "--n" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_lists_take_spaces_commas_or_both():
+    parser = build_parser()
+    base = ["report", "m.safetensors", "--out", "o.html"]
+    spaced = parser.parse_args([*base, "--sections", "model", "training", "accuracy"])
+    commas = parser.parse_args([*base, "--sections", "model,training,accuracy"])
+    mixed = parser.parse_args([*base, "--sections", "model,", "training", ",accuracy"])
+    assert spaced.sections == commas.sections == mixed.sections == ["model", "training",
+                                                                     "accuracy"]
+    channels = parser.parse_args(["visualize", "m", "--layer", "conv1", "--channel", "0,1", "2",
+                                  "--out", "o.png"]).channel
+    assert channels == [0, 1, 2]
+    methods = parser.parse_args(["faithfulness", "m", "--methods", "occlusion,gradcam",
+                                 "--out", "f.png"]).methods
+    assert methods == ["occlusion", "gradcam"]
+
+
+def test_a_bad_list_value_is_one_line_with_the_choices():
+    proc = call_cli("report", "m.safetensors", "--out", "o.html", "--sections",
+                    "model,nonsense", check=2)
+    assert "argument --sections: invalid choice: 'nonsense' (choose from model," in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = call_cli("visualize", "m", "--layer", "c", "--channel", "0,x", "--out", "o.png",
+                    check=2)
+    assert "argument --channel:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_required_flag_cannot_be_renamed():
+    parser = argparse.ArgumentParser(prog="convscope demo")
+    parser.add_argument("--new", required=True)
+    with pytest.raises(ValueError, match="required"):
+        renamed(parser, "--new", "--old")
+
+
+def test_list_action_default_is_kept_when_not_given():
+    parser = argparse.ArgumentParser(prog="convscope demo")
+    parser.add_argument("--items", action=ListAction, allowed=["a", "b"], default=["a"])
+    assert parser.parse_args([]).items == ["a"]
+    assert parser.parse_args(["--items", "b,a"]).items == ["b", "a"]
+
+
+def test_the_readme_uses_no_old_name():
+    readme = (ROOT / "README.md").read_text()
+    used = []
+    for command, names in RENAMED.items():
+        for line in readme.splitlines():
+            if f"convscope {command} " not in line:
+                continue
+            used += [f"{command} {old}" for old in names
+                     if re.search(rf"(?<![\w-]){re.escape(old)}(?![\w-])", line)]
+    assert not used, f"README.md still shows old flag names: {sorted(set(used))}"
+
+
+def test_doc_exists_and_is_linked_from_the_readme():
+    assert DOC.exists()
+    assert "docs/cli.md" in (ROOT / "README.md").read_text()
+    assert Path(DOC).read_text().count("| `--") >= 90
