@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convscope.data.base import ImageDataset, resized
-from convscope.errors import UsageError, unknown_name
+from convscope.errors import UsageError
+from convscope.registries import adds_to, look_up
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,7 @@ _REGISTRY: dict[str, DatasetEntry] = {}
 def register_dataset(name: str, summary: str, arg: str | None = None, arg_required: bool = False):
     """Decorator adding a loader to the registry under ``name``."""
 
-    def decorate(loader):
-        _REGISTRY[name] = DatasetEntry(name, summary, loader, arg, arg_required)
-        return loader
-
-    return decorate
+    return adds_to(_REGISTRY, lambda loader: DatasetEntry(name, summary, loader, arg, arg_required))
 
 
 def dataset_entries() -> list[DatasetEntry]:
@@ -51,13 +48,7 @@ def list_datasets() -> list[str]:
 
 def parse_dataset_name(name: str) -> tuple[DatasetEntry, str | None]:
     """Split ``"folder:/some/path"`` into its registry entry and argument."""
-    if not isinstance(name, str) or not name:
-        raise UsageError("a dataset name is required; choose one of: "
-                         + ", ".join(list_datasets()) + ".")
-    key, sep, arg = name.partition(":")
-    entry = _REGISTRY.get(key)
-    if entry is None:
-        raise unknown_name("dataset", name, list_datasets())
+    entry, key, sep, arg = look_up(_REGISTRY, "dataset", name, list_datasets())
     if sep and entry.arg is None:
         raise UsageError(f"dataset {key!r} takes no argument after ':'; use just {key!r}.")
     if entry.arg_required and not arg:

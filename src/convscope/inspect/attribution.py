@@ -40,6 +40,7 @@ from convscope.inspect.hooks import (
     trace_layers,
 )
 from convscope.progress import progress_bar
+from convscope.registries import adds_to
 
 #: occlusion baselines: what a masked window is filled with
 BASELINES = ("zero", "mean", "blur")
@@ -94,11 +95,7 @@ METHODS: dict[str, Method] = {}
 
 
 def register_method(name: str, summary: str, draw: str = "heatmap"):
-    def decorate(fn):
-        METHODS[name] = Method(name, summary, fn, draw)
-        return fn
-
-    return decorate
+    return adds_to(METHODS, lambda fn: Method(name, summary, fn, draw))
 
 
 def list_methods() -> list[str]:

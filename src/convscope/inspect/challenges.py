@@ -35,6 +35,7 @@ from convscope.inspect.features import extract, model_images
 from convscope.inspect.layers import choose_layer
 from convscope.inspect.sources import image_set
 from convscope.progress import progress_bar
+from convscope.registries import adds_to
 
 #: the lecture's six challenges, in its order
 GROUPS = ("viewpoint", "illumination", "deformation", "occlusion", "clutter", "intra-class")
@@ -85,11 +86,7 @@ def register_challenge(name: str, group: str, summary: str, params, color: bool 
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
 
-    def decorate(fn):
-        CHALLENGES[name] = Challenge(name, group, summary, params, fn, color)
-        return fn
-
-    return decorate
+    return adds_to(CHALLENGES, lambda fn: Challenge(name, group, summary, params, fn, color))
 
 
 def list_challenges() -> list[str]:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from convscope.errors import UsageError, unknown_name
+from convscope.registries import adds_to, look_up
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 def register_model(name: str, summary: str, **kwargs):
     """Decorator adding a builder ``build(inp, **options)`` to the registry."""
 
-    def decorate(build):
-        _REGISTRY[name] = ModelEntry(name, summary, build, **kwargs)
-        return build
-
-    return decorate
+    return adds_to(_REGISTRY, lambda build: ModelEntry(name, summary, build, **kwargs))
 
 
 def model_entries() -> list[ModelEntry]:
@@ -92,13 +89,7 @@ def _coerce(entry: ModelEntry, key: str, value: str):
 
 def parse_model_name(name: str) -> tuple[ModelEntry, dict]:
     """``"convnet:n=3,width=64"`` -> (entry, {"n": 3, "width": 64, ...defaults})."""
-    if not isinstance(name, str) or not name:
-        raise UsageError("a model name is required; choose one of: "
-                         + ", ".join(list_models()) + ".")
-    key, sep, arg = name.partition(":")
-    entry = _REGISTRY.get(key)
-    if entry is None:
-        raise unknown_name("model", name, list_models())
+    entry, key, sep, arg = look_up(_REGISTRY, "model", name, list_models())
     if entry.free_arg:
         if not arg:
             raise UsageError(f"model {key!r} needs an argument: {entry.usage}.")

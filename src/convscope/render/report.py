@@ -46,6 +46,7 @@ from convscope.inspect.sources import open_dataset, sample
 from convscope.inspect.summary import COLUMNS, NUMERIC_COLUMNS, summarize, table_cells, totals_lines
 from convscope.inspect.synthesis import VisualizeConfig, class_images
 from convscope.progress import progress_bar
+from convscope.registries import adds_to
 from convscope.render import html as H
 from convscope.render.attribution import explanation_figure, faithfulness_figure
 from convscope.render.figures import _plt, confusion_figure, figure_png, image_png
@@ -131,11 +132,7 @@ SECTIONS: dict[str, Section] = {}
 def register_section(name: str, title: str, how: str, costly: bool = False, weight: int = 1):
     """Add a section: ``fn(ctx) -> HTML``, placed after the ones registered before it."""
 
-    def decorate(fn):
-        SECTIONS[name] = Section(name, title, how, fn, costly, weight)
-        return fn
-
-    return decorate
+    return adds_to(SECTIONS, lambda fn: Section(name, title, how, fn, costly, weight))
 
 
 def list_sections(costly: bool | None = None) -> list[str]:
@@ -474,13 +471,18 @@ def mistakes_section(ctx: ReportContext) -> str:
     return f"<p>{wrong_text}</p>" + tiles(items, display_side(ctx.clf))
 
 
+def _view(caption: str, result, alt: str) -> str:
+    """A view's card: one line of HTML ``caption`` above the result's own picture."""
+    return f"<p>{caption}</p>" + H.img(image_png(result.render()), alt, "fig")
+
+
 @register_section("filters", "First-layer filters", "The weights of the first convolution, "
                   "one tile per filter: trained filters look like oriented edges, colour blobs "
                   "and stroke pieces; noise means the layer learned little.")
 def filters_section(ctx: ReportContext) -> str:
     f = filters(ctx.clf)
     ctx.facts["filters"] = f.to_dict()
-    return f"<p>{H.esc(f.describe())}.</p>" + H.img(image_png(f.render()), "filters", "fig")
+    return _view(f"{H.esc(f.describe())}.", f, "filters")
 
 
 @register_section("neighbours", "Nearest neighbours: features against pixels", "For test "
@@ -494,11 +496,11 @@ def neighbours_section(ctx: ReportContext) -> str:
     r = neighbors(ctx.clf, ctx.source, queries=queries, show=c.neighbour_queries, k=6,
                   database=c.neighbour_database, seed=c.seed)
     ctx.facts["neighbour_agreement"] = r.agreement
-    return (f"<p>Label agreement of the {r.config.k} nearest of {r.config.database:,} training "
-            f"images, over {len(r.query_indices)} test images: <b>"
-            f"{100 * r.agreement['feature']:.1f}%</b> in feature space ({H.esc(r.config.layer)}"
-            f"), {100 * r.agreement['pixel']:.1f}% in pixel space.</p>"
-            + H.img(image_png(r.render()), "neighbours", "fig"))
+    return _view(f"Label agreement of the {r.config.k} nearest of {r.config.database:,} "
+                 f"training images, over {len(r.query_indices)} test images: <b>"
+                 f"{100 * r.agreement['feature']:.1f}%</b> in feature space "
+                 f"({H.esc(r.config.layer)}), {100 * r.agreement['pixel']:.1f}% in pixel space.",
+                 r, "neighbours")
 
 
 @register_section("tsne", "t-SNE map of the test images", "The feature vectors of test "
@@ -509,8 +511,7 @@ def tsne_section(ctx: ReportContext) -> str:
     e = embed(ctx.clf, ctx.source, split=ctx.split, n=min(ctx.config.n, len(ctx.images)),
               seed=ctx.config.seed)
     ctx.facts["tsne"] = {"n": e.config.n, "layer": e.config.layer}
-    return (f"<p>{e.config.n:,} test images, layer {H.esc(e.config.layer)}.</p>"
-            + H.img(image_png(e.render()), "t-SNE map", "fig"))
+    return _view(f"{e.config.n:,} test images, layer {H.esc(e.config.layer)}.", e, "t-SNE map")
 
 
 @register_section("patches", "What units respond to", "For a few channels of the last "
@@ -522,10 +523,10 @@ def patches_section(ctx: ReportContext) -> str:
     k = ctx.config.patch_units  # the first k of the channels searched (PATCH_CHANNELS)
     p = replace(p, hits=p.hits[:k], config=replace(p.config, channels=p.config.channels[:k]))
     ctx.facts["patches"] = {"layer": p.config.layer, "channels": list(p.config.channels)}
-    return (f"<p>Layer {H.esc(p.config.layer)}, channels "
-            f"{', '.join(map(str, p.config.channels))}, over {p.config.n:,} test images; "
-            f"receptive field {p.field.size[0]}x{p.field.size[1]} px.</p>"
-            + H.img(image_png(p.render()), "maximally activating patches", "fig"))
+    return _view(f"Layer {H.esc(p.config.layer)}, channels "
+                 f"{', '.join(map(str, p.config.channels))}, over {p.config.n:,} test images; "
+                 f"receptive field {p.field.size[0]}x{p.field.size[1]} px.", p,
+                 "maximally activating patches")
 
 
 @register_section("explanations", "Why: attribution maps", "For sample test images, which "
