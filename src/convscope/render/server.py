@@ -168,6 +168,15 @@ class Workbench:
             self.cache[key] = compute()
         return self.cache[key]
 
+    def view_of_test_images(self, key, compute, least: int, what: str) -> dict:
+        """A view over the test images, computed once: 404 with one sentence when the server
+        has fewer than ``least`` of them."""
+        if self.test_count < least:
+            raise HTTPProblem(404, f"{what} needs test images; start the server with "
+                                   "--data NAME.")
+        with self.lock:
+            return self.once(key, compute)
+
     # ---- inputs
     def decode(self, data: bytes) -> torch.Tensor:
         """Uploaded bytes -> a uint8 (1, C, H, W) batch at the model's size; a bad image is
@@ -302,11 +311,7 @@ class Workbench:
                            for (x, y), i, label in zip(xy, e.indices, e.labels)]}
 
     def tsne(self) -> dict:
-        if self.test_count < 4:
-            raise HTTPProblem(404, "the t-SNE map needs test images; start the server with "
-                                   "--data NAME.")
-        with self.lock:
-            return self.once("tsne", self._embedding)
+        return self.view_of_test_images("tsne", self._embedding, 4, "the t-SNE map")
 
     # ---- the six challenges
     def _challenges(self) -> dict:
@@ -319,11 +324,8 @@ class Workbench:
                 "strips": H.data_uri(figure_png(r.strips_figure()))}
 
     def challenges(self) -> dict:
-        if self.test_count < 2:
-            raise HTTPProblem(404, "the challenges need test images; start the server with "
-                                   "--data NAME.")
-        with self.lock:
-            return self.once("challenges", self._challenges)
+        return self.view_of_test_images("challenges", self._challenges, 2,
+                                        "the six challenges' view")
 
     def test_png(self, index: int) -> bytes:
         return image_png(self.test_image(index))
