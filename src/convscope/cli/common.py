@@ -156,12 +156,19 @@ def print_json(obj) -> None:
     sys.stdout.write("\n")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """MODEL (a model file or a torchvision classifier), --weights and --device."""
-    p.add_argument("model", metavar="MODEL",
-                   help="a model file written by `convscope train`, or a torchvision "
-                        "classifier such as resnet18")
-    p.add_argument("--weights", metavar="DEFAULT|FILE",
-                   help="torchvision models: DEFAULT downloads ImageNet weights, FILE reads a "
-                        "local state dict (default: random weights)")
+MODEL_HELP = "a model file written by `convscope train`, or a torchvision classifier such as resnet18"
+WEIGHTS_HELP = ("torchvision models: DEFAULT downloads ImageNet weights, FILE reads a local "
+                "state dict (default: random weights)")
+
+
+def add_model_args(p, flag: str | None = None, default: str | None = None,
+                   model_help: str = MODEL_HELP, weights: str = "DEFAULT|FILE",
+                   weights_help: str = WEIGHTS_HELP) -> None:
+    """The model arguments every command shares: MODEL (or ``flag``, e.g. style's
+    ``--backbone``, with its ``default``), --weights and --device."""
+    if flag is None:
+        p.add_argument("model", metavar="MODEL", help=model_help)
+    else:
+        p.add_argument(flag, default=default, metavar="MODEL", help=model_help)
+    p.add_argument("--weights", metavar=weights, help=weights_help)
     add_device_arg(p)

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from convscope.cli.common import (
-    add_device_arg,
+    add_model_args,
     nonneg_float,
     output_dir,
     output_file,
@@ -96,13 +96,13 @@ def register(sub) -> None:
     g.add_argument("--style-scale", type=nonneg_float, default=d.style_scale,
                    help="style images' size relative to the output (default 1)")
     g = p.add_argument_group("backbone")
-    g.add_argument("--backbone", default=d.backbone, metavar="MODEL",
-                   help="vgg19 (default), random-multiscale[:filters=N], a torchvision model "
-                        "(resnet18, torchvision:NAME) or a convscope model file")
-    g.add_argument("--weights", metavar="DEFAULT|FILE|random",
-                   help="DEFAULT downloads ImageNet weights, FILE reads a state dict; none: "
-                        "cached ImageNet weights, else the random multi-scale network")
-    add_device_arg(g)
+    add_model_args(g, "--backbone", d.backbone,
+                   model_help="vgg19 (default), random-multiscale[:filters=N], a torchvision "
+                              "model (resnet18, torchvision:NAME) or a convscope model file",
+                   weights="DEFAULT|FILE|random",
+                   weights_help="DEFAULT downloads ImageNet weights, FILE reads a state dict; "
+                                "none: cached ImageNet weights, else the random multi-scale "
+                                "network")
     g = p.add_argument_group("output")
     g.add_argument("--frames", type=output_dir, metavar="DIR", help="also save intermediate images here")
     g.add_argument("--frame-every", type=positive_int, default=10, metavar="N",
