@@ -210,3 +210,37 @@ def test_samples_takes_the_dataset_once(tmp_path):
     assert len(list((tmp_path / "c").glob("*.png"))) == 2
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
         p.name for p in (tmp_path / "d").iterdir())
+
+
+def test_predict_and_evaluate_take_a_torchvision_name_with_local_weights(tmp_path):
+    """MODEL and --weights mean in predict and evaluate what they mean in every view."""
+    import torch
+    import torchvision
+
+    from convscope.classifier import open_model
+    from tests.conftest import call_cli
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"r18-{seed}.pt")
+        torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), paths[-1])
+    image = tmp_path / "x.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype("uint8")).save(
+        image)
+
+    def top(weights):
+        js = json.loads(call_cli("predict", "resnet18", image, "--weights", weights, "--top-k",
+                                 "5", "--json").stdout)
+        return [(t["label"], t["probability"]) for t in js[0]["top"]]
+
+    first = top(paths[0])
+    api = open_model("resnet18", weights=str(paths[0])).topk(str(image), k=5)[0]
+    assert [lab for lab, _ in first] == [lab for lab, _ in api]
+    assert [p for _, p in first] == pytest.approx([p for _, p in api], abs=1e-5)
+    assert top(paths[1]) != first  # the weights given are the weights used
+    proc = call_cli("evaluate", "resnet18", "--weights", paths[0], "--data", "digits",
+                    "--quiet", check=1)
+    assert "trained on 1000 classes" in proc.stderr and "Traceback" not in proc.stderr
+    proc = call_cli("predict", "resnet18", image, "--weights", tmp_path / "none.pt", check=1)
+    assert "weights file" in proc.stderr and "does not exist" in proc.stderr

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from convscope import distributed
-from convscope.classifier import load
+from convscope.classifier import open_model
 from convscope.cli.common import (
     add_data_args,
-    add_device_arg,
+    add_model_args,
     figure_file,
     positive_int,
     print_json,
@@ -18,16 +18,16 @@ from convscope.render.figures import confusion_figure, save_figure
 def register(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="accuracy, per-class accuracy and confusion matrix of a model",
-        description="Evaluate a model file on a dataset's test split.",
+        description="Evaluate a model file (or a torchvision classifier, with --weights) on a "
+                    "dataset's test split.",
     )
-    p.add_argument("model", metavar="MODEL", help="a model file written by `convscope train`")
+    add_model_args(p)
     add_data_args(p)
     p.set_defaults(data=None)
     p.add_argument("--split", choices=("auto", "test", "all", "train"), default="auto",
                    help="which images: auto = the test split of the model's own training "
                         "dataset, every image of any other dataset (default auto)")
     p.add_argument("--batch-size", type=positive_int, default=256)
-    add_device_arg(p)
     p.add_argument("--out", type=figure_file, metavar="PNG", help="also draw the confusion matrix to this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -43,7 +43,7 @@ def dataset_for(clf, args):
 
 
 def run(args) -> int:
-    clf = load(args.model, device=args.device)
+    clf = open_model(args.model, args.weights, args.device)
     data = dataset_for(clf, args)
     ev = clf.evaluate(data, batch_size=args.batch_size)
     if not distributed.current().is_main:  # under torchrun one process writes and prints

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from convscope.classifier import load
-from convscope.cli.common import add_device_arg, positive_int, print_json
+from convscope.classifier import open_model
+from convscope.cli.common import add_model_args, positive_int, print_json
 from convscope.errors import ImageError
 
 
@@ -15,16 +15,15 @@ def register(sub) -> None:
         description="Print the top-k labels of each image with their probabilities. Any common "
                     "image file works; it is converted to what the model expects.",
     )
-    p.add_argument("model", metavar="MODEL", help="a model file written by `convscope train`")
+    add_model_args(p)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--top-k", type=positive_int, default=5, help="how many classes (default 5)")
-    add_device_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    clf = load(args.model, device=args.device)
+    clf = open_model(args.model, args.weights, args.device)
     results, failures = [], 0
     for path in args.images:
         try:
