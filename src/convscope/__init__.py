@@ -4,6 +4,8 @@
 >>> clf = convscope.train("mnist5k", model="convnet", epochs=2)   # doctest: +SKIP
 >>> clf.topk("digit.png")                                         # doctest: +SKIP
 >>> clf.save("model.safetensors"); clf = convscope.load("model.safetensors")  # doctest: +SKIP
+>>> convscope.open_model("resnet18").describe().task                          # doctest: +SKIP
+'classify'
 """
 
 from convscope.api import predict, resume, train  # noqa: E402
@@ -45,6 +47,8 @@ from convscope.inspect.synthesis.visualize import (  # noqa: E402
     class_images,
     visualize,
 )
+from convscope.loading import TASKS, as_classifier, open_model, register_task  # noqa: E402
+from convscope.modelfile import ModelDescription  # noqa: E402
 from convscope.models import build_model, list_models  # noqa: E402
 from convscope.models.arithmetic import (  # noqa: E402
     DoesNotFit,
@@ -99,6 +103,11 @@ __all__ = [
     "list_methods",
     "list_models",
     "load",
+    "open_model",
+    "as_classifier",
+    "register_task",
+    "TASKS",
+    "ModelDescription",
     "load_dataset",
     "neighbors",
     "NeighborsConfig",

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from convscope import distributed
-from convscope.classifier import Classifier, load
+from convscope.classifier import Classifier
 from convscope.data import ImageDataset, from_arrays, load_dataset, parse_dataset_name
 from convscope.errors import ConvscopeError
 from convscope.images import image_batch
+from convscope.loading import as_classifier
 from convscope.models import parse_model_name
 from convscope.train import TrainConfig, fit
 from convscope.train.loop import run_folder
@@ -151,9 +152,9 @@ def resume(out: str | os.PathLike, *, progress: bool = True, verbose: bool = Tru
 
 
 def predict(model: Classifier | str | os.PathLike, images) -> np.ndarray:
-    """Class indices predicted for ``images`` by a Classifier or a model file path."""
-    clf = model if isinstance(model, Classifier) else load(model)
-    return clf.predict(images)
+    """Class indices predicted for ``images`` by a Classifier, a model file or a name
+    (anything :func:`convscope.open_model` opens as a classifier)."""
+    return as_classifier(model).predict(images)
 
 
 __all__ = ["as_dataset", "predict", "resume", "train"]

@@ -17,19 +17,26 @@ from torch import nn
 from convscope.errors import ConvscopeError, ModelFileError, UsageError
 from convscope.evaluate import evaluate_classifier
 from convscope.images import image_batch
-from convscope.modelfile import ModelMeta, load_weights, read_meta, save_model, with_versions
-from convscope.models import ModelInput, get_entry
-from convscope.models.registry import check_options, check_size, model_entries
+from convscope.modelfile import (
+    ModelDescription,
+    ModelMeta,
+    load_weights,
+    read_meta,
+    save_model,
+    with_versions,
+)
+from convscope.models import ModelInput, build_model, get_entry, parse_model_name
+from convscope.models.registry import check_options, check_size
 from convscope.models.zoo import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    ZOO,
-    _constructor,
     _first,
     _last,
     download_state_dict,
     fit_to_weights,
     read_state_dict,
+    torchvision_names,
+    torchvision_network,
 )
 
 _log = logging.getLogger("convscope")
@@ -41,6 +48,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "meta":  # shapes without weights, for a layer table
+        return torch.device("meta")
     if device == "cuda" and not torch.cuda.is_available():
         raise ConvscopeError("--device cuda was asked for but no CUDA GPU is available; use "
                              "--device cpu or auto.")
@@ -132,6 +141,14 @@ class Classifier:
         self.preprocess = Preprocess(meta.mean, meta.std, meta.input_size)
         self.to(self.device)
         self.model.eval()
+
+    #: what a Classifier does, as every model object names its task
+    task = "classify"
+
+    def describe(self) -> ModelDescription:
+        """Task, labels, input size, normalisation, provenance and licence (the same
+        self-description every model object of every task gives)."""
+        return self.meta.describe()
 
     # ----------------------------------------------------------------- properties
     @property
@@ -300,15 +317,23 @@ def torchvision_classifier(name: str, weights: str | None = None,
     """A torchvision ImageNet classifier as a Classifier (ImageNet classes and statistics).
 
     ``weights`` is ``DEFAULT`` (download), an enum name, or a local state dict;
-    without weights the network is randomly initialised.
+    without weights the network is randomly initialised.  On the ``meta`` device the
+    network is built without allocating weights (for a layer table).
     """
     try:
         enum = tvm.get_model_weights(name)
     except (ValueError, KeyError):
-        valid = ", ".join(tvm.list_models(module=tvm))
-        raise ConvscopeError(f"unknown torchvision model {name!r}; choose one of: {valid}.") from None
+        enum = None
+    if enum is None or name not in torchvision_names():
+        valid = ", ".join(torchvision_names())
+        raise ConvscopeError(f"unknown torchvision model {name!r}; choose one of: {valid}.")
     classes = list(enum.DEFAULT.meta["categories"])
-    model = _constructor(name)() if name in _zoo_names() else tvm.get_model(name, weights=None)
+    target = resolve_device(device)
+    if target.type == "meta" and not weights:
+        with target:
+            model = torchvision_network(name)
+    else:
+        model = torchvision_network(name)
     if weights:
         is_file = Path(weights).suffix in (".pt", ".pth", ".safetensors") or Path(weights).exists()
         sd = read_state_dict(weights) if is_file else download_state_dict(name, weights)
@@ -325,50 +350,41 @@ def torchvision_classifier(name: str, weights: str | None = None,
             _log.warning("note: the weights in %s have a %d-class head (%s), not ImageNet's "
                          "1000; it is kept, with classes named 0-%d.", weights,
                          fc.out_features, head, fc.out_features - 1)
+    if not weights:
+        provenance = f"torchvision {name}, random weights (none given)"
+    elif Path(weights).exists():
+        provenance = f"torchvision {name} with the state dict {weights}"
+    else:
+        provenance = f"torchvision {name}, weights {name}_Weights.{weights} (torchvision's hub)"
+    licence = ("torchvision's code: BSD-3-Clause; " + (
+        "random weights: no terms" if not weights else
+        "the weights: their source's terms (torchvision's model documentation names them)"))
     meta = ModelMeta(model=f"torchvision:{name}", options={}, classes=classes, channels=3,
                      image_size=[224, 224], input_size=[224, 224], mean=list(IMAGENET_MEAN),
                      std=list(IMAGENET_STD), dataset="imagenet",
-                     train_config={"weights": weights or "random"})
+                     train_config={"weights": weights or "random"}, provenance=provenance,
+                     licence=licence)
     return Classifier(model, meta, device)
 
 
-def _zoo_names() -> set[str]:
-    return set(ZOO)
+def untrained_classifier(name: str, channels: int, classes: int, size: tuple[int, int],
+                         device: str | torch.device = "cpu") -> Classifier:
+    """A registered model name or ``spec:...`` built with random weights for ``channels``
+    x ``size`` inputs and ``classes`` outputs (what a layer table or ``info`` describes);
+    on the ``meta`` device nothing is allocated."""
+    entry, options = parse_model_name(name)
+    target = resolve_device(device)
+    inp = ModelInput(channels, classes, tuple(size))
+    if target.type == "meta":  # shapes only: nothing is allocated or initialised
+        with target:
+            model = build_model(name, inp)
+    else:
+        model = build_model(name, inp)
+    meta = ModelMeta(model=entry.name, options=options, classes=[str(i) for i in range(classes)],
+                     channels=channels, image_size=list(size), input_size=list(size),
+                     mean=[0.5] * channels, std=[0.5] * channels,
+                     provenance=f"untrained: {entry.name} built from its name, random weights",
+                     licence="random weights: no terms")
+    return Classifier(model, meta, device)
 
 
-def open_model(spec: str | os.PathLike, weights: str | None = None,
-               device: str | torch.device = "cpu") -> Classifier:
-    """What every command's MODEL argument means: a convscope model file, or a torchvision
-    classifier named ``resnet18`` / ``torchvision:NAME`` (ImageNet classes).
-
-    >>> clf = open_model("runs/demo/model.safetensors")               # doctest: +SKIP
-    >>> clf = open_model("resnet18", weights="DEFAULT")               # doctest: +SKIP
-    """
-    text = str(spec)
-    if text.startswith("torchvision:"):
-        return torchvision_classifier(text.split(":", 1)[1], weights, device)
-    if not Path(text).exists() and text in _zoo_names():
-        return torchvision_classifier(text, weights, device)
-    if not Path(text).exists() and text.split(":", 1)[0] in _registry_names():
-        raise ConvscopeError(
-            f"{text} names an untrained architecture, not a model; train it with `convscope "
-            f"train --model '{text}' --out DIR` and pass DIR/model.safetensors (`convscope "
-            f"summary '{text}'` shows its layers without training).")
-    if weights:
-        raise ConvscopeError("--weights applies to torchvision models (e.g. resnet18), not to "
-                             "convscope model files, which carry their own weights.")
-    return load(text, device)
-
-
-def as_classifier(model, weights: str | None = None, device="cpu") -> Classifier:
-    """A Classifier, a model file or a torchvision name (what MODEL means everywhere)."""
-    if isinstance(model, Classifier):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return open_model(model, weights, device)
-    raise UsageError(f"expected a Classifier, a model file or a torchvision name, not a "
-                     f"{type(model).__name__}.")
-
-
-def _registry_names() -> set[str]:
-    return {e.name for e in model_entries()} | {"spec"}

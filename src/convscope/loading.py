@@ -1,19 +1,31 @@
-"""Open any network for inspection: model files of three kinds, registered names, specs.
+"""The one model layer: every command and the API open their models here.
 
-``open_network`` is what ``convscope summary``'s MODEL means:
+:func:`open_model` turns what a user names into a model object of its task:
 
-- a convscope model file (``.safetensors``; its own input size);
-- only with ``trust_code=True`` (``--trust-code``), because loading them runs code inside
-  the file: a torch.export program (``.pt2``; the input size it was exported with), whose
-  entries ``torch.export.load`` unpickles (falling back to ``weights_only=False``), and a
-  TorchScript archive (any other file read by ``torch.jit.load``; ``--input`` needed),
-  converted with torch's TorchScript-to-export converter, which runs the layers inline:
-  the trace then finds each layer through the weights its ops use;
-- a registered model name or ``spec:...``, built for an input volume and a class count;
-- ``torchvision:NAME``, any of torchvision's classifiers.
+- a model object (a :class:`Classifier`, ...) is returned as it is;
+- a convscope model file (``.safetensors``): its metadata names the task, whose opener
+  reads it (``task`` is "classify" for every file convscope writes today);
+- a name a task knows: torchvision's ImageNet classifiers (``resnet18``,
+  ``torchvision:NAME``), with ``weights`` DEFAULT (download) or a local state dict;
+- a registered model name or ``spec:...``: an architecture, which only ``untrained=True``
+  opens (with random weights, for a layer table or ``info``); elsewhere the sentence says
+  how to train it.
 
-Without ``trust_code`` nothing is unpickled and no code from a file runs: such files are
-refused, before they are opened, with a sentence naming ``--trust-code``.
+Every model object has ``task`` and ``describe()`` (task, labels, input size,
+normalisation, provenance, licence: :class:`~convscope.modelfile.ModelDescription`).  A new
+task plugs in with :func:`register_task`: its model object type, how it reads a model file
+whose metadata names it, and which names it opens.
+
+``open_network`` is what ``convscope summary``'s MODEL means: anything :func:`open_model` opens
+(as its network and input volume), plus, only with ``trust_code=True`` (``--trust-code``),
+because loading them runs code inside the file, a torch.export program (``.pt2``; the input
+size it was exported with), whose entries ``torch.export.load`` unpickles (falling back to
+``weights_only=False``), and a TorchScript archive (any other file read by
+``torch.jit.load``; ``--input`` needed), converted with torch's TorchScript-to-export
+converter, which runs the layers inline: the trace then finds each layer through the
+weights its ops use.  Without ``trust_code`` nothing is unpickled and no code from a file
+runs: such files are refused, before they are opened, with a sentence naming
+``--trust-code``.
 """
 
 from __future__ import annotations
@@ -21,22 +33,163 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torchvision.models as tvm
 from torch import nn
 
-from convscope.classifier import Classifier, load
+from convscope.classifier import (
+    Classifier,
+    load,
+    resolve_device,
+    torchvision_classifier,
+    untrained_classifier,
+)
 from convscope.errors import ConvscopeError, UsageError
-from convscope.modelfile import program_kind
-from convscope.models import ModelInput, build_model, list_models, parse_model_name
+from convscope.modelfile import program_kind, read_meta
+from convscope.models import get_entry, list_models, parse_model_name
 from convscope.models.arithmetic import Volume
-from convscope.models.zoo import ZOO, _constructor
+from convscope.models.zoo import ZOO
+from convscope.registries import adds_to
 
 FILE_SUFFIXES = (".safetensors", ".pt", ".pt2", ".pth", ".ts")
+
+
+# --------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class Task:
+    """One task of the model layer: its model object type, how a model file of the task is
+    read, and the names it opens (``open_name(text, weights, device)``, None when the name is
+    not one of its own)."""
+
+    name: str
+    kind: type
+    summary: str
+    open_file: Callable
+    open_name: Callable
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(name: str, kind: type, summary: str, open_name: Callable):
+    """Decorate a task's file reader (``open_file(path, device)``) to add the task."""
+    return adds_to(TASKS, lambda fn: Task(name, kind, summary, fn, open_name))
+
+
+def _torchvision_name(text: str, weights, device):
+    if text.startswith("torchvision:"):
+        return torchvision_classifier(text.split(":", 1)[1], weights, device)
+    if text in ZOO:
+        return torchvision_classifier(text, weights, device)
+    return None
+
+
+@register_task("classify", Classifier, "class scores for a whole image", _torchvision_name)
+def _open_classifier_file(path: Path, device) -> Classifier:
+    return load(path, device)
+
+
+def is_model_object(obj) -> bool:
+    return any(isinstance(obj, t.kind) for t in TASKS.values())
+
+
+def _checked(obj, task: str | None, what: str):
+    if task is not None and obj.task != task:
+        entry = TASKS.get(task)
+        raise UsageError(f"{what} is a {obj.task} model, and this needs a "
+                         f"{entry.name if entry else task} model ({entry.summary if entry else ''})"
+                         .rstrip(" ()") + ".")
+    return obj
+
+
+def open_model(spec, weights: str | None = None, device: str | torch.device = "auto", *,
+               task: str | None = None, untrained: bool = False,
+               input: str | Volume | None = None, classes: int | None = None):
+    """What MODEL means in every command and the API: a model object of its task.
+
+    ``weights`` applies to networks opened by name (``DEFAULT`` downloads torchvision's
+    ImageNet weights; a path reads a local state dict).  ``task`` ("classify", ...) refuses
+    a model of another task in one sentence.  ``untrained=True`` also opens a registered
+    model name or ``spec:...`` with random weights, for ``input`` (``"32x32x3"``; default
+    224x224x3 for the ILSVRC nets, 32x32x3 otherwise) and ``classes`` (1000 / 10); on the
+    ``meta`` device nothing is allocated.
+
+    >>> clf = convscope.open_model("runs/demo/model.safetensors")          # doctest: +SKIP
+    >>> clf = convscope.open_model("resnet18", weights="DEFAULT")          # doctest: +SKIP
+    >>> convscope.open_model("convnet", untrained=True).describe().provenance
+    'untrained: convnet built from its name, random weights'
+    """
+    if is_model_object(spec):
+        if weights:
+            raise UsageError("`weights` applies to a network opened by name (e.g. resnet18); "
+                             "this model object already has its weights.")
+        return _checked(spec, task, type(spec).__name__)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise UsageError(f"expected a model object, a model file or a model name, not a "
+                         f"{type(spec).__name__}.")
+    text = str(spec)
+    path = Path(os.path.expanduser(text))
+    dev = resolve_device(device)
+    if path.is_file():
+        if weights:
+            raise UsageError("`weights` applies to networks opened by name (e.g. resnet18), "
+                             "not to model files, which carry their own weights.")
+        if program_kind(path) is not None and path.suffix != ".safetensors":
+            raise refuse_program(path)
+        meta = read_meta(path)
+        entry = TASKS.get(meta.task)
+        if entry is None:
+            raise ConvscopeError(f"{path} holds a {meta.task!r} model, a task this convscope "
+                                 f"does not know ({', '.join(TASKS)}); upgrade convscope.")
+        return _checked(entry.open_file(path, dev), task, str(path))
+    # a size or class count of one's own builds the registry's adaptation of the network
+    built = (_open_untrained(text, dev, input, classes)
+             if untrained and not weights and (input or classes) else None)
+    for entry in TASKS.values():
+        built = built or entry.open_name(text, weights, dev)
+    if built is None and untrained and not weights:
+        built = _open_untrained(text, dev, input, classes)
+    if built is not None:
+        return _checked(built, task, text)
+    if text.split(":", 1)[0] in _registry_names():
+        parse_model_name(text)  # a bad option is named first
+        raise ConvscopeError(
+            f"{text} names an untrained architecture, not a model; train it with `convscope "
+            f"train --model '{text}' --out DIR` and pass DIR/model.safetensors (`convscope "
+            f"summary '{text}'` shows its layers without training).")
+    if ":" not in text and (path.suffix in FILE_SUFFIXES or os.sep in text):
+        raise ConvscopeError(f"{text} does not exist; give a model file, a model name "
+                             "(`convscope models`), spec:... or torchvision:NAME.")
+    if untrained:
+        raise UsageError(f"{text!r} is neither a file nor a model name; give a model file "
+                         f"(.safetensors), one of {', '.join(list_models())}, or "
+                         "torchvision:NAME.")
+    raise UsageError(f"{text!r} is neither a file nor a model name; give a model file "
+                     "(.safetensors) or a torchvision classifier (e.g. resnet18, or "
+                     "torchvision:NAME).")
+
+
+def _registry_names() -> set[str]:
+    return set(list_models()) | {"spec"}
+
+
+def _open_untrained(text: str, device: torch.device, input, classes) -> Classifier | None:
+    if text.startswith("torchvision:") or text.split(":", 1)[0] not in _registry_names():
+        return None
+    entry = get_entry(text.split(":", 1)[0])
+    ilsvrc = entry.family == "ilsvrc"
+    vol = _volume(input, Volume(224, 224, 3) if ilsvrc else Volume(32, 32, 3))
+    return untrained_classifier(text, vol.depth, classes or (1000 if ilsvrc else 10),
+                                (vol.height, vol.width), device)
+
+
+def as_classifier(model, weights: str | None = None, device="cpu") -> Classifier:
+    """A Classifier, a model file or a torchvision name (what MODEL means in every view)."""
+    return open_model(model, weights, device, task="classify")
 
 
 @dataclass
@@ -144,39 +297,10 @@ def open_torchscript(path: Path, input: Volume | None) -> OpenedNetwork:
     return OpenedNetwork(net, input, str(path), {**_export_types(ep), **types})
 
 
-def torchvision_network(name: str) -> nn.Module:
-    """torchvision's ImageNet classifier ``name`` with random weights."""
-    if name not in tvm.list_models(module=tvm):
-        raise ConvscopeError(f"unknown torchvision model {name!r}; choose one of: "
-                             f"{', '.join(tvm.list_models(module=tvm))}.")
-    return _constructor(name)() if name in ZOO else tvm.get_model(name, weights=None)
-
-
 def _volume(input: str | Volume | None, default: Volume | None) -> Volume | None:
     if input is None or isinstance(input, Volume):
         return input or default
     return Volume.parse(input, depth=default.depth if default else 3)
-
-
-def _by_name(text: str, input, classes: int | None, device: str) -> OpenedNetwork:
-    if text.startswith("torchvision:"):
-        with torch.device(device):
-            net = torchvision_network(text.split(":", 1)[1])
-        return OpenedNetwork(net, _volume(input, Volume(224, 224, 3)), text)
-    try:
-        entry, _options = parse_model_name(text)
-    except UsageError as exc:
-        if ":" in text or not str(exc).startswith("unknown model"):
-            raise
-        raise UsageError(f"{text!r} is neither a file nor a model name; give a model file "
-                         f"(.safetensors; .pt2 or TorchScript with --trust-code), one of {', '.join(list_models())}, "
-                         "or torchvision:NAME.") from None
-    ilsvrc = entry.family == "ilsvrc"
-    vol = _volume(input, Volume(224, 224, 3) if ilsvrc else Volume(32, 32, 3))
-    k = classes or (1000 if ilsvrc else 10)
-    with torch.device(device):
-        net = build_model(text, ModelInput(vol.depth, k, (vol.height, vol.width)))
-    return OpenedNetwork(net, vol, text)
 
 
 def refuse_program(path: Path) -> ConvscopeError:
@@ -199,7 +323,8 @@ def refuse_program(path: Path) -> ConvscopeError:
 
 
 def open_network(target, input: str | Volume | None = None, classes: int | None = None,
-                 device: str = "cpu", trust_code: bool = False) -> OpenedNetwork:
+                 device: str = "cpu", trust_code: bool = False,
+                 weights: str | None = None) -> OpenedNetwork:
     """Anything ``convscope summary`` accepts, ready to trace (see the module docstring).
 
     ``input`` is a volume (``"32x32x3"``; ``"32x32"`` takes the depth from the model);
@@ -210,30 +335,28 @@ def open_network(target, input: str | Volume | None = None, classes: int | None 
 
     >>> open_network("spec:CONV3-8-POOL2-FC", "16x16x1").module   # doctest: +SKIP
     """
-    if isinstance(target, Classifier):
-        size, c = target.meta.input_size, target.channels
-        return OpenedNetwork(target.model, _volume(input, Volume(size[1], size[0], c)),
-                             target.meta.model)
     if isinstance(target, nn.Module):
         if input is None:
             raise UsageError("an nn.Module needs an input volume, e.g. input='32x32x3'.")
         return OpenedNetwork(target, _volume(input, None), type(target).__name__)
-    text = str(target)
-    path = Path(os.path.expanduser(text))
-    if path.is_file():
-        if path.suffix == ".safetensors":
-            opened = open_network(load(path), input, classes)
-            opened.name = f"{opened.name} ({path})"
-            return opened
+    path = Path(os.path.expanduser(str(target))) if isinstance(target, (str, os.PathLike)) else None
+    if path is not None and path.is_file() and path.suffix != ".safetensors":
         if not trust_code:
             raise refuse_program(path)
         if path.suffix == ".pt2":
             return open_exported(path, _volume(input, None))
         return open_torchscript(path, _volume(input, None))
-    if ":" not in text and (path.suffix in FILE_SUFFIXES or os.sep in text):
-        raise ConvscopeError(f"{text} does not exist; give a model file, a model name "
-                             "(`convscope models`), spec:... or torchvision:NAME.")
-    return _by_name(text, input, classes, device)
+    model = open_model(target, weights, device, untrained=True, input=input,
+                 classes=classes)
+    size, c = model.meta.input_size, model.channels
+    if path is None:  # a model object
+        name = model.meta.model
+    elif path.is_file():
+        name = f"{model.meta.model} ({path})"
+    else:  # a name, as the user wrote it
+        name = str(target)
+    return OpenedNetwork(model.model, _volume(input, Volume(size[1], size[0], c)), name)
 
 
-__all__ = ["OpenedNetwork", "open_network", "torchvision_network"]
+__all__ = ["TASKS", "OpenedNetwork", "Task", "as_classifier", "open_model", "open_network",
+           "register_task"]

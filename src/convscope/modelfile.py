@@ -51,6 +51,29 @@ class ModelMeta:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
         timespec="seconds"))
     versions: dict = field(default_factory=dict)
+    #: what the model does (a task of ``convscope.loading.TASKS``: "classify", ...)
+    task: str = "classify"
+    #: where the weights come from, in one line ("" for a file convscope trained: the
+    #: dataset, versions and date say it; see :meth:`describe`)
+    provenance: str = ""
+    #: the terms of use of the weights ("" when none is stated)
+    licence: str = ""
+
+    def describe(self) -> ModelDescription:
+        """What every model object says about itself (see :class:`ModelDescription`)."""
+        provenance = self.provenance
+        if not provenance:
+            made = self.versions.get("convscope")
+            provenance = (f"trained by convscope{' ' + made if made else ''}"
+                          + (f" on {self.dataset}" if self.dataset else "")
+                          + (f", {self.created[:10]}" if self.created else ""))
+        return ModelDescription(
+            task=self.task, name=self.model, labels=tuple(self.classes),
+            channels=self.channels, image_size=tuple(self.image_size),
+            input_size=tuple(self.input_size), mean=tuple(self.mean), std=tuple(self.std),
+            provenance=provenance,
+            licence=self.licence or "none stated (a model you trained is under your own "
+                                    "terms and those of its training data)")
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **asdict(self)})
@@ -79,6 +102,38 @@ class ModelMeta:
         d.setdefault("options", {})
         validate_meta(d, where)
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """The self-description every model object of every task gives (``describe()``), the
+    same shape for a file you trained, a torchvision network or a packaged one."""
+
+    task: str  # "classify", ...
+    name: str  # the network: registry name with options, torchvision:NAME, ...
+    labels: tuple[str, ...]  # what its outputs mean (class names)
+    channels: int
+    image_size: tuple[int, int]  # (H, W) images are resized to
+    input_size: tuple[int, int]  # (H, W) the network is fed
+    mean: tuple[float, ...]  # per-channel normalisation: (x - mean) / std on [0, 1] pixels
+    std: tuple[float, ...]
+    provenance: str  # where the weights come from
+    licence: str  # their terms of use
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "labels": list(self.labels)}
+
+    def format(self) -> str:
+        h, w = self.image_size
+        shown = ", ".join(self.labels[:20]) + (" ..." if len(self.labels) > 20 else "")
+        fed = (f", fed to the network at {self.input_size[0]}x{self.input_size[1]}"
+               if self.input_size != self.image_size else "")
+        rows = [("task", self.task), ("model", self.name),
+                ("input", f"{h}x{w}x{self.channels}{fed}"),
+                ("labels", f"{len(self.labels)}: {shown}"),
+                ("normalize", f"mean {list(self.mean)}  std {list(self.std)}"),
+                ("provenance", self.provenance), ("licence", self.licence)]
+        return "\n".join(f"{k:<11} {v}" for k, v in rows)
 
 
 # Bounds on what a model file's metadata may describe (checked before anything is built).
@@ -144,7 +199,7 @@ def validate_meta(d: dict, where: str) -> None:
     tta = d.get("tta", 0)
     if not _is_int(tta) or not 0 <= tta <= 2:
         raise bad("tta", "0, 1 or 2")
-    for key in ("dataset", "created"):
+    for key in ("dataset", "created", "task", "provenance", "licence"):
         if key in d and not isinstance(d[key], str):
             raise bad(key, "a string")
     for key in ("train_config", "metrics", "versions"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convscope.cli.common import positive_int, print_json
+from convscope.cli.common import add_model_args, positive_int, print_json
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.summary import summarize
 from convscope.models.arithmetic import DoesNotFit, Volume, conv_arithmetic, pool_arithmetic
@@ -79,7 +79,9 @@ def register(sub) -> None:
                "  convscope summary spec:\"[(CONV3-32-RELU)*2-POOL2]*3-(FC256-RELU)*1-FC\" "
                "--input 32x32x3",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL")
+    add_model_args(p, model_help="a model file, a model name (`convscope models`), "
+                                 "spec:\"...\", torchvision:NAME; .pt2 / TorchScript only "
+                                 "with --trust-code")
     p.add_argument("--input", metavar="WxHxD",
                    help="input volume (default: a model file's own; 224x224x3 for the ILSVRC "
                         "nets; 32x32x3 otherwise)")
@@ -139,6 +141,6 @@ def _conv_result(args):
 
 def run_summary(args) -> int:
     table = summarize(args.model, args.input, args.classes, trust_code=args.trust_code,
-                      depth=args.depth)
+                      depth=args.depth, weights=args.weights, device=args.device)
     print_json(table.to_dict()) if args.json else print(table.format())
     return 0

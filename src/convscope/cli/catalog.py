@@ -8,9 +8,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from convscope.cli.common import add_data_args, output_dir, positive_int, print_json
+from convscope.cli.common import (
+    add_data_args,
+    add_model_args,
+    output_dir,
+    positive_int,
+    print_json,
+)
 from convscope.data import dataset_entries, load_dataset
 from convscope.errors import UsageError
+from convscope.loading import open_model
 from convscope.modelfile import read_meta
 from convscope.models import model_entries
 from convscope.text import count, plural
@@ -29,8 +36,14 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_models)
 
-    p = sub.add_parser("info", help="show what a model file holds (metadata, metrics, config)")
-    p.add_argument("model", metavar="MODEL")
+    p = sub.add_parser("info", help="what a model is: task, labels, input, normalisation, "
+                                    "provenance, licence; a file's metrics and config",
+                       description="Describe a model: its task, labels, input size, "
+                                   "normalisation, provenance and licence; for a model file "
+                                   "also its metrics and training config (read from the "
+                                   "file's metadata, without loading its weights).")
+    add_model_args(p, model_help="a model file, a torchvision classifier such as resnet18, "
+                                 "or a model name or spec:... (an untrained architecture)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_info)
 
@@ -74,30 +87,31 @@ def run_models(args) -> int:
 
 
 def run_info(args) -> int:
-    meta = read_meta(args.model)
+    is_file = Path(args.model).is_file() and not args.weights
+    if is_file:  # the header only, never the weights
+        meta = read_meta(args.model)
+    else:
+        meta = open_model(args.model, args.weights, args.device, untrained=True).meta
+    description = meta.describe()
     if args.json:
-        print_json(asdict(meta))
+        print_json({**asdict(meta), "description": description.to_dict()})
         return 0
-    h, w = meta.image_size
     opts = ", ".join(f"{k}={v}" for k, v in meta.options.items())
-    print(f"model       {meta.model}" + (f" ({opts})" if opts else ""))
-    print(f"input       {h}x{w}x{meta.channels}"
-          + (f", fed to the network at {meta.input_size[0]}x{meta.input_size[1]}"
-             if meta.input_size != meta.image_size else ""))
-    print(f"classes     {len(meta.classes)}: {', '.join(meta.classes[:20])}"
-          + (" ..." if len(meta.classes) > 20 else ""))
-    print(f"normalize   mean {meta.mean}  std {meta.std}")
-    print(f"dataset     {meta.dataset}")
+    print(description.format().replace(f"model       {meta.model}", f"model       {meta.model}"
+                                       + (f" ({opts})" if opts else ""), 1))
+    if meta.dataset:
+        print(f"dataset     {meta.dataset}")
     if meta.metrics:
         m = meta.metrics
         print(f"metrics     epoch {m.get('epoch')}: test top-1 {100 * m.get('test_acc', 0):.2f}%, "
               f"top-5 {100 * m.get('test_top5', 0):.2f}%, train loss {m.get('train_loss')}")
     cfg = meta.train_config
-    if cfg:
+    if cfg.get("epochs") is not None:
         epochs = cfg.get('epochs')
         print(f"trained     {epochs} {plural(epochs, 'epoch')}, {cfg.get('optimizer')} lr {cfg.get('lr')}, "
               f"batch {cfg.get('batch_size')}, seed {cfg.get('seed')}")
-    print(f"created     {meta.created}  ({', '.join(f'{k} {v}' for k, v in meta.versions.items())})")
+    if is_file:
+        print(f"created     {meta.created}  ({', '.join(f'{k} {v}' for k, v in meta.versions.items())})")
     return 0
 
 

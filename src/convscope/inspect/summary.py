@@ -473,7 +473,8 @@ def _folded_line(table: LayerTable) -> list[tuple[str, str]]:
 
 
 def summarize(target, input: str | Volume | None = None, classes: int | None = None,
-              trust_code: bool = False, depth: int | str = "auto") -> LayerTable:
+              trust_code: bool = False, depth: int | str = "auto",
+              weights: str | None = None, device: str = "cpu") -> LayerTable:
     """The layer table of a model file, a model name, ``spec:...`` or a module.
 
     ``depth`` is the level of the rows (see :func:`layer_table`): ``"auto"`` shows blocks
@@ -483,13 +484,16 @@ def summarize(target, input: str | Volume | None = None, classes: int | None = N
 
     ``trust_code=True`` also opens ``.pt2`` and TorchScript files, which runs code inside the
     file (see :func:`convscope.loading.open_network`); without it they are refused.
+    ``weights`` loads a torchvision network's weights (as everywhere); ``device`` is where
+    the forward pass runs when a network cannot be traced without weights.
 
     >>> print(summarize("spec:[(CONV3-32-RELU)*2-POOL2]*3-FC", "32x32x3").format())  # doctest: +SKIP
     >>> summarize("resnet18").totals["params"]                                      # doctest: +SKIP
     11689512
     """
     def table(device: str) -> LayerTable:
-        opened = open_network(target, input, classes, device=device, trust_code=trust_code)
+        opened = open_network(target, input, classes, device=device, trust_code=trust_code,
+                              weights=weights)
         vol = opened.input
         return layer_table(opened.module, (vol.depth, vol.height, vol.width),
                            config={"model": opened.name, "classes": classes},
@@ -498,7 +502,7 @@ def summarize(target, input: str | Volume | None = None, classes: int | None = N
     try:  # names build on the meta device: shapes without weights, instantly
         return table("meta")
     except NotImplementedError:  # an op without a meta kernel: build it for real
-        return table("cpu")
+        return table("cpu" if device == "auto" else device)
 
 
 __all__ = ["COLUMNS", "LayerRow", "LayerTable", "auto_folds", "layer_table", "summarize",

@@ -44,6 +44,20 @@ def _constructor(name: str):
     return lambda: ctor(weights=None)
 
 
+def torchvision_names() -> list[str]:
+    """Every classifier torchvision builds (``torchvision:NAME``)."""
+    return tvm.list_models(module=tvm)
+
+
+def torchvision_network(name: str) -> nn.Module:
+    """torchvision's ImageNet classifier ``name`` with random weights, built as the zoo
+    builds it (the one constructor of ``torchvision:NAME`` everywhere)."""
+    if name not in torchvision_names():
+        raise ConvscopeError(f"unknown torchvision model {name!r}; choose one of: "
+                             f"{', '.join(torchvision_names())}.")
+    return _constructor(name)() if name in ZOO else tvm.get_model(name, weights=None)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a .safetensors file, or from .pt/.pth read with weights_only=True."""
     path = Path(path)
