@@ -217,7 +217,7 @@ def test_predict_and_evaluate_take_a_torchvision_name_with_local_weights(tmp_pat
     import torch
     import torchvision
 
-    from convscope.classifier import open_model
+    from convscope.loading import open_model
     from tests.conftest import call_cli
 
     paths = []

@@ -92,7 +92,7 @@ def test_old_names_are_hidden_from_help():
     ("neighbors", "--k", "--top-k", "3", "k"),
     ("patches", "--top", "--top-k", "4", "top"),
     ("embed", "--iterations", "--steps", "50", "iterations"),
-    ("visualize", "--reg", "--recipe", "simonyan", "reg"),
+    ("visualize", "--reg", "--recipe", "simonyan", "preset"),
     ("visualize", "--tv", "--tv-weight", "0.5", "tv"),
     ("report", "--explain-images", "--explain-n", "2", "explain_images"),
     ("report", "--n", "--embed-n", "40", "n"),
@@ -174,3 +174,110 @@ def test_doc_exists_and_is_linked_from_the_readme():
     assert DOC.exists()
     assert "docs/cli.md" in (ROOT / "README.md").read_text()
     assert Path(DOC).read_text().count("| `--") >= 90
+
+
+# --------------------------------------------------------------------------- options declared once
+def _jobs():
+    """command -> its job's config (each field with an option is one of the command's flags)."""
+    from convscope.inspect.attribution import ExplainConfig
+    from convscope.inspect.challenges import ChallengesConfig
+    from convscope.inspect.dream import DreamConfig
+    from convscope.inspect.embedding import EmbedConfig
+    from convscope.inspect.faithfulness import FaithfulnessConfig
+    from convscope.inspect.filters import ActivationsConfig, FiltersConfig
+    from convscope.inspect.neighbors import NeighborsConfig
+    from convscope.inspect.patches import PatchesConfig
+    from convscope.inspect.synthesis import VisualizeConfig
+    from convscope.style.config import StyleConfig
+    from convscope.train.config import TrainConfig
+
+    return {"filters": FiltersConfig, "activations": ActivationsConfig,
+            "neighbors": NeighborsConfig, "embed": EmbedConfig, "patches": PatchesConfig,
+            "explain": ExplainConfig, "faithfulness": FaithfulnessConfig,
+            "challenges": ChallengesConfig, "visualize": VisualizeConfig, "dream": DreamConfig,
+            "style": StyleConfig, "train": TrainConfig}
+
+
+#: option fields a command leaves to the library (or takes another way), with why
+NOT_FLAGS = {("faithfulness", f) for f in ("target", "channel", "position")}
+
+
+def test_each_config_field_is_its_commands_flag_with_the_fields_default():
+    from dataclasses import MISSING, fields
+
+    from convscope.options import option_of
+
+    commands = _commands()
+    checked = 0
+    for command, config in _jobs().items():
+        actions = {a.dest: a for a in commands[command]._actions
+                   if a.help is not argparse.SUPPRESS}
+        for f in fields(config):
+            opt = option_of(f)
+            if opt is None:
+                continue
+            action = actions.get(f.name)
+            assert action is not None, f"{command}: {f.name} has no flag"
+            default = f.default if f.default is not MISSING else f.default_factory()
+            assert action.default == default, (command, f.name, action.default, default)
+            assert opt.help in action.help, (command, f.name)
+            checked += 1
+        for command2, field_name in NOT_FLAGS:
+            assert command2 != command or field_name not in actions
+    assert checked >= 100, checked
+
+
+@pytest.mark.parametrize("command, extra", [
+    ("filters", ["--out", "x.png"]), ("neighbors", ["--out", "x.png"]),
+    ("embed", ["--out", "x.png"]), ("patches", ["--out", "x.png"]),
+    ("dream", ["img.png", "--out", "x.png"]), ("challenges", ["--out", "d"]),
+])
+def test_no_flags_given_builds_the_configs_own_defaults(command, extra):
+    """The defaults live in the config only: parsing nothing gives exactly its default."""
+    from convscope.cli.options import config_from
+
+    config = _jobs()[command]
+    args = build_parser().parse_args([command, "m.safetensors", *extra])
+    assert config_from(config, args) == config()
+
+
+def test_flags_come_back_as_the_config_fields():
+    from convscope.cli.options import config_from
+    from convscope.inspect.embedding import EmbedConfig
+    from convscope.inspect.faithfulness import FaithfulnessConfig
+
+    args = build_parser().parse_args(["embed", "m", "--out", "x.png", "--steps", "7",
+                                      "--jobs", "-1", "--n", "all", "--method", "pca"])
+    assert config_from(EmbedConfig, args) == EmbedConfig(iterations=7, n_jobs=-1, n=None,
+                                                         method="pca")
+    args = build_parser().parse_args(["faithfulness", "m", "--methods", "saliency,gradcam"])
+    assert config_from(FaithfulnessConfig, args).methods == ("saliency", "gradcam")
+
+
+def test_add_options_reads_every_kind_of_option():
+    from dataclasses import dataclass
+
+    from convscope.cli.options import add_options, config_from
+    from convscope.options import option, positive_int
+
+    @dataclass(frozen=True)
+    class Job:
+        count: int = option(3, "how many", type=positive_int, old=("--how-many",))
+        names: tuple[str, ...] = option(("a",), "names", many=True, choices=lambda: ["a", "b"])
+        norm: bool = option(True, "raw values", flag="--no-norm", switch=True)
+        layout: bool | None = option(None, "a layout", switch="both")
+        hidden: int = 5  # no option: the library's alone
+
+    p = argparse.ArgumentParser(prog="convscope job")
+    add_options(p, Job)
+    help_text = p.format_help()
+    assert "--count N" in help_text and "how many (default 3)" in help_text
+    assert "--hidden" not in help_text and "--how-many" not in help_text
+    assert config_from(Job, p.parse_args([])) == Job()
+    got = config_from(Job, p.parse_args(["--how-many", "4", "--names", "b", "a", "--no-norm",
+                                         "--no-layout"]))
+    assert got == Job(count=4, names=("b", "a"), norm=False, layout=False)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--names", "c"])
+    with pytest.raises(SystemExit):
+        p.parse_args(["--count", "0"])

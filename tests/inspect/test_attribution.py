@@ -301,7 +301,7 @@ def test_the_users_model_modules_and_hooks_are_unchanged_afterwards():
 
 
 def test_torchvision_resnet_is_left_exactly_as_it_was():
-    from convscope.classifier import open_model
+    from convscope.loading import open_model
 
     clf = open_model("resnet18")
     before = snapshot(clf.model)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import convscope
-from convscope.classifier import open_model
 from convscope.errors import UsageError
 from convscope.inspect.filters import activations, filters
+from convscope.loading import open_model
 from tests.inspect.test_hooks import hook_count
 
 

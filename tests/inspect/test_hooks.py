@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from convscope.classifier import open_model
 from convscope.errors import UsageError
 from convscope.inspect.hooks import (
     capture,
@@ -16,6 +15,7 @@ from convscope.inspect.hooks import (
     model_mode,
     trace_layers,
 )
+from convscope.loading import open_model
 from convscope.models import ModelInput, build_model
 
 

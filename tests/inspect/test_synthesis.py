@@ -306,8 +306,8 @@ def test_neuron_and_channel_images_and_bad_choices():
 def test_torchvision_model_reused_relu_and_early_stop():
     """torchvision's BasicBlock calls one ReLU twice: the objective sees the second call, as
     ``capture`` does, and the pass stops there (an image size the head could not take)."""
-    from convscope.classifier import open_model
     from convscope.inspect.synthesis.core import forward, layer_calls
+    from convscope.loading import open_model
 
     clf = open_model("resnet18")
     calls = layer_calls(clf, ["layer1.0.relu"])

@@ -114,7 +114,7 @@ def test_weights_with_the_wrong_shapes_are_named_or_adapted(tmp_path, caplog):
     a mismatch elsewhere names the tensor with both shapes, with no traceback."""
     from torchvision.models import resnet18
 
-    from convscope.classifier import open_model
+    from convscope.loading import open_model
     from tests.conftest import call_cli
 
     torch.manual_seed(0)

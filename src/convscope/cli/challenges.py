@@ -6,27 +6,17 @@ import argparse
 import sys
 
 from convscope import distributed
-from convscope.cli.common import add_data_args, add_model_args, positive_int, print_json, seed_int
-from convscope.errors import UsageError
-from convscope.evaluate import SPLITS
+from convscope.cli.common import add_data_args, add_model_args, print_json
+from convscope.cli.options import add_options, config_from
 from convscope.inspect.challenges import (
     GROUPS,
     ChallengesConfig,
     challenges,
     list_challenges,
-    select,
 )
 
 
-def challenge_list(text: str) -> tuple[str, ...]:
-    try:
-        return tuple(select([t for t in text.split(",") if t.strip()]))
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def register(sub) -> None:
-    d = ChallengesConfig()
     p = sub.add_parser(
         "challenges", help="accuracy under the lecture's six challenges, severity 0 to 5",
         description="Measure top-1 accuracy on the test images under the lecture's six "
@@ -47,27 +37,14 @@ def register(sub) -> None:
     add_data_args(p)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for curves.png, strips.png and challenges.json")
-    p.add_argument("--n", type=positive_int, default=d.n,
-                   help=f"test images, a seeded sample (default {d.n})")
-    p.add_argument("--severities", type=positive_int, default=d.severities,
-                   help=f"severities above 0 (default {d.severities}, as in ImageNet-C)")
-    p.add_argument("--only", type=challenge_list, metavar="NAMES",
-                   help="comma-separated challenges or groups (default: all): "
-                        + ", ".join(list_challenges()) + "; groups: " + ", ".join(GROUPS))
+    add_options(p, ChallengesConfig, only=("n", "severities", "only"), more={
+        "only": ": " + ", ".join(list_challenges()) + "; groups: " + ", ".join(GROUPS)})
     p.add_argument("--compare", action="append", default=[], metavar="MODEL2",
                    help="another model with the same classes, drawn on the same plots "
                         "(repeatable)")
     p.add_argument("--baseline", metavar="MODEL",
                    help="score the mean corruption error (mCE) against this model")
-    p.add_argument("--split", choices=SPLITS, default=d.split,
-                   help="auto: the test images of the model's own data, every image of any "
-                        "other (default auto)")
-    p.add_argument("--layer", metavar="L",
-                   help="features for intra-class spread (default: the layer feeding the "
-                        "classifier)")
-    p.add_argument("--seed", type=seed_int, default=d.seed, help="images and corruptions (default 0)")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
-                   help=f"images per forward pass (default {d.batch_size})")
+    add_options(p, ChallengesConfig, skip=("n", "severities", "only"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print every number as one JSON object")
     p.set_defaults(func=run_challenges)
@@ -75,9 +52,8 @@ def register(sub) -> None:
 
 def run_challenges(args) -> int:
     # the model goes in by name, so the curves and the table call it what the user typed
-    result = challenges(args.model, args.data, weights=args.weights, device=args.device,
-                        n=args.n, severities=args.severities, only=args.only, seed=args.seed, split=args.split, layer=args.layer,
-                        batch_size=args.batch_size, compare=list(args.compare),
+    result = challenges(args.model, args.data, config_from(ChallengesConfig, args),
+                        weights=args.weights, device=args.device, compare=list(args.compare),
                         baseline=args.baseline, data_root=args.data_root,
                         image_size=args.image_size, progress=not args.quiet)
     paths = result.save(args.out) if distributed.current().is_main else {}

@@ -4,73 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
 
 from convscope.data import list_datasets
 from convscope.models import list_models
-
-#: the largest whole number torch (int64) takes
-INT_MAX = 2**63 - 1
-#: the largest seed numpy's RandomState (hence scikit-learn and openTSNE) takes
-SEED_MAX = 2**32 - 1
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def int_in(lo: int, hi: int = INT_MAX, name: str = "int"):
-    """An argparse type: a whole number in [lo, hi] (argparse exits 2 otherwise)."""
-    def parse(text: str) -> int:
-        value = _whole(text)
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(
-                f"must be at least {lo}, got {text}" if value < lo
-                else f"must be at most {hi:,}, got {text}")
-        return value
-
-    parse.__name__ = name
-    return parse
-
-
-#: a count: a whole number from 1 to torch's int64 limit
-positive_int = int_in(1, name="positive_int")
-nonneg_int = int_in(0, name="nonneg_int")
-#: a random seed: numpy's RandomState, used by scikit-learn and openTSNE, takes no more
-seed_int = int_in(0, SEED_MAX, name="seed_int")
-
-
-def float_in(lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-             name: str = "float"):
-    """An argparse type: a finite number (never nan or inf) in [lo, hi], or (lo, hi]."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        if lo is not None and (value <= lo if lo_open else value < lo):
-            raise argparse.ArgumentTypeError(
-                f"must be {'more than' if lo_open else 'at least'} {lo:g}, got {text}")
-        if hi is not None and value > hi:
-            raise argparse.ArgumentTypeError(f"must be at most {hi:g}, got {text}")
-        return value
-
-    parse.__name__ = name
-    return parse
-
-
-finite_float = float_in(name="finite_float")
-nonneg_float = float_in(0, name="nonneg_float")
-positive_float = float_in(0, lo_open=True, name="positive_float")
-fraction = float_in(0, 1, name="fraction")
+from convscope.options import (  # noqa: F401 - the value types, for every command
+    INT_MAX,
+    SEED_MAX,
+    finite_float,
+    float_in,
+    fraction,
+    int_in,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 
 def _writable_place(path: Path) -> str | None:

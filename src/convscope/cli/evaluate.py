@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from convscope import distributed
-from convscope.classifier import open_model
 from convscope.cli.common import (
     add_data_args,
     add_model_args,
@@ -12,6 +11,7 @@ from convscope.cli.common import (
     print_json,
 )
 from convscope.evaluate import dataset_for_model, resolve_split
+from convscope.loading import open_model
 from convscope.render.figures import confusion_figure, save_figure
 
 

@@ -3,13 +3,20 @@
 * :class:`ListAction`: a flag that takes several values accepts them separated by spaces,
   by commas, or both (``--methods occlusion gradcam`` = ``--methods occlusion,gradcam``);
 * :func:`renamed`: an old flag name keeps working after a rename, as a hidden alias that
-  prints one line saying the new name.
+  prints one line saying the new name;
+* :func:`add_options` / :func:`config_from`: a job's flags built from its config dataclass
+  (each field declared once with :func:`convscope.options.option`), and the config built
+  back from the parsed arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
+from dataclasses import MISSING, fields
+
+from convscope.options import Option, option_of
 
 #: every renamed flag: command -> {old name: new name}; docs/cli.md lists the same
 RENAMED: dict[str, dict[str, str]] = {}
@@ -70,3 +77,78 @@ def renamed(parser: argparse.ArgumentParser, new: str, *old: str) -> None:
                             metavar=target.metavar, default=argparse.SUPPRESS,
                             help=argparse.SUPPRESS)
         RENAMED.setdefault(command, {})[name] = new
+
+
+# --------------------------------------------------------------------------- from configs
+def _shown_default(value, opt: Option) -> str:
+    if opt.shown is not None:
+        return opt.shown
+    if value is None or opt.switch:
+        return ""
+    if isinstance(value, (tuple, list)):
+        return ", ".join(map(str, value)) if value else ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) and abs(value) >= 10_000:
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def add_options(parser: argparse.ArgumentParser, config: type, *, only: Iterable[str] = (),
+                skip: Iterable[str] = (), defaults: dict | None = None,
+                more: dict | None = None) -> None:
+    """Add one flag per :func:`convscope.options.option` field of the dataclass ``config``
+    (all of them, or ``only`` these names, in the config's order, less ``skip``): the flag,
+    type, choices and help come from the field; the default is the field's (``defaults``
+    overrides it for one command; ``more`` adds a command's words to a help); earlier names
+    become hidden aliases."""
+    chosen, skipped = set(only), set(skip)
+    given = dict(defaults or {})
+    for f in fields(config):
+        opt = option_of(f)
+        if opt is None or f.name in skipped or (chosen and f.name not in chosen):
+            continue
+        flag = opt.flag or "--" + f.name.replace("_", "-")
+        default = given.get(f.name, f.default if f.default is not MISSING
+                            else f.default_factory() if f.default_factory is not MISSING
+                            else None)
+        help_text = opt.help + (more or {}).get(f.name, "")
+        shown = _shown_default(default, opt)
+        if shown and "(default" not in help_text:
+            help_text += f" (default {shown})"
+        kwargs = {"dest": f.name, "help": help_text, "default": default}
+        choices = opt.choices() if callable(opt.choices) else opt.choices
+        kind = getattr(opt.type, "__name__", "")
+        metavar = opt.metavar or ("N" if kind in ("positive_int", "nonneg_int") else
+                                  "X" if kind.endswith("float") or kind == "fraction" else
+                                  flag.lstrip("-").upper().replace("-", "_"))
+        if opt.switch == "both":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif opt.switch:  # a flag that turns a default-on field off reads --no-...
+            parser.add_argument(flag, action="store_false" if default else "store_true",
+                                **kwargs)
+        elif opt.many:
+            parser.add_argument(flag, action=ListAction, allowed=choices,
+                                item=opt.type or str, metavar=metavar, **kwargs)
+        else:
+            parser.add_argument(flag, type=opt.type, choices=choices,
+                                metavar=None if choices else metavar, **kwargs)
+        if opt.old:
+            renamed(parser, flag, *opt.old)
+
+
+def values_from(config: type, args: argparse.Namespace) -> dict:
+    """The values of ``config``'s option fields that the command has, from the parsed
+    arguments (a ListAction's list as a tuple)."""
+    taken = {f.name: getattr(args, f.name) for f in fields(config)
+             if option_of(f) is not None and hasattr(args, f.name)}
+    return {k: tuple(v) if isinstance(v, list) and option_of(
+        next(f for f in fields(config) if f.name == k)).many else v for k, v in taken.items()}
+
+
+def config_from(config: type, args: argparse.Namespace, **values):
+    """The config ``add_options`` declared, built from the parsed arguments (every option
+    field the command has), with ``values`` for fields set another way."""
+    return config(**{**values_from(config, args), **values})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from convscope.classifier import open_model
 from convscope.cli.common import add_model_args, positive_int, print_json
 from convscope.errors import ImageError
+from convscope.loading import open_model
 
 
 def register(sub) -> None:

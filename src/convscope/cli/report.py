@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from convscope import distributed
-from convscope.classifier import open_model
 from convscope.cli.common import (
     add_data_args,
     add_model_args,
@@ -20,6 +19,7 @@ from convscope.cli.common import (
 from convscope.cli.options import ListAction, renamed
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.attribution import list_methods
+from convscope.loading import open_model
 from convscope.render.report import (
     SECTIONS,
     ReportConfig,

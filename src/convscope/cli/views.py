@@ -11,56 +11,23 @@ from pathlib import Path
 import numpy as np
 
 from convscope import distributed
-from convscope.classifier import open_model
 from convscope.cli.common import (
-    INT_MAX,
     add_data_args,
     add_model_args,
     image_file,
-    int_in,
-    nonneg_int,
     npy_file,
     output_dir,
-    positive_float,
-    positive_int,
     print_json,
-    seed_int,
 )
-from convscope.cli.options import renamed
-from convscope.errors import UsageError
-from convscope.evaluate import SPLITS
+from convscope.cli.options import add_options, config_from
 from convscope.images import probe_image
-from convscope.inspect.embedding import EMBED_METHODS, TRUST_K, EmbedConfig, embed, write_projector
-from convscope.inspect.filters import FILTER_MODES, activations, filters
+from convscope.inspect.embedding import TRUST_K, EmbedConfig, embed, write_projector
+from convscope.inspect.filters import ActivationsConfig, FiltersConfig, activations, filters
 from convscope.inspect.layers import list_layers
-from convscope.inspect.neighbors import METRICS, NeighborsConfig, neighbors
-from convscope.inspect.patches import parse_channels, patches
+from convscope.inspect.neighbors import NeighborsConfig, neighbors
+from convscope.inspect.patches import PatchesConfig, patches
+from convscope.loading import open_model
 from convscope.render.figures import save_image
-
-
-def count_or_all(text: str) -> int | None:
-    return None if text == "all" else positive_int(text)
-
-
-_threads = int_in(-1, 4096, name="jobs")
-
-
-def jobs(text: str) -> int:
-    """t-SNE threads: -1 for every core, or a count."""
-    value = _threads(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("0 threads cannot run; give -1 (every core) or a count")
-    return value
-
-
-def channel_list(text: str) -> tuple[int, ...]:
-    try:
-        channels = parse_channels(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if max(channels, default=0) > INT_MAX:
-        raise argparse.ArgumentTypeError(f"a channel is at most {INT_MAX:,}, got {text}")
-    return channels
 
 
 def _parser(sub, name: str, help: str, description: str, examples: list[str]):
@@ -69,29 +36,15 @@ def _parser(sub, name: str, help: str, description: str, examples: list[str]):
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def _common(p, layer_help: str, out: bool = True, data: bool = False) -> None:
+def _common(p, config: type, data: bool = False) -> None:
+    """MODEL, --weights, --device, the data flags of a view over a dataset, its --out, and
+    every option its config declares."""
     add_model_args(p)
-    p.add_argument("--layer", metavar="L", help=layer_help + "; `convscope layers MODEL` "
-                                                             "lists the names")
     if data:
         add_data_args(p)
-        p.add_argument("--batch-size", type=positive_int, default=256,
-                       help="images per forward pass (default 256)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
-    if out:
-        p.add_argument("--out", required=True, type=image_file, metavar="PNG", help="the figure")
-
-
-def _images_args(p, split: bool = False, reduction: bool = False) -> None:
-    """Which images (--split) and how a layer's maps become one vector (--reduction)."""
-    if split:
-        p.add_argument("--split", choices=SPLITS, default="auto",
-                       help="auto: the test images of the model's own data, every image of "
-                            "any other (default auto)")
-    if reduction:
-        p.add_argument("--reduction", choices=("flatten", "avg"), default="flatten",
-                       help="a spatial layer as one vector: flatten (default), or avg over "
-                            "positions")
+    p.add_argument("--out", required=True, type=image_file, metavar="PNG", help="the figure")
+    add_options(p, config)
 
 
 def register(sub) -> None:
@@ -108,14 +61,7 @@ def register(sub) -> None:
                 "tiles, others as one grayscale tile per input channel.",
                 ["convscope filters resnet18 --weights DEFAULT --out conv1.png",
                  "convscope filters runs/mnist/model.safetensors --layer conv2_1 --out f.png"])
-    _common(p, "the layer (default: the first convolution)")
-    p.add_argument("--max-filters", type=positive_int, default=64,
-                   help="filters drawn (default 64)")
-    p.add_argument("--max-channels", type=positive_int, default=16,
-                   help="input channels drawn per filter in grayscale (default 16)")
-    p.add_argument("--mode", choices=FILTER_MODES, default="auto",
-                   help="colour tiles (RGB filters only), gray tiles, or auto (default)")
-    p.add_argument("--zoom", type=positive_int, help="pixels per weight (default: ~40 px tiles)")
+    _common(p, FiltersConfig)
     p.set_defaults(func=run_filters)
 
     p = _parser(sub, "activations", "draw one image's activation maps at a layer",
@@ -123,61 +69,28 @@ def register(sub) -> None:
                 "beside it (an image with other channels than the model's is converted).",
                 ["convscope activations runs/mnist/model.safetensors digit.png --layer "
                  "relu1_2 --out maps.png"])
-    _common(p, "the layer (default: the rectified output of the first convolution)")
+    _common(p, ActivationsConfig)
     p.add_argument("image", metavar="IMAGE", help="an image file")
-    p.add_argument("--max-maps", type=positive_int, default=64, help="maps drawn (default 64)")
     p.set_defaults(func=run_activations)
 
-    d = NeighborsConfig()
     p = _parser(sub, "neighbors", "nearest training images in feature and pixel space",
                 "For test images, find the nearest training images in feature space (by "
                 "default the layer feeding the classifier, the lecture's FC7) and in pixel "
                 "space, and report the label agreement of the k neighbours in each.",
                 ["convscope neighbors runs/mnist/model.safetensors --data mnist5k --top-k 5 "
                  "--out nn.png --json"])
-    _common(p, "the feature layer (default: the one feeding the classifier)", data=True)
-    p.add_argument("--n", dest="queries", type=positive_int, default=d.queries,
-                   help=f"test images used as queries, a seeded sample (default {d.queries})")
-    p.add_argument("--top-k", dest="k", type=positive_int, default=d.k,
-                   help=f"neighbours found for each query (default {d.k})")
-    renamed(p, "--n", "--queries")
-    renamed(p, "--top-k", "--k")
-    p.add_argument("--metric", choices=METRICS, default=d.metric, help="distance (default l2)")
-    p.add_argument("--show", type=positive_int, default=d.show,
-                   help=f"queries drawn (default {d.show})")
-    p.add_argument("--database", type=positive_int, metavar="N",
-                   help="search a seeded sample of N training images (default: all)")
-    _images_args(p, reduction=True)
-    p.add_argument("--seed", type=seed_int, default=d.seed, help="which queries (default 0)")
+    _common(p, NeighborsConfig, data=True)
     p.add_argument("--json", action="store_true",
                    help="print the neighbours' indices, distances and labels as JSON")
     p.set_defaults(func=run_neighbors)
 
-    e = EmbedConfig()
     p = _parser(sub, "embed", "t-SNE or PCA map of a layer's features",
                 "Reduce a layer's features to 2-D (openTSNE's t-SNE or scikit-learn's PCA) "
                 "and draw a scatter coloured by class beside a thumbnail map of the images "
                 "snapped to a grid.",
                 ["convscope embed runs/mnist/model.safetensors --data mnist5k --method tsne "
                  "--n 1000 --out tsne.png --tensorboard runs/projector"])
-    _common(p, "the feature layer (default: the one feeding the classifier)", data=True)
-    p.add_argument("--method", choices=EMBED_METHODS, default=e.method,
-                   help="tsne (default) or pca")
-    p.add_argument("--n", type=count_or_all, default=e.n, metavar="N|all",
-                   help=f"images, a seeded sample (default {e.n})")
-    _images_args(p, split=True, reduction=True)
-    p.add_argument("--perplexity", type=positive_float, default=e.perplexity,
-                   help=f"t-SNE perplexity (default {e.perplexity:g})")
-    p.add_argument("--steps", dest="iterations", type=positive_int, default=e.iterations,
-                   help=f"t-SNE steps after early exaggeration (default {e.iterations})")
-    renamed(p, "--steps", "--iterations")
-    p.add_argument("--pca-dims", type=nonneg_int, default=e.pca_dims,
-                   help=f"t-SNE: PCA to this many dimensions first, 0: never (default "
-                        f"{e.pca_dims})")
-    p.add_argument("--grid", type=positive_int, help="thumbnail map side in images "
-                                                     "(default: fill it, at most 40)")
-    p.add_argument("--jobs", type=jobs, default=e.n_jobs, help="t-SNE threads, -1: all cores")
-    p.add_argument("--seed", type=seed_int, default=e.seed, help="sample and t-SNE seed (default 0)")
+    _common(p, EmbedConfig, data=True)
     p.add_argument("--npy", type=npy_file, metavar="NPY", help="also save the (N, 2) coordinates")
     p.add_argument("--tensorboard", type=output_dir, metavar="DIR",
                    help="also write TensorBoard embedding-projector files (vectors, labels, "
@@ -190,16 +103,7 @@ def register(sub) -> None:
                 "from its image at the unit's receptive field. One row per channel.",
                 ["convscope patches runs/mnist/model.safetensors --data mnist5k --layer "
                  "conv2_2 --channels 0-15 --top-k 9 --out patches.png"])
-    _common(p, "the layer (default: the last with a spatial map)", data=True)
-    p.add_argument("--channels", type=channel_list, metavar="LIST",
-                   help="channels, e.g. 0-15 or 3,7,9 (default: the first 16)")
-    p.add_argument("--top-k", dest="top", type=positive_int, default=9,
-                   help="patches per channel (default 9)")
-    renamed(p, "--top-k", "--top")
-    _images_args(p, split=True)
-    p.add_argument("--n", type=count_or_all, default=None, metavar="N|all",
-                   help="search a seeded sample of N images (default all)")
-    p.add_argument("--seed", type=seed_int, default=0, help="which sample (default 0)")
+    _common(p, PatchesConfig, data=True)
     p.add_argument("--json", action="store_true",
                    help="print each hit's image index, position and activation as JSON")
     p.set_defaults(func=run_patches)
@@ -226,6 +130,16 @@ def _data_options(args) -> dict:
             "progress": not args.quiet}
 
 
+def _dataset_view(args, command: str, view, config: type, **extra):
+    """A view over a dataset as every such command runs it: open MODEL, compute the view
+    with the config its flags give, write the PNG with its record; (result, record)."""
+    clf = open_model(args.model, args.weights, args.device)
+    result = view(clf, args.data, config_from(config, args), **_data_options(args))
+    record = _record(args, command, result, **{k: f(result) for k, f in extra.items()})
+    _save(result.render(), args.out, record, args.json)
+    return result, record
+
+
 def run_layers(args) -> int:
     table = list_layers(args.model, args.weights, args.device)
     print_json(table.to_dict()) if args.json else print(table.format())
@@ -234,8 +148,7 @@ def run_layers(args) -> int:
 
 def run_filters(args) -> int:
     clf = open_model(args.model, args.weights, args.device)
-    f = filters(clf, layer=args.layer, max_filters=args.max_filters,
-                max_channels=args.max_channels, mode=args.mode, zoom=args.zoom)
+    f = filters(clf, config_from(FiltersConfig, args))
     print(f.describe())
     _save(f.render(), args.out, _record(args, "filters", f))
     return 0
@@ -244,7 +157,7 @@ def run_filters(args) -> int:
 def run_activations(args) -> int:
     clf = open_model(args.model, args.weights, args.device)
     mode = probe_image(args.image)[2]
-    a = activations(clf, args.image, layer=args.layer, max_maps=args.max_maps)
+    a = activations(clf, args.image, config_from(ActivationsConfig, args))
     if (mode in ("L", "1", "I;16", "I", "F", "LA")) != (clf.channels == 1):
         print(f"note: {args.image} is {'grayscale' if clf.channels == 3 else 'colour'}; "
               f"converted to the model's {clf.channels} channel(s)")
@@ -254,13 +167,8 @@ def run_activations(args) -> int:
 
 
 def run_neighbors(args) -> int:
-    clf = open_model(args.model, args.weights, args.device)
-    r = neighbors(clf, args.data, layer=args.layer, k=args.k, queries=args.queries,
-                  show=args.show, metric=args.metric, reduction=args.reduction,
-                  database=args.database, seed=args.seed, batch_size=args.batch_size,
-                  **_data_options(args))
-    record = _record(args, "neighbors", r, agreement=r.agreement)
-    _save(r.render(), args.out, record, args.json)
+    r, record = _dataset_view(args, "neighbors", neighbors, NeighborsConfig,
+                              agreement=lambda r: r.agreement)
     if args.json:
         print_json(record | r.to_dict())
         return 0
@@ -275,13 +183,7 @@ def run_neighbors(args) -> int:
 
 
 def run_embed(args) -> int:
-    clf = open_model(args.model, args.weights, args.device)
-    e = embed(clf, args.data, method=args.method, layer=args.layer, n=args.n, split=args.split,
-              reduction=args.reduction, perplexity=args.perplexity, iterations=args.iterations,
-              pca_dims=args.pca_dims, grid=args.grid, seed=args.seed, n_jobs=args.jobs,
-              batch_size=args.batch_size, **_data_options(args))
-    record = _record(args, "embed", e)
-    _save(e.render(), args.out, record, args.json)
+    e, record = _dataset_view(args, "embed", embed, EmbedConfig)
     main = distributed.current().is_main
     say = print if not args.json else (lambda m: print(m, file=sys.stderr))
     if args.npy:
@@ -307,12 +209,7 @@ def run_embed(args) -> int:
 
 
 def run_patches(args) -> int:
-    clf = open_model(args.model, args.weights, args.device)
-    p = patches(clf, args.data, layer=args.layer, channels=args.channels, top=args.top,
-                split=args.split, n=args.n, seed=args.seed, batch_size=args.batch_size,
-                **_data_options(args))
-    record = _record(args, "patches", p)
-    _save(p.render(), args.out, record, args.json)
+    p, record = _dataset_view(args, "patches", patches, PatchesConfig)
     if args.json:
         print_json(record | p.to_dict())
         return 0

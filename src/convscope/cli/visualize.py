@@ -8,48 +8,22 @@ from pathlib import Path
 
 from PIL import Image
 
-from convscope.classifier import open_model
 from convscope.cli import common
 from convscope.cli.common import (
-    finite_float,
-    nonneg_float,
     nonneg_int,
     positive_int,
     print_json,
-    seed_int,
 )
-from convscope.cli.options import ListAction, renamed
+from convscope.cli.options import ListAction, add_options, config_from
 from convscope.errors import UsageError
 from convscope.inspect.dream import DreamConfig, dream
 from convscope.inspect.synthesis import PRESETS, VisualizeConfig, channel_images, class_images
-from convscope.inspect.synthesis.param import PARAMS
+from convscope.loading import open_model
 from convscope.render.figures import image_grid, save_figure, save_image
-
-#: --flag -> (VisualizeConfig field, argparse options, help): overrides of the preset's values
-OVERRIDES = [
-    ("--steps", "steps", {"type": positive_int}, "gradient-ascent steps"),
-    ("--lr", "lr", {"type": nonneg_float}, "step size (Adam)"),
-    ("--param", "param", {"choices": list(PARAMS)}, "image parameterisation"),
-    ("--jitter", "jitter", {"type": nonneg_float},
-     "largest shift, as a fraction of the image side"),
-    ("--scale", "scale", {"type": nonneg_float}, "random zoom in [1-S, 1+S]"),
-    ("--rotate", "rotate", {"type": nonneg_float}, "random rotation in [-D, D] degrees"),
-    ("--l2", "l2", {"type": nonneg_float}, "L2 decay weight (lambda)"),
-    ("--tv-weight", "tv", {"type": nonneg_float}, "total-variation weight"),
-    ("--blur", "blur_sigma", {"type": nonneg_float}, "Gaussian blur width in pixels (0: none)"),
-    ("--blur-every", "blur_every", {"type": positive_int}, "blur every K steps"),
-    ("--clip-norm", "clip_norm", {"type": nonneg_float},
-     "zero this percentile of small-norm pixels"),
-    ("--clip-contrib", "clip_contrib", {"type": nonneg_float},
-     "zero this percentile of small-contribution pixels"),
-    ("--logprob", "logprob", {"type": nonneg_float},
-     "classes: maximise the score plus this times the log-probability"),
-]
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     common.add_model_args(p)
-    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -77,21 +51,12 @@ def register(sub) -> None:
     p.add_argument("--neuron", metavar="Y,X",
                    help="one neuron at this position of the layer's map (default: the "
                         "channel's mean over all positions)")
-    p.add_argument("--recipe", dest="reg", choices=list(PRESETS),
-                   help="the preset of settings, listed below (default: mahendran for grayscale "
-                        "models, fourier otherwise)")
-    renamed(p, "--recipe", "--reg")
-    for flag, name, how, text in OVERRIDES:
-        p.add_argument(flag, dest=name, help=text + " (default: preset)",
-                       **({"metavar": "X"} if "type" in how else {}), **how)
-    renamed(p, "--tv-weight", "--tv")
+    add_options(p, VisualizeConfig)
     p.add_argument("--judge", metavar="MODEL",
                    help="with --class: a second model trained apart on the same classes (other "
                         "seed, other architecture); print its probability and top-1 for each "
                         "image and the agreement over the classes, since the model's own p "
                         "also rewards images that only fool it")
-    p.add_argument("--batch-size", type=positive_int, default=VisualizeConfig.batch_size,
-                   help="images optimised together (default 16)")
     p.add_argument("--zoom", type=positive_int, default=1,
                    help="enlarge a single image N times, nearest-neighbour (default 1)")
     p.add_argument("--out", required=True, metavar="PNG", help="output image")
@@ -107,17 +72,7 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     p.add_argument("image", metavar="IMAGE", help="the image to dream on")
-    p.add_argument("--layer", metavar="L",
-                   help="layer to amplify (default: the last layer with a spatial map)")
-    p.add_argument("--octaves", type=positive_int, default=4, help="scales (default 4)")
-    p.add_argument("--octave-scale", type=finite_float, default=1.4, metavar="S",
-                   help="size ratio between octaves (default 1.4)")
-    p.add_argument("--steps", type=positive_int, default=10, help="steps per octave (default 10)")
-    p.add_argument("--lr", type=nonneg_float, default=0.01,
-                   help="pixels move LR x normalised gradient per step (default 0.01)")
-    p.add_argument("--jitter", type=nonneg_int, default=32, help="random roll in pixels (default 32)")
-    p.add_argument("--max-size", type=positive_int, metavar="PX",
-                   help="shrink the image so its longer side is at most PX")
+    add_options(p, DreamConfig)
     p.add_argument("--out", required=True, metavar="PNG", help="output image")
     p.add_argument("--frames", metavar="DIR", help="also save the image after each step here")
     p.add_argument("--frame-every", type=positive_int, default=1, metavar="K",
@@ -148,15 +103,12 @@ def parse_neuron(text: str | None) -> tuple[int, int] | None:
 
 def _config(args, clf=None):
     """The resolved config, with the default preset for ``clf`` when --recipe is not given."""
-    overrides = {name: getattr(args, name) for _, name, _, _ in OVERRIDES
-                 if getattr(args, name) is not None}
-    return VisualizeConfig(preset=args.reg, seed=args.seed, batch_size=args.batch_size,
-                           **overrides).resolved(clf)
+    return config_from(VisualizeConfig, args).resolved(clf)
 
 
 def run_visualize(args) -> int:
     check_out(args.out)
-    if args.reg:  # without it the preset depends on the model: checked once it is open
+    if args.preset:  # without it the preset depends on the model: checked once it is open
         _config(args)
     if args.layer and not args.channel:
         raise UsageError("--layer needs --channel C [C ...]: the channels to visualise.")
@@ -244,9 +196,7 @@ def _write_visualization(res, rows, args, clf) -> None:
 
 # ----------------------------------------------------------------- dream
 def run_dream(args) -> int:
-    cfg = DreamConfig(layer=args.layer, octaves=args.octaves, octave_scale=args.octave_scale,
-                      steps=args.steps, lr=args.lr, jitter=args.jitter, max_size=args.max_size,
-                      seed=args.seed)
+    cfg = config_from(DreamConfig, args)
     cfg.check()
     check_out(args.out)
     frames = Path(args.frames) if args.frames else None

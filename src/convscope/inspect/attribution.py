@@ -17,6 +17,7 @@ Two choices hold for every method:
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 import warnings
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from convscope.classifier import Classifier, as_classifier, class_index, resize_input
+from convscope.classifier import Classifier, class_index, resize_input
 from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.hooks import (
@@ -39,6 +40,8 @@ from convscope.inspect.hooks import (
     get_layer,
     trace_layers,
 )
+from convscope.loading import as_classifier
+from convscope.options import INT_MAX, nonneg_int, option, positive_int
 from convscope.progress import progress_bar
 from convscope.registries import adds_to
 
@@ -49,6 +52,19 @@ BATCH_VALUES = 2**23
 BATCH_ROWS = 256
 
 
+def position(text: str) -> tuple[int, int]:
+    """``Y,X`` (a value type): a neuron's place in a layer's map."""
+    try:
+        y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected Y,X (two whole numbers), got {text!r}") from None
+    if y < 0 or x < 0:
+        raise argparse.ArgumentTypeError(f"a position is at least 0,0, got {text}")
+    if y > INT_MAX or x > INT_MAX:
+        raise argparse.ArgumentTypeError(f"a position is at most {INT_MAX:,}, got {text}")
+    return y, x
+
+
 @dataclass(frozen=True)
 class ExplainConfig:
     """The options of one ``explain`` job (one dataclass, written next to every output).
@@ -56,28 +72,31 @@ class ExplainConfig:
     ``None`` means "choose for me"; the :class:`Attribution` carries the resolved values.
     """
 
+    #: the method (the command line's --method also takes "all")
     method: str = "gradcam"
-    #: a class name or index; None explains each image's predicted class
-    target: str | int | None = None
-    #: occlusion: side of the square mask in pixels (None: about 1/8 of the image, 2-16 px)
-    window: int | None = None
-    #: occlusion: step between masks (None: half the window)
-    stride: int | None = None
-    #: occlusion: what fills the mask: zero (black), mean (the training data's mean colour),
-    #: blur (the image blurred)
-    baseline: str = "zero"
-    #: occlusion: masked copies per forward pass (None: as many as fit a batch; 1 = captum's
-    #: default, one at a time)
-    perturbations_per_eval: int | None = None
-    #: Grad-CAM's layer (None: the last convolutional one); with ``channel``, the layer of
-    #: the neuron guided backprop explains
-    layer: str | None = None
-    #: guided backprop of one neuron: channel of ``layer``
-    channel: int | None = None
-    #: (y, x) of that neuron in the layer's map (None: where the channel is most active)
-    position: tuple[int, int] | None = None
-    #: images per attribution call (None: by image size)
-    batch_size: int | None = None
+    target: str | int | None = option(None, "class name or index to explain (default: each "
+                                            "image's prediction)", metavar="CLASS")
+    window: int | None = option(None, "occlusion: side of the square mask (default: about 1/8 "
+                                      "of the image, 2-16 px)", type=positive_int, metavar="PX")
+    stride: int | None = option(None, "occlusion: step between masks (default: half the "
+                                      "window)", type=positive_int, metavar="PX")
+    baseline: str = option("zero", "occlusion: what fills the mask: zero (black), mean (the "
+                                   "training data's mean colour) or blur (the image blurred)",
+                           choices=BASELINES)
+    perturbations_per_eval: int | None = option(
+        None, "occlusion: masked copies per forward pass (default: as many as fit a batch; 1 "
+              "is captum's default, one at a time)", type=positive_int, metavar="P")
+    layer: str | None = option(None, "Grad-CAM's layer (default: the last convolutional "
+                                     "layer); with --channel, the layer of the neuron guided "
+                                     "backprop explains", metavar="L")
+    channel: int | None = option(None, "guided backprop of one neuron: its channel of --layer",
+                                 type=nonneg_int, metavar="C")
+    position: tuple[int, int] | None = option(None, "guided backprop of one neuron: its place "
+                                                    "in the layer's map (default: where the "
+                                                    "channel is most active)",
+                                              type=position, metavar="Y,X")
+    batch_size: int | None = option(None, "images per attribution call (default: by image "
+                                          "size)", type=positive_int, metavar="N")
 
 
 # --------------------------------------------------------------------------- the registry

@@ -15,6 +15,7 @@ baseline model scored on the very same corrupted images.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Callable
@@ -26,14 +27,16 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageDraw
 
-from convscope.classifier import Classifier, as_classifier
+from convscope.classifier import Classifier
 from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.fileio import write_text_atomic
 from convscope.inspect.attribution import explain
 from convscope.inspect.features import extract, model_images
 from convscope.inspect.layers import choose_layer
-from convscope.inspect.sources import image_set
+from convscope.inspect.sources import image_set, split_option
+from convscope.loading import as_classifier
+from convscope.options import batch_option, layer_option, option, positive_int, seed_option
 from convscope.progress import progress_bar
 from convscope.registries import adds_to
 
@@ -43,23 +46,32 @@ GROUPS = ("viewpoint", "illumination", "deformation", "occlusion", "clutter", "i
 PASS_VALUES = 2**27
 
 
+def challenge_list(text: str) -> tuple[str, ...]:
+    """``--only`` (a value type): challenge or group names, comma-separated; a name of the
+    registry below, looked up when the flag is read."""
+    try:
+        return tuple(select([t for t in text.split(",") if t.strip()]))
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class ChallengesConfig:
     """The options of one ``challenges`` job (written next to its outputs)."""
 
     #: test images, a seeded sample (None: all of them)
-    n: int | None = 500
-    #: severities above 0 (the plain images); 5 as in ImageNet-C
-    severities: int = 5
+    n: int | None = option(500, "test images, a seeded sample", type=positive_int)
+    severities: int = option(5, "severities above 0 (the plain images); 5 as in ImageNet-C",
+                             type=positive_int)
     #: which challenges (None: all); names or group names, see ``list_challenges()``
-    only: tuple[str, ...] | None = None
-    seed: int = 0
-    #: auto: the test images of the model's own data, every image of any other
-    split: str = "auto"
-    #: the layer whose features measure intra-class spread (None: the one feeding the
-    #: classifier, the lecture's FC7)
-    layer: str | None = None
-    batch_size: int = 256
+    only: tuple[str, ...] | None = option(None, "comma-separated challenges or groups, "
+                                                "all by default", type=challenge_list,
+                                          metavar="NAMES")
+    seed: int = seed_option("images and corruptions")
+    split: str = split_option()
+    layer: str | None = layer_option("features for intra-class spread (default: the layer "
+                                     "feeding the classifier, the lecture's FC7)")
+    batch_size: int = batch_option()
     #: classes listed as suffering most under each challenge
     worst: int = 3
 

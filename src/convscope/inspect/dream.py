@@ -39,6 +39,15 @@ from convscope.inspect.synthesis.core import (
 from convscope.inspect.synthesis.objectives import Context, layer_l2
 from convscope.inspect.synthesis.param import pixel_image
 from convscope.inspect.synthesis.transforms import jitter
+from convscope.options import (
+    finite_float,
+    layer_option,
+    nonneg_float,
+    nonneg_int,
+    option,
+    positive_int,
+    seed_option,
+)
 from convscope.progress import progress_bar
 
 
@@ -46,15 +55,19 @@ from convscope.progress import progress_bar
 class DreamConfig:
     """Every setting of a DeepDream job."""
 
-    layer: str | None = None  # None: the last layer with a spatial map
-    octaves: int = 4
-    octave_scale: float = 1.4
-    steps: int = 10  # per octave
-    lr: float = 0.01  # pixels move lr * grad / mean|grad| per step, in [0, 1] units
-    jitter: int = 32  # pixels
-    max_size: int | None = None  # shrink the input so its longer side is at most this
+    layer: str | None = layer_option("layer to amplify (default: the last layer with a "
+                                     "spatial map)")
+    octaves: int = option(4, "scales", type=positive_int)
+    octave_scale: float = option(1.4, "size ratio between octaves", type=finite_float,
+                                 metavar="S")
+    steps: int = option(10, "steps per octave", type=positive_int)
+    lr: float = option(0.01, "pixels move LR x the normalised gradient per step, in [0, 1] "
+                             "units", type=nonneg_float)
+    jitter: int = option(32, "random roll in pixels", type=nonneg_int, metavar="PX")
+    max_size: int | None = option(None, "shrink the image so its longer side is at most PX",
+                                  type=positive_int, metavar="PX")
     min_size: int = 16  # octaves whose shorter side would fall below this are skipped
-    seed: int = 0
+    seed: int = seed_option("random seed")
 
     def check(self) -> None:
         if self.octaves < 1 or self.steps < 1 or self.octave_scale < 1 or self.lr <= 0:

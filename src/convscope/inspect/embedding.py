@@ -11,6 +11,7 @@ by the embedding (the classic "t-SNE grid of CNN codes").
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from dataclasses import asdict, dataclass, replace
@@ -19,14 +20,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convscope.classifier import as_classifier
 from convscope.data.base import resize_images
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.evaluate import SPLITS
-from convscope.inspect.features import REDUCTIONS, extract, model_images
+from convscope.inspect.features import REDUCTIONS, extract, model_images, reduction_option
 from convscope.inspect.layers import choose_layer
-from convscope.inspect.sources import image_set
+from convscope.inspect.sources import image_set, split_option
+from convscope.loading import as_classifier
+from convscope.options import (
+    batch_option,
+    count_or_all,
+    int_in,
+    layer_option,
+    nonneg_int,
+    option,
+    positive_float,
+    positive_int,
+    seed_option,
+)
 from convscope.progress import progress_bar
 
 EMBED_METHODS = ("tsne", "pca")
@@ -39,31 +51,40 @@ TRUST_K = 5
 TRUST_MAX = 5000
 
 
+_threads = int_in(-1, 4096, name="jobs")
+
+
+def jobs(text: str) -> int:
+    """t-SNE threads (a value type): -1 for every core, or a count."""
+    value = _threads(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 threads cannot run; give -1 (every core) or a count")
+    return value
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     """The options of one ``embed`` job."""
 
-    #: the feature layer (None: the layer feeding the classifier, "FC7")
-    layer: str | None = None
-    method: str = "tsne"
-    #: images embedded (a seeded sample of the split; None: all of them)
-    n: int | None = 2000
-    #: auto: the test images of the model's own data, every image of any other dataset
-    split: str = "auto"
-    #: how a spatial layer becomes one vector: flatten, or avg (mean over positions)
-    reduction: str = "flatten"
-    #: t-SNE: the effective number of neighbours each point keeps (lowered for tiny sets)
-    perplexity: float = 30.0
-    #: t-SNE: optimisation steps after the 250 of early exaggeration
-    iterations: int = 500
-    #: t-SNE: reduce features to this many dimensions with PCA first (0: never)
-    pca_dims: int = 50
-    #: thumbnail map side in images (None: as many as fill it, at most 40)
-    grid: int | None = None
-    seed: int = 0
-    #: t-SNE threads (-1: every core)
-    n_jobs: int = 1
-    batch_size: int = 256
+    layer: str | None = layer_option("the feature layer (default: the one feeding the "
+                                     "classifier, the lecture's FC7)")
+    method: str = option("tsne", "openTSNE's t-SNE or scikit-learn's PCA", choices=EMBED_METHODS)
+    n: int | None = option(2000, "images embedded, a seeded sample of the split (all: every "
+                                 "one)", type=count_or_all, metavar="N|all")
+    split: str = split_option()
+    reduction: str = reduction_option()
+    perplexity: float = option(30.0, "t-SNE: the effective number of neighbours each point "
+                                     "keeps (lowered for tiny sets)", type=positive_float)
+    iterations: int = option(500, "t-SNE: optimisation steps after the 250 of early "
+                                  "exaggeration", flag="--steps", old=("--iterations",),
+                             type=positive_int)
+    pca_dims: int = option(50, "t-SNE: reduce the features to this many dimensions with PCA "
+                               "first, 0: never", type=nonneg_int)
+    grid: int | None = option(None, "thumbnail map side in images (default: as many as fill "
+                                    "it, at most 40)", type=positive_int)
+    seed: int = seed_option("sample and t-SNE seed")
+    n_jobs: int = option(1, "t-SNE threads, -1: every core", flag="--jobs", type=jobs)
+    batch_size: int = batch_option()
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from convscope.classifier import Classifier, as_classifier
+from convscope.classifier import Classifier
 from convscope.data import ImageDataset, load_dataset, parse_dataset_name
 from convscope.display import Displayable, detached, draw
 from convscope.errors import UsageError, unknown_name
@@ -28,6 +28,8 @@ from convscope.inspect.attribution import (
     explain_many,
     rows_per_batch,
 )
+from convscope.loading import as_classifier
+from convscope.options import option, positive_int, seed_option
 from convscope.progress import progress_bar
 
 RANDOM = "random"
@@ -37,17 +39,18 @@ RANDOM = "random"
 class FaithfulnessConfig:
     """The options of one ``faithfulness`` job."""
 
-    #: test images to score (a seeded sample of the test split)
-    n: int = 100
-    #: methods to score; the random map is always added as the baseline
-    methods: tuple[str, ...] = tuple(METHODS)
-    #: points on each curve after the start: 1/steps of the pixels move per step
-    steps: int = 20
-    #: what deleted pixels become (zero: black, mean: the data's mean colour, blur)
-    deletion_baseline: str = "zero"
-    #: what insertion starts from
-    insertion_baseline: str = "blur"
-    seed: int = 0
+    n: int = option(100, "test images scored, a seeded sample of the test split",
+                    type=positive_int)
+    methods: tuple[str, ...] = option(tuple(METHODS), "methods to score (the random map is "
+                                                      "always added as the baseline)",
+                                      many=True, choices=tuple(METHODS), metavar="METHOD")
+    steps: int = option(20, "points on each curve after the start: 1/steps of the pixels move "
+                            "per step", type=positive_int)
+    deletion_baseline: str = option("zero", "what deleted pixels become: zero (black), mean "
+                                            "(the data's mean colour) or blur",
+                                    choices=BASELINES)
+    insertion_baseline: str = option("blur", "what insertion starts from", choices=BASELINES)
+    seed: int = seed_option("which test images")
     #: the options of the maps (window, stride, layer, ...); the target is the predicted class
     explain: ExplainConfig = field(default_factory=ExplainConfig)
 

@@ -15,6 +15,7 @@ import torch
 from convscope import distributed
 from convscope.classifier import Classifier
 from convscope.inspect.hooks import capture, get_layer, model_mode
+from convscope.options import option
 from convscope.progress import progress_bar
 
 REDUCTIONS = ("none", "flatten", "avg")
@@ -106,3 +107,9 @@ def extract(clf: Classifier, images: torch.Tensor, layers: list[str], *, reducti
         local = torch.cat(parts[name]) if parts[name] else torch.empty(0)
         out[name] = d.gather_rows(local)
     return out
+
+
+def reduction_option():
+    """The ``reduction`` field of a view over a layer's features."""
+    return option("flatten", "a spatial layer as one vector: flatten, or avg over positions",
+                  choices=("flatten", "avg"))

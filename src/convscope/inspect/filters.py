@@ -22,11 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from convscope.classifier import Classifier, as_classifier
+from convscope.classifier import Classifier
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.hooks import capture, get_layer, model_mode
 from convscope.inspect.layers import choose_layer, first_conv_layer, traced_calls
+from convscope.loading import as_classifier
+from convscope.options import layer_option, option, positive_int
 
 FILTER_MODES = ("auto", "colour", "gray")
 
@@ -35,16 +37,15 @@ FILTER_MODES = ("auto", "colour", "gray")
 class FiltersConfig:
     """The options of one ``filters`` job."""
 
-    #: a convolution, or a fully connected layer on the pixels (None: the first convolution)
-    layer: str | None = None
-    #: filters drawn (the first ones)
-    max_filters: int = 64
-    #: input channels drawn per filter, one grayscale tile each
-    max_channels: int = 16
-    #: auto: colour tiles for a first layer on RGB input, grayscale tiles otherwise
-    mode: str = "auto"
-    #: screen pixels per weight (None: tiles of about 40 px)
-    zoom: int | None = None
+    layer: str | None = layer_option("a convolution, or a fully connected layer on the pixels "
+                                     "(default: the first convolution)")
+    max_filters: int = option(64, "filters drawn (the first ones)", type=positive_int)
+    max_channels: int = option(16, "input channels drawn per filter, one grayscale tile each",
+                               type=positive_int)
+    mode: str = option("auto", "colour tiles (RGB filters only), gray tiles, or auto: colour "
+                               "for a first layer on RGB input", choices=FILTER_MODES)
+    zoom: int | None = option(None, "screen pixels per weight (default: tiles of about 40 px)",
+                              type=positive_int)
 
 
 @dataclass
@@ -141,10 +142,9 @@ def filters(model, config: FiltersConfig | None = None, *, weights: str | None =
 class ActivationsConfig:
     """The options of one ``activations`` job."""
 
-    #: the layer (None: the rectified output of the first convolution)
-    layer: str | None = None
-    #: maps drawn (the first channels)
-    max_maps: int = 64
+    layer: str | None = layer_option("the layer (default: the rectified output of the first "
+                                     "convolution)")
+    max_maps: int = option(64, "maps drawn (the first channels)", type=positive_int)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from convscope.classifier import Classifier, as_classifier
+from convscope.classifier import Classifier
 from convscope.display import TextDisplay
 from convscope.errors import UsageError
 from convscope.inspect.hooks import (
@@ -24,6 +24,7 @@ from convscope.inspect.hooks import (
     trace_layers,
 )
 from convscope.inspect.summary import volume_text
+from convscope.loading import as_classifier
 
 #: activation functions: the first one after the first convolution is what `activations`
 #: shows by default (the rectified conv1 maps)

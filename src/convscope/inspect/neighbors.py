@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from convscope.classifier import as_classifier
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
-from convscope.inspect.features import REDUCTIONS, extract, model_images
+from convscope.inspect.features import REDUCTIONS, extract, model_images, reduction_option
 from convscope.inspect.layers import choose_layer
 from convscope.inspect.sources import open_dataset, sample
+from convscope.loading import as_classifier
+from convscope.options import batch_option, layer_option, option, positive_int, seed_option
 
 METRICS = ("l2", "cosine")
 
@@ -32,21 +33,20 @@ METRICS = ("l2", "cosine")
 class NeighborsConfig:
     """The options of one ``neighbors`` job."""
 
-    #: the feature layer (None: the layer feeding the classifier, "FC7")
-    layer: str | None = None
-    #: neighbours per query
-    k: int = 5
-    #: test images used as queries (a seeded sample); the agreement is over all of them
-    queries: int = 100
-    #: queries drawn in the figure (the first ones)
-    show: int = 8
-    metric: str = "l2"
-    #: how a spatial layer becomes one vector: flatten, or avg (mean over positions)
-    reduction: str = "flatten"
-    #: training images searched (a seeded sample; None: all)
-    database: int | None = None
-    seed: int = 0
-    batch_size: int = 256
+    layer: str | None = layer_option("the feature layer (default: the one feeding the "
+                                     "classifier, the lecture's FC7)")
+    k: int = option(5, "neighbours found for each query", flag="--top-k", old=("--k",),
+                    type=positive_int)
+    queries: int = option(100, "test images used as queries, a seeded sample (the agreement is "
+                               "over all of them)", flag="--n", old=("--queries",),
+                          type=positive_int)
+    show: int = option(8, "queries drawn in the figure (the first ones)", type=positive_int)
+    metric: str = option("l2", "distance", choices=METRICS)
+    reduction: str = reduction_option()
+    database: int | None = option(None, "search a seeded sample of N training images "
+                                        "(default: all)", type=positive_int, metavar="N")
+    seed: int = seed_option("which queries")
+    batch_size: int = batch_option()
 
 
 @dataclass

@@ -16,6 +16,7 @@ process's candidates merge into exactly the single-process top-k.
 
 from __future__ import annotations
 
+import argparse
 import math
 from contextlib import closing
 from dataclasses import asdict, dataclass, replace
@@ -24,37 +25,28 @@ import numpy as np
 import torch
 
 from convscope import distributed
-from convscope.classifier import as_classifier
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.evaluate import SPLITS
 from convscope.inspect.features import iterate, model_images
 from convscope.inspect.layers import choose_layer, traced_calls
 from convscope.inspect.receptive import ReceptiveField, receptive_fields
-from convscope.inspect.sources import image_set
+from convscope.inspect.sources import image_set, split_option
+from convscope.loading import as_classifier
+from convscope.options import (
+    INT_MAX,
+    batch_option,
+    count_or_all,
+    layer_option,
+    option,
+    positive_int,
+    seed_option,
+)
 
 #: channels drawn when none are named
 DEFAULT_CHANNELS = 16
 #: the key of an empty buffer slot: sorts after every real hit
 EMPTY = torch.iinfo(torch.int64).max
-
-
-@dataclass(frozen=True)
-class PatchesConfig:
-    """The options of one ``patches`` job."""
-
-    #: the layer (None: the last layer with a spatial map)
-    layer: str | None = None
-    #: channels searched (None: the first 16)
-    channels: tuple[int, ...] | None = None
-    #: patches per channel
-    top: int = 9
-    #: auto: the test images of the model's own data, every image of any other dataset
-    split: str = "auto"
-    #: images searched (a seeded sample of the split; None: all)
-    n: int | None = None
-    seed: int = 0
-    batch_size: int = 256
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -73,6 +65,34 @@ def parse_channels(text: str) -> tuple[int, ...]:
     if not out:
         raise UsageError("--channels is empty; give numbers or ranges like 0-15.")
     return tuple(dict.fromkeys(out))
+
+
+def channel_list(text: str) -> tuple[int, ...]:
+    """``--channels`` (a value type): :func:`parse_channels`, a bad list exiting 2."""
+    try:
+        channels = parse_channels(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if max(channels, default=0) > INT_MAX:
+        raise argparse.ArgumentTypeError(f"a channel is at most {INT_MAX:,}, got {text}")
+    return channels
+
+
+@dataclass(frozen=True)
+class PatchesConfig:
+    """The options of one ``patches`` job."""
+
+    layer: str | None = layer_option("the layer (default: the last with a spatial map)")
+    channels: tuple[int, ...] | None = option(None, "channels searched, e.g. 0-15 or 3,7,9 "
+                                                    "(default: the first 16)",
+                                              type=channel_list, metavar="LIST")
+    top: int = option(9, "patches per channel", flag="--top-k", old=("--top",),
+                      type=positive_int)
+    split: str = split_option()
+    n: int | None = option(None, "search a seeded sample of N images of the split", shown="all",
+                           type=count_or_all, metavar="N|all")
+    seed: int = seed_option()
+    batch_size: int = batch_option()
 
 
 # --------------------------------------------------------------------------- streaming top-k

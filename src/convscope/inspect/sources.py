@@ -10,7 +10,8 @@ import torch
 from convscope.classifier import Classifier
 from convscope.data import ImageDataset
 from convscope.errors import UsageError
-from convscope.evaluate import dataset_for_model, resolve_split
+from convscope.evaluate import SPLITS, dataset_for_model, resolve_split
+from convscope.options import option
 
 
 @dataclass
@@ -78,3 +79,9 @@ def image_set(clf: Classifier, data=None, split: str = "auto", *, n: int | None 
         images = images[pick]
         labels = None if labels is None else labels[pick]
     return ImageSet(name, images, labels, classes, pick)
+
+
+def split_option():
+    """The ``split`` field of a view over a dataset's images."""
+    return option("auto", "auto: the test images of the model's own data, every image of any "
+                          "other", choices=SPLITS)

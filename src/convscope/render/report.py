@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convscope.classifier import Classifier, as_classifier
+from convscope.classifier import Classifier
 from convscope.data import ImageDataset
 from convscope.display import PageDisplay
 from convscope.errors import ConvscopeError, UsageError, unknown_name
@@ -45,6 +45,7 @@ from convscope.inspect.patches import patches
 from convscope.inspect.sources import open_dataset, sample
 from convscope.inspect.summary import COLUMNS, NUMERIC_COLUMNS, summarize, table_cells, totals_lines
 from convscope.inspect.synthesis import VisualizeConfig, class_images
+from convscope.loading import as_classifier
 from convscope.progress import progress_bar
 from convscope.registries import adds_to
 from convscope.render import html as H

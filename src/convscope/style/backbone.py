@@ -33,9 +33,10 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.vgg import cfgs, make_layers
 
-from convscope.classifier import Classifier, open_model
+from convscope.classifier import Classifier
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.hooks import capture, get_layer, trace_layers
+from convscope.loading import open_model
 from convscope.models.zoo import download_state_dict, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

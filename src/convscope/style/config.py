@@ -3,13 +3,32 @@ in the output PNG (``convscope.render.figures.read_config`` reads them back)."""
 
 from __future__ import annotations
 
+import argparse
+import math
 from dataclasses import dataclass, field
 
 from convscope.errors import UsageError
+from convscope.options import nonneg_float, option, positive_int, seed_option
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 PRESERVE = ("luminance", "histogram")
+
+
+def float_list(text: str) -> list[float]:
+    """Numbers separated by commas (a value type)."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers (no nan or inf), got {text!r}")
+    return values
+
+
+def name_list(text: str) -> list[str]:
+    """Names separated by commas (a value type)."""
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 @dataclass(frozen=True)
@@ -22,41 +41,49 @@ class StyleConfig:
 
     content: str = "sample:chelsea"
     styles: list[str] = field(default_factory=lambda: ["sample:ihc"])
-    #: how much each style counts when several are mixed (normalised to sum to 1)
-    style_mix: list[float] | None = None
-    #: longer side of the output, px
-    size: int = 256
-    #: optimisation steps at each scale (one forward and backward pass each)
-    steps: int = 100
-    optimizer: str = "lbfgs"
-    #: step size; None: 1.0 for L-BFGS, 0.02 for Adam
-    lr: float | None = None
-    content_weight: float = 1.0
-    style_weight: float = 100.0
-    tv_weight: float = 1.0
-    #: None: the backbone's default (relu4_2 on VGG-19)
-    content_layer: str | None = None
-    #: None: the backbone's default (relu1_1 ... relu5_1 on VGG-19)
-    style_layers: list[str] | None = None
-    init: str = "content"
-    #: None, "luminance" or "histogram"
-    preserve_color: str | None = None
-    #: mask image, one flat colour per style (darkest colour = first style)
-    mask: str | None = None
-    #: coarse-to-fine levels, each twice the size of the one before; 1 = single scale
-    scales: int = 1
-    #: take the fine scale (the first ``fine_layers`` style layers) from this image
-    fine_style: str | None = None
-    #: None: the first half of the style layers, rounded down (relu1_1, relu2_1 on VGG-19)
-    fine_layers: int | None = None
-    #: style images are resized to this fraction of the output's size
-    style_scale: float = 1.0
+    style_mix: list[float] | None = option(None, "weight of each STYLE when several are "
+                                                 "mixed, normalised to sum to 1 (default "
+                                                 "equal)", type=float_list, metavar="W1,W2,...")
+    size: int = option(256, "longer side of the output in px", type=positive_int)
+    steps: int = option(100, "optimisation steps at each scale (one forward and backward "
+                             "pass each)", type=positive_int)
+    optimizer: str = option("lbfgs", "the optimiser", choices=OPTIMIZERS)
+    lr: float | None = option(None, "step size (default 1 for lbfgs, 0.02 for adam)",
+                              type=nonneg_float)
+    content_weight: float = option(1.0, "weight of the content loss", type=nonneg_float)
+    style_weight: float = option(100.0, "weight of the style loss", type=nonneg_float)
+    tv_weight: float = option(1.0, "weight of the total-variation loss (smoothness)",
+                              type=nonneg_float)
+    content_layer: str | None = option(None, "layer name as `named_modules()` gives it, or "
+                                             "conv4_2-style aliases on VGG (default: relu4_2 = "
+                                             "features.22 on VGG-19)", metavar="LAYER")
+    style_layers: list[str] | None = option(None, "the style layers (default: relu1_1,"
+                                                  "relu2_1,relu3_1,relu4_1,relu5_1 on VGG-19)",
+                                            type=name_list, metavar="L1,L2,...")
+    init: str = option("content", "starting image", choices=INITS)
+    preserve_color: str | None = option(None, "luminance: transfer on luminance, keep the "
+                                              "content's colours; histogram: match the "
+                                              "style's colours to the content's first",
+                                        choices=PRESERVE)
+    mask: str | None = option(None, "one flat colour per STYLE; the darkest colour takes the "
+                                    "first style", metavar="PNG")
+    scales: int = option(1, "coarse-to-fine levels, each twice as large as the one before",
+                         type=positive_int)
+    fine_style: str | None = option(None, "take the fine scale (the first --fine-layers style "
+                                          "layers) from IMAGE, the coarse scale from STYLE",
+                                    metavar="IMAGE")
+    fine_layers: int | None = option(None, "how many style layers count as fine (default: "
+                                           "half of them, rounded down)", type=positive_int)
+    style_scale: float = option(1.0, "style images' size relative to the output",
+                                type=nonneg_float)
     backbone: str = "vgg19"
     weights: str | None = None
     #: divide each layer's loss by its value for an all-zero response, so that layers and
     #: backbones of any activation scale count alike; False: Gatys' raw weights
-    layer_norm: bool = True
-    seed: int = 0
+    layer_norm: bool = option(True, "Gatys' raw layer weights instead of dividing each layer's "
+                                    "loss by its size for an all-zero response",
+                              flag="--no-layer-norm", switch=True)
+    seed: int = seed_option("the noise start and the random backbone")
     device: str = "auto"
     # ------------------------------------------------------------ filled in by the run
     backbone_used: str = ""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from convscope.errors import ConvscopeError, UsageError, unknown_name
+from convscope.models import list_models
+from convscope.options import fraction, nonneg_float, option, positive_int, seed_option
 from convscope.train.recipes import RECIPES
 
 OPTIMIZERS = ("sgd", "adamw", "muon")
@@ -13,6 +16,23 @@ AUGMENTS = ("auto", "none", "flip", "crop", "flip-crop", "altflip-translate")
 AMP = ("auto", "off", "bf16", "fp16")
 DEFAULT_LR = {"sgd": 0.05, "adamw": 2e-3, "muon": 0.053}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05, "muon": 0.0}
+
+
+def _recipe_default(key: str) -> str:
+    return "by recipe: " + ", ".join(f"{name} {r.defaults[key]}" for name, r in RECIPES.items()
+                     if key in r.defaults)
+
+
+def holdout(text: str) -> float:
+    """``--holdout`` (a value type): a fraction in [0, 1) or a whole number of images."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction or a count, got {text!r}") from None
+    if not 0 <= value < float("inf") or (value > 1 and value != int(value)):
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1) or a whole number, "
+                                         f"got {text}")
+    return int(value) if value >= 1 else value
 
 
 @dataclass(frozen=True)
@@ -25,32 +45,64 @@ class TrainConfig:
     """
 
     data: str = "mnist5k"
-    recipe: str = "default"
-    model: str | None = None  # default recipe: convnet; fast: fastnet
-    epochs: int | None = None  # default 8; fast 10
-    batch_size: int | None = None  # default 128; fast 2000 (at most a tenth of the data)
-    lr: float | None = None  # sgd 0.05, adamw 0.002, muon 0.053 (per example, SGD groups)
-    optimizer: str | None = None  # sgd (Nesterov momentum), adamw, or muon
-    momentum: float = 0.9
-    weight_decay: float | None = None  # sgd 5e-4, adamw 0.05
-    schedule: str | None = None  # after the warm-up: cosine or linear decay to 0, or constant
-    warmup_epochs: float | None = None
-    label_smoothing: float | None = None
-    augment: str | None = None  # auto: flip+crop for natural images, none for digits
-    tta: int | None = None  # test-time augmentation: 0 none, 1 mirror, 2 mirror + 1-px shifts
-    channels_last: bool | None = None
-    amp: str = "auto"  # mixed precision: auto = bf16 on CUDA, off on the CPU
-    compile: bool = False  # torch.compile the model, falling back to eager if it fails
-    sync_bn: bool = False  # torchrun on GPUs: batch-norm statistics over all processes
-    seed: int = 0
+    recipe: str = option("default", "; ".join(f"{n}: {r.summary}" for n, r in RECIPES.items()),
+                         choices=tuple(RECIPES))
+    model: str | None = option(None, "model: " + ", ".join(list_models()) + "; options as "
+                                     "NAME:key=value,... (`convscope models` lists them)",
+                               shown=_recipe_default("model"), metavar="NAME[:OPTS]")
+    weights: str | None = option(None, "ILSVRC models: DEFAULT downloads torchvision's "
+                                       "ImageNet weights; FILE reads a local state dict",
+                                 metavar="DEFAULT|FILE")
+    epochs: int | None = option(None, "passes over the training set", type=positive_int,
+                                shown=_recipe_default("epochs"))
+    #: at most a tenth of the data for the fast recipe
+    batch_size: int | None = option(None, "images per step", type=positive_int,
+                                    shown=_recipe_default("batch_size"))
+    lr: float | None = option(None, "peak learning rate", type=nonneg_float,
+                              shown="sgd 0.05, adamw 0.002, muon 0.053 per example for its "
+                                    "SGD groups")
+    optimizer: str | None = option(None, "sgd (Nesterov momentum), adamw or muon",
+                                   choices=OPTIMIZERS, shown=_recipe_default("optimizer"))
+    momentum: float = option(0.9, "SGD momentum", type=nonneg_float)
+    weight_decay: float | None = option(None, "L2 weight decay", type=nonneg_float,
+                                        shown="sgd 5e-4, adamw 0.05")
+    schedule: str | None = option(None, "after the warm-up: cosine or linear decay to 0, or "
+                                        "constant", choices=SCHEDULES,
+                                  shown=_recipe_default("schedule"))
+    warmup_epochs: float | None = option(None, "linear warm-up length in epochs",
+                                         type=nonneg_float,
+                                         shown=_recipe_default("warmup_epochs"))
+    label_smoothing: float | None = option(None, "label smoothing of the loss", type=fraction,
+                                           shown=_recipe_default("label_smoothing"))
+    augment: str | None = option(None, "auto: flip+crop for natural images, none for digits",
+                                 choices=AUGMENTS, shown=_recipe_default("augment"))
+    tta: int | None = option(None, "test-time augmentation of the saved model: 0 none, 1 "
+                                   "mirror, 2 mirror + 1-px shifts", type=int, choices=(0, 1, 2),
+                             shown=_recipe_default("tta"))
+    channels_last: bool | None = option(None, "channels-last memory layout", switch="both",
+                                        shown="the recipe's")
+    amp: str = option("auto", "mixed precision: auto = bf16 on CUDA, off on the CPU",
+                      choices=AMP)
+    compile: bool = option(False, "torch.compile the model (falls back to eager if compiling "
+                                  "fails)", switch=True)
+    sync_bn: bool = option(False, "torchrun on GPUs: batch-norm statistics over all processes",
+                           switch=True)
+    seed: int = seed_option("random seed")
     device: str = "auto"
     data_root: str | None = None
     image_size: int | None = None
-    holdout: float | None = None  # folder datasets: test fraction or count (default 0.2), 0: none
-    weights: str | None = None  # ILSVRC models: DEFAULT or a local state dict
+    holdout: float | None = option(None, "folder datasets without a test/ subfolder: the test "
+                                         "split as a fraction or a number of images (default "
+                                         "0.2); 0 trains on all", type=holdout,
+                                   metavar="FRACTION|N")
     eval_batch_size: int = 500
-    max_grad_norm: float | None = None  # clip the gradient norm to this before each step
-    checkpoint_every: int | None = None  # also checkpoint every N steps (always every epoch)
+    max_grad_norm: float | None = option(None, "clip the gradient norm to this before each "
+                                               "step (default: 2 for nets of 20 or more "
+                                               "layers, else none)", type=nonneg_float)
+    checkpoint_every: int | None = option(None, "also checkpoint every STEPS steps (a "
+                                                "checkpoint is always written at the end of "
+                                                "each epoch and on Ctrl-C)", type=positive_int,
+                                          metavar="STEPS")
     out: str | None = None
     #: in the configs resolve() and the trainer return: what the run actually used
     resolved: dict = field(default_factory=dict)

@@ -26,36 +26,50 @@ from dataclasses import dataclass
 
 import torch
 
-from convscope.classifier import class_index, open_model
+from convscope.classifier import class_index
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.synthesis import objectives as obj
 from convscope.inspect.synthesis import regularizers as regs
 from convscope.inspect.synthesis import transforms as tf
 from convscope.inspect.synthesis.core import SynthesisResult, ascend, model_center
 from convscope.inspect.synthesis.param import PARAMS, fourier_image, pixel_image
+from convscope.loading import open_model
+from convscope.options import nonneg_float, option, positive_int, seed_option
 
 
 @dataclass(frozen=True)
 class VisualizeConfig:
     """Every setting of a visualisation job; None takes the preset's value."""
 
-    preset: str | None = None  # None: default_preset(the model)
-    steps: int | None = None
-    lr: float | None = None  # Adam's step, in [0, 1] pixel units for the pixel parameterisation
-    param: str | None = None  # "pixel" or "fourier"
+    preset: str | None = option(None, "the preset of settings, listed below", flag="--recipe", old=("--reg",),
+                                choices=lambda: list(PRESETS),
+                                shown="mahendran for grayscale models, fourier otherwise")
+    steps: int | None = option(None, "gradient-ascent steps", type=positive_int, shown="preset")
+    #: Adam's step, in [0, 1] pixel units for the pixel parameterisation
+    lr: float | None = option(None, "step size (Adam)", type=nonneg_float, shown="preset", metavar="X")
+    param: str | None = option(None, "image parameterisation", choices=tuple(PARAMS),
+                               shown="preset")
     init_sd: float | None = None  # noise added to the starting image
-    jitter: float | None = None  # largest shift, as a fraction of the image's shorter side
-    scale: float | None = None  # random zoom in [1 - scale, 1 + scale]
-    rotate: float | None = None  # random rotation in [-rotate, rotate] degrees
-    l2: float | None = None  # L2 decay weight
-    tv: float | None = None  # total-variation weight
-    blur_sigma: float | None = None  # Gaussian blur width in pixels (0: none)
-    blur_every: int | None = None  # blur every k steps
-    clip_norm: float | None = None  # percentile of small-norm pixels zeroed each step
-    clip_contrib: float | None = None  # percentile of small-contribution pixels zeroed
-    logprob: float | None = None  # class images maximise S_c + logprob * log p_c
-    seed: int = 0
-    batch_size: int = 16  # images optimised together
+    jitter: float | None = option(None, "largest shift, as a fraction of the image's shorter "
+                                        "side", type=nonneg_float, shown="preset", metavar="X")
+    scale: float | None = option(None, "random zoom in [1-S, 1+S]", type=nonneg_float, shown="preset", metavar="X")
+    rotate: float | None = option(None, "random rotation in [-D, D] degrees",
+                                  type=nonneg_float, shown="preset", metavar="X")
+    l2: float | None = option(None, "L2 decay weight (lambda)", type=nonneg_float, shown="preset", metavar="X")
+    tv: float | None = option(None, "total-variation weight", flag="--tv-weight",
+                              old=("--tv",), type=nonneg_float, shown="preset", metavar="X")
+    blur_sigma: float | None = option(None, "Gaussian blur width in pixels (0: none)",
+                                      flag="--blur", type=nonneg_float, shown="preset", metavar="X")
+    blur_every: int | None = option(None, "blur every K steps", type=positive_int,
+                                    shown="preset", metavar="K")
+    clip_norm: float | None = option(None, "zero this percentile of small-norm pixels each "
+                                           "step", type=nonneg_float, shown="preset", metavar="X")
+    clip_contrib: float | None = option(None, "zero this percentile of small-contribution "
+                                              "pixels each step", type=nonneg_float, shown="preset", metavar="X")
+    logprob: float | None = option(None, "classes: maximise the score plus this times the "
+                                         "log-probability", type=nonneg_float, shown="preset", metavar="X")
+    seed: int = seed_option("random seed")
+    batch_size: int = option(16, "images optimised together", type=positive_int)
 
     def resolved(self, clf=None) -> VisualizeConfig:
         """A copy with every None filled from the preset (by default the one
