@@ -4,8 +4,10 @@ library's own answers."""
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -16,10 +18,21 @@ import convscope
 from convscope.errors import UsageError
 from convscope.render.report import (
     SECTIONS,
+    Bar,
+    Card,
+    Figure,
     ReportConfig,
+    Strong,
+    Table,
+    Tile,
+    Tiles,
     build_report,
+    card_html,
     list_sections,
+    note,
+    para,
     read_report_config,
+    sections,
 )
 from tests.conftest import call_cli
 
@@ -211,3 +224,62 @@ def test_class_images_card_shows_a_judge_or_says_there_is_none(digits_model, tmp
     assert len(re.findall(r"<figcaption>\d p=\d\.\d\d judge \d\.\d\d</figcaption>", body)) == 3
     assert body.count('class="tile wrong"') == 3 - round(3 * rate)
     assert read_report_config(r.html)["judge"] == judge
+
+
+def test_the_page_renders_a_card_from_the_data_a_section_returns():
+    """A section returns data; the one template (page.py) writes the card's HTML, every
+    piece of text escaped."""
+    square = torch.from_numpy(np.kron(np.eye(2, dtype=np.uint8) * 250,
+                                      np.ones((4, 4), np.uint8))[None])  # (1, 8, 8)
+    card = Card([para("Seen on ", Strong("3 <images>"), "."),
+                 Table(("class", "top-1", ""), [("cat", "90.0%", Bar(0.9)),
+                                                ("dog & co", "12.5%", Bar(0.125))], (1,)),
+                 note("A remark."),
+                 Figure(square, "a checked square"),
+                 Tiles([Tile(square, "tile one", "wrong")], 64)])
+    html = card_html("made", "A hand-made card", "How to read it.", card)
+    assert html.startswith('<section class="card" id="sec-made" data-section="made">')
+    assert "<h2>A hand-made card</h2>" in html and '<p class="how">How to read it.</p>' in html
+    assert "<p>Seen on <b>3 &lt;images&gt;</b>.</p>" in html
+    assert "<th>class</th><th class=num>top-1</th>" in html
+    assert "<td>cat</td><td class=num>90.0%</td>" in html and "<td>dog &amp; co</td>" in html
+    assert 'style="width:180px"' in html and 'style="width:25px"' in html
+    assert '<p class="note">A remark.</p>' in html
+    assert [alt for alt, _ in images_of(html)] == ["a checked square", "tile one"]
+    assert 'class="tile wrong"' in html and "<figcaption>tile one</figcaption>" in html
+    with pytest.raises(TypeError, match="card part"):
+        card_html("bad", "Bad", "A part that is not one.", Card(["<p>raw HTML</p>"]))
+
+
+def test_every_section_module_registers_its_section():
+    """sections/ is found, not listed: each module in it registers one section."""
+    modules = sections.section_modules()
+    assert modules[:3] == ["model", "training", "accuracy"]
+    assert [s.fn.__module__ for s in SECTIONS.values()] == \
+        [f"{sections.__name__}.{m}" for m in modules]
+
+
+def test_a_section_added_in_one_new_module_is_listed_and_on_the_page(digits_model, tmp_path,
+                                                                     monkeypatch):
+    """Adding a section is one module with the decorator: it is in list_sections() (and so
+    in the CLI's --sections choices) and its card is on the page."""
+    (tmp_path / "extra_section.py").write_text(
+        "from convscope.render.report import Card, Strong, para, register_section\n\n\n"
+        "@register_section('extra', 'An extra card', 'Added by one module: nothing else "
+        "was edited.')\n"
+        "def extra_section(ctx):\n"
+        "    return Card([para(f'{len(ctx.images)} test images, ', Strong('counted'))])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("extra_section")
+        assert list_sections()[-1] == "extra" and "extra" in list_sections(costly=False)
+        r = build_report(digits_model, sections=("model", "extra"), progress=False)
+        body = section_html(r.html, "extra")
+        n = len(convscope.load_dataset("digits").test_images)
+        assert "<h2>An extra card</h2>" in body
+        assert f"<p>{n} test images, <b>counted</b></p>" in body
+        assert '<a href="#sec-extra">An extra card</a>' in r.html
+        assert read_report_config(r.html)["sections"] == ["model", "extra"]
+    finally:
+        SECTIONS.pop("extra", None)
+        sys.modules.pop("extra_section", None)

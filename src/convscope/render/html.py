@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -63,17 +63,18 @@ def tile(image: torch.Tensor, caption: str, side: int = 96, cls: str = "") -> st
 
 
 def table(head: Sequence[str] | None, rows: Iterable[Sequence], numeric: Iterable[int] = (),
-          cls: str = "", foot: Sequence | None = None) -> str:
+          cls: str = "", foot: Sequence | None = None,
+          cell: Callable[[object], str] = esc) -> str:
     """A table of text cells (``head`` None: no header row); columns in ``numeric`` are
-    right-aligned."""
+    right-aligned; ``cell`` turns a cell into HTML (default: its text, escaped)."""
     right = set(numeric)
 
     def row(cells, tag="td"):
         return "<tr>" + "".join(
-            f'<{tag}{" class=num" if i in right else ""}>{esc(c)}</{tag}>'
+            f'<{tag}{" class=num" if i in right else ""}>{cell(c)}</{tag}>'
             for i, c in enumerate(cells)) + "</tr>"
 
-    parts = [f'<table class="{esc(cls)}">']
+    parts = [f'<table class="{esc(cls)}">' if cls else "<table>"]
     if head is not None:
         parts += ["<thead>", row(head, "th"), "</thead>"]
     parts.append("<tbody>")

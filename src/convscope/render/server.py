@@ -1,7 +1,9 @@
 """The local web workbench: ``convscope serve MODEL``.
 
-:func:`create_app` builds a FastAPI app around a :class:`Workbench` (the model, its test
-images and the views).  The page is one inline HTML document (no CDN, works offline); the
+:func:`create_app` builds a FastAPI app around a
+:class:`~convscope.render.workbench.Workbench` (the model, its test images and the views,
+without HTTP; the report shares it): this module is the HTTP layer only, mapping the
+workbench's errors to status codes.  The page is one inline HTML document (no CDN, works offline); the
 JSON API behind it:
 
 ====================================  =====================================================
@@ -44,30 +46,15 @@ multipart denial of service:
 import asyncio
 import math
 import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from functools import cached_property
-
-import torch
+from dataclasses import dataclass, replace
 
 from convscope.classifier import Classifier
 from convscope.data import ImageDataset
 from convscope.errors import ConvscopeError, ImageError, UsageError, unknown_name
-from convscope.images import load_image
-from convscope.inspect.attribution import METHODS, explain_many
-from convscope.inspect.challenges import challenges
-from convscope.inspect.embedding import embed
-from convscope.inspect.features import extract, model_images
-from convscope.inspect.filters import activations, filters
-from convscope.inspect.layers import choose_layer, list_layers
-from convscope.inspect.neighbors import knn
-from convscope.inspect.sources import sample
-from convscope.render import html as H
-from convscope.render.attribution import overlay
-from convscope.render.figures import figure_png, image_png
-from convscope.render.views import class_colours
+from convscope.inspect.attribution import METHODS
 from convscope.render.webpage import index_html
+from convscope.render.workbench import NotFound, OutOfRange, Workbench
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: addresses that mean "every interface": not a name a request can be addressed to
@@ -76,6 +63,8 @@ WILDCARD = ("0.0.0.0", "::", "")
 DECODE_WORKERS = 2
 #: HTTP status of each kind of bad image
 IMAGE_STATUS = {"empty": 422, "format": 415, "too_large": 422, "corrupt": 422, "missing": 422}
+#: HTTP status of the workbench's other errors (any other ConvscopeError: 400)
+ERROR_STATUS = {NotFound: 404, OutOfRange: 422}
 
 
 @dataclass(frozen=True)
@@ -135,200 +124,13 @@ class ServeConfig:
 
 
 class HTTPProblem(Exception):
-    """A request the app refuses: an HTTP status and one readable sentence."""
+    """A request the app refuses for HTTP's own reasons (the body: its size, its arrival):
+    an HTTP status and one readable sentence."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-# --------------------------------------------------------------------------- the views
-@dataclass
-class Workbench:
-    """The model, its test images and every view the app serves (plain Python: the tests
-    call it directly too).  Model work runs under ``lock``."""
-
-    clf: Classifier
-    source: ImageDataset | None   # the dataset as loaded (its training split: neighbours)
-    config: ServeConfig
-    #: the split browsed: "test" (the model's own data) or "all" (any other)
-    split: str = "test"
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    cache: dict = field(default_factory=dict)  # computed once, under the lock
-
-    @cached_property
-    def dataset(self) -> ImageDataset | None:
-        """The dataset with the browsed split as its test images."""
-        return None if self.source is None else self.source.as_evaluation_split(self.split)
-
-    def once(self, key, compute):
-        """``compute()`` the first time ``key`` is asked for; call with the lock held."""
-        if key not in self.cache:
-            self.cache[key] = compute()
-        return self.cache[key]
-
-    def view_of_test_images(self, key, compute, least: int, what: str) -> dict:
-        """A view over the test images, computed once: 404 with one sentence when the server
-        has fewer than ``least`` of them."""
-        if self.test_count < least:
-            raise HTTPProblem(404, f"{what} needs test images; start the server with "
-                                   "--data NAME.")
-        with self.lock:
-            return self.once(key, compute)
-
-    # ---- inputs
-    def decode(self, data: bytes) -> torch.Tensor:
-        """Uploaded bytes -> a uint8 (1, C, H, W) batch at the model's size; a bad image is
-        an HTTPProblem with the reader's own sentence."""
-        try:
-            return torch.from_numpy(load_image(data, self.clf.image_size, self.clf.channels,
-                                               limit=self.config.max_upload_pixels))[None]
-        except ImageError as exc:
-            raise HTTPProblem(IMAGE_STATUS.get(exc.kind, 422), str(exc)) from None
-
-    def test_image(self, index: int) -> torch.Tensor:
-        """Test image ``index`` as uint8 (C, H, W) (its dataset's own size)."""
-        n = self.test_count
-        if not 0 <= index < n:
-            raise HTTPProblem(404, f"there is no test image {index}; indices are 0-{n - 1}."
-                              if n else "this server has no test images; start it with "
-                              "--data NAME.")
-        return self.dataset.test_images[index]
-
-    @property
-    def test_count(self) -> int:
-        return 0 if self.dataset is None else len(self.dataset.test_images)
-
-    # ---- answers
-    def info(self) -> dict:
-        meta = self.clf.meta
-        return {"model": H.model_label(self.config.model or meta.model),
-                "architecture": meta.model,
-                "classes": self.clf.classes, "image_size": list(meta.image_size),
-                "channels": meta.channels, "methods": list(self.config.methods),
-                "data": None if self.dataset is None else self.dataset.name,
-                "test_images": self.test_count,
-                "max_upload_bytes": self.config.max_upload_bytes}
-
-    def test_page(self, start: int, count: int) -> dict:
-        n = self.test_count
-        if start < 0 or count < 1 or count > 500:
-            raise HTTPProblem(422, "start must be at least 0 and count 1-500.")
-        stop = min(n, start + count)
-        labels = self.dataset.test_labels if n else torch.empty(0)
-        return {"total": n, "start": start,
-                "items": [{"index": i, "label": self.dataset.classes[int(labels[i])]}
-                          for i in range(start, stop)]}
-
-    def analyze(self, batch: torch.Tensor) -> dict:
-        """Top-5 and one overlay per method for a uint8 (1, C, H, W) image."""
-        with self.lock:
-            results = explain_many(self.clf, batch, list(self.config.methods))
-        first = next(iter(results.values()))
-        probs = first.probs[0]
-        p, idx = probs.topk(min(5, len(probs)))
-        return {
-            "image": H.data_uri(image_png(first.images[0])),
-            "top5": [{"label": self.clf.classes[int(i)], "p": round(float(v), 5)}
-                     for v, i in zip(p, idx)],
-            "target": self.clf.classes[int(first.targets[0])],
-            "overlays": [{"method": m, "src": H.data_uri(image_png(overlay(a, 0)))}
-                         for m, a in results.items()],
-        }
-
-    def test_item(self, index: int) -> dict:
-        image = self.test_image(index)
-        out = self.analyze(self.clf.as_batch(image[None]))
-        out.update(index=index, label=self.dataset.classes[int(self.dataset.test_labels[index])],
-                   neighbours=self.neighbours(image))
-        return out
-
-    # ---- neighbours
-    def _database(self) -> dict:
-        """The training images searched (a seeded sample) and their features, once."""
-        ds = self.source
-        idx = sample(len(ds.train_images), self.config.neighbour_database, self.config.seed)
-        images = ds.train_images[idx]
-        layer = choose_layer(self.clf, None, "neighbors")
-        feats = extract(self.clf, model_images(self.clf, images), [layer], reduction="flatten",
-                        progress=False)[layer].flatten(1)
-        return {"indices": idx, "images": images, "labels": ds.train_labels[idx],
-                "features": feats, "layer": layer}
-
-    def neighbours(self, image: torch.Tensor) -> dict | None:
-        """The k nearest training images of a test image (C, H, W): by the network's
-        features and by raw pixels, nearest first."""
-        if self.source is None or len(self.source.train_images) == 0:
-            return None
-        with self.lock:
-            db = self.once("database", self._database)
-            q = extract(self.clf, model_images(self.clf, image[None]), [db["layer"]],
-                        reduction="flatten", progress=False)[db["layer"]].flatten(1)
-        k = min(self.config.k, len(db["images"]))
-
-        def found(indices, distances):
-            return [{"index": int(db["indices"][i]), "distance": round(float(d), 4),
-                     "label": self.source.classes[int(db["labels"][i])],
-                     "src": H.data_uri(image_png(db["images"][i]))}
-                    for i, d in zip(indices[0], distances[0])]
-
-        fd, fi = knn(q, db["features"], k)
-        pd, pi = knn(image[None], db["images"], k)
-        return {"layer": db["layer"], "database": len(db["images"]),
-                "feature": found(fi, fd), "pixel": found(pi, pd)}
-
-    # ---- layers: filters and activations
-    def layers(self) -> dict:
-        with self.lock:
-            return self.once("layers", lambda: list_layers(self.clf).to_dict())
-
-    def filters(self, layer: str | None) -> dict:
-        with self.lock:
-            f = filters(self.clf, layer=layer or None)
-            png = image_png(f.render())
-        return {"layer": f.layer, "describe": f.describe(), "src": H.data_uri(png)}
-
-    def activations(self, layer: str | None, batch: torch.Tensor) -> dict:
-        with self.lock:
-            a = activations(self.clf, batch, layer=layer or None)
-            png = image_png(a.render())
-        return {"layer": a.layer, "describe": a.describe(), "src": H.data_uri(png)}
-
-    # ---- the t-SNE map
-    def _embedding(self) -> dict:
-        from matplotlib.colors import to_hex  # heavy optional dependency
-
-
-        e = embed(self.clf, self.source, split=self.split, seed=self.config.seed,
-                  n=min(self.config.tsne_n, self.test_count))
-        xy = e.coords - e.coords.min(axis=0)
-        xy = xy / max(float(xy.max()), 1e-12)                     # in [0, 1]
-        colours = [to_hex(c) for c in class_colours(len(self.dataset.classes))]
-        return {"layer": e.config.layer, "n": e.config.n, "classes": self.dataset.classes,
-                "colours": colours,
-                "points": [[round(float(x), 4), round(float(y), 4), int(i), int(label)]
-                           for (x, y), i, label in zip(xy, e.indices, e.labels)]}
-
-    def tsne(self) -> dict:
-        return self.view_of_test_images("tsne", self._embedding, 4, "the t-SNE map")
-
-    # ---- the six challenges
-    def _challenges(self) -> dict:
-        r = challenges(self.clf, self.source, split=self.split, seed=self.config.seed,
-                       n=min(self.config.challenge_n, self.test_count))
-        m = r.main
-        return {"n": r.n, "measure": r.measure, "clean": m.clean, "hardest": m.hardest(),
-                "scores": m.group_scores(), "skipped": r.skipped,
-                "curves": H.data_uri(figure_png(r.figure())),
-                "strips": H.data_uri(figure_png(r.strips_figure()))}
-
-    def challenges(self) -> dict:
-        return self.view_of_test_images("challenges", self._challenges, 2,
-                                        "the six challenges' view")
-
-    def test_png(self, index: int) -> bytes:
-        return image_png(self.test_image(index))
 
 
 # --------------------------------------------------------------------------- the app
@@ -352,7 +154,10 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
     config = (config or ServeConfig()).resolved()
     if split is None:
         split = "test" if dataset is None or dataset.name == clf.meta.dataset else "all"
-    bench = Workbench(clf, dataset, config, split)
+    bench = Workbench(clf, dataset, split, methods=config.methods, seed=config.seed,
+                      tsne_n=config.tsne_n, challenge_n=config.challenge_n,
+                      neighbour_database=config.neighbour_database, k=config.k,
+                      max_upload_pixels=config.max_upload_pixels, model=config.model)
     # no /docs, /redoc or /openapi.json: they load their scripts from a CDN
     app = FastAPI(title="convscope", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.workbench = bench
@@ -364,7 +169,10 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
     async def on(pool, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
-    page = index_html(bench.info())
+    def info() -> dict:
+        return {**bench.info(), "max_upload_bytes": config.max_upload_bytes}
+
+    page = index_html(info())
 
     @app.middleware("http")
     async def same_origin(request: Request, call_next):
@@ -401,7 +209,11 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
 
     @app.exception_handler(ConvscopeError)
     async def on_convscope(_request, exc: ConvscopeError):
-        return problem(400, str(exc))
+        # the workbench's errors as HTTP: most specific class first (a bad image by its kind)
+        if isinstance(exc, ImageError):
+            return problem(IMAGE_STATUS.get(exc.kind, 422), str(exc))
+        status = next((s for kind, s in ERROR_STATUS.items() if isinstance(exc, kind)), 400)
+        return problem(status, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_request, exc: RequestValidationError):
@@ -420,8 +232,8 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
         return HTMLResponse(page)
 
     @app.get("/api/info")
-    def info():
-        return bench.info()
+    def info_route():
+        return info()
 
     @app.post("/api/upload")
     async def upload(request: Request):

@@ -1,0 +1,38 @@
+"""The report's sections by name: :data:`SECTIONS`, in page order (the CLI's
+``--sections`` choices read it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from convscope.registries import adds_to
+from convscope.render.report.card import Card
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    title: str
+    #: one line: what the section shows and how to read it
+    how: str
+    #: ``fn(ctx: ReportContext) -> Card``: computes the section and returns its card as data
+    fn: Callable[..., Card]
+    #: takes more than a few seconds on a CIFAR-10-sized model (skip with --sections)
+    costly: bool = False
+    #: share of the progress bar
+    weight: int = 1
+
+
+SECTIONS: dict[str, Section] = {}
+
+
+def register_section(name: str, title: str, how: str, costly: bool = False, weight: int = 1):
+    """Add a section: ``fn(ctx) -> Card``, placed after the ones registered before it."""
+
+    return adds_to(SECTIONS, lambda fn: Section(name, title, how, fn, costly, weight))
+
+
+def list_sections(costly: bool | None = None) -> list[str]:
+    """Section names in page order; ``costly`` True/False keeps only those (not) costly."""
+    return [s.name for s in SECTIONS.values() if costly is None or s.costly == costly]
