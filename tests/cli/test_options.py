@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from convscope.cli import build_parser
-from convscope.cli.options import RENAMED, ListAction, renamed
+from convscope.cli.options import RENAMED, ListAction, name_flags, renamed
 from tests.conftest import ROOT, call_cli
 
 DOC = ROOT / "docs" / "cli.md"
@@ -174,3 +174,27 @@ def test_doc_exists_and_is_linked_from_the_readme():
     assert DOC.exists()
     assert "docs/cli.md" in (ROOT / "README.md").read_text()
     assert Path(DOC).read_text().count("| `--") >= 90
+
+
+def test_library_parameters_read_as_the_commands_flags():
+    parser = argparse.ArgumentParser(prog="convscope demo")
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("--max-maps", type=int)
+    parser.add_argument("--top-k", dest="k", type=int)
+    parser.add_argument("--trust-code", action="store_true")
+    parser.add_argument("--weights")
+    renamed(parser, "--top-k", "--k")
+    for library, cli in [
+        ("`max_maps` must be at least 1, got 0.", "--max-maps must be at least 1, got 0."),
+        ("`k=50` is more than 10; pass `k=10` or less.", "--top-k 50 is more than 10; pass "
+                                                         "--top-k 10 or less."),
+        ("pass `trust_code=True` to run it.", "pass --trust-code to run it."),
+        ('pass `weights="DEFAULT"` or a file as `weights`.',
+         "pass --weights DEFAULT or a file as --weights."),
+        ("`model` is not a model file.", "MODEL is not a model file."),
+        # a parameter this command has no flag for stays a parameter, and a command stays code
+        ("`image_size` must be 8; run `convscope train --out DIR`.",
+         "`image_size` must be 8; run `convscope train --out DIR`."),
+    ]:
+        assert name_flags(library, parser) == cli
+

@@ -3,12 +3,15 @@
 * :class:`ListAction`: a flag that takes several values accepts them separated by spaces,
   by commas, or both (``--methods occlusion gradcam`` = ``--methods occlusion,gradcam``);
 * :func:`renamed`: an old flag name keeps working after a rename, as a hidden alias that
-  prints one line saying the new name.
+  prints one line saying the new name;
+* :func:`name_flags`: the library's errors name parameters in backticks, as a Python caller
+  knows them (`max_maps`); the CLI shows a user the flag that sets each one (``--max-maps``).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 #: every renamed flag: command -> {old name: new name}; docs/cli.md lists the same
@@ -70,3 +73,44 @@ def renamed(parser: argparse.ArgumentParser, new: str, *old: str) -> None:
                             metavar=target.metavar, default=argparse.SUPPRESS,
                             help=argparse.SUPPRESS)
         RENAMED.setdefault(command, {})[name] = new
+
+
+#: a parameter named in a library message: `name`, or `name=value` (a value to pass)
+PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`")
+QUOTES = "\"'"
+
+
+def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """dest -> the action that stores into it (the first one: a renamed flag's hidden old
+    name comes later)."""
+    found: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        if isinstance(action, (_Renamed, argparse._HelpAction, argparse._VersionAction)):
+            continue
+        found.setdefault(action.dest, action)
+    return found
+
+
+def _as_flag(action: argparse.Action, value: str | None) -> str:
+    if not action.option_strings:  # a positional: its metavar (MODEL)
+        return str(action.metavar or action.dest.upper())
+    flag = next((s for s in action.option_strings if s.startswith("--")),
+                action.option_strings[0])
+    if value is None or action.nargs == 0:  # `trust_code=True` reads --trust-code
+        return flag
+    return f"{flag} {value.strip(QUOTES)}"  # `weights="DEFAULT"`: --weights DEFAULT
+
+
+def name_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with each backticked parameter that ``parser`` has a flag for written as
+    that flag: `max_maps` as ``--max-maps``, `trust_code=True` as ``--trust-code``,
+    `weights="DEFAULT"` as ``--weights DEFAULT``, a positional's `model` as ``MODEL``.
+    Names the command has no flag for keep their backticks (a parameter of the Python API),
+    as does anything else in backticks (a command to run)."""
+    actions = _actions_by_dest(parser)
+
+    def flag(match: re.Match) -> str:
+        action = actions.get(match.group(1))
+        return match.group(0) if action is None else _as_flag(action, match.group(2))
+
+    return PARAMETER.sub(flag, message)

@@ -56,8 +56,8 @@ def jobs(text: str) -> int:
 def channel_list(text: str) -> tuple[int, ...]:
     try:
         channels = parse_channels(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except UsageError as exc:  # the library names its parameter: `channels` is --channels
+        raise argparse.ArgumentTypeError(str(exc).replace("`channels`", "--channels")) from None
     if max(channels, default=0) > INT_MAX:
         raise argparse.ArgumentTypeError(f"a channel is at most {INT_MAX:,}, got {text}")
     return channels
