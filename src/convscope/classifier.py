@@ -42,8 +42,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConvscopeError("--device cuda was asked for but no CUDA GPU is available; use "
-                             "--device cpu or auto.")
+        raise ConvscopeError('`device="cuda"` was asked for but no CUDA GPU is available; use '
+                             '`device="cpu"` or `device="auto"`.')
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ConvscopeError(f"unknown device {device!r}; use auto, cpu or cuda.")
     return torch.device(device)
@@ -355,7 +355,7 @@ def open_model(spec: str | os.PathLike, weights: str | None = None,
             f"train --model '{text}' --out DIR` and pass DIR/model.safetensors (`convscope "
             f"summary '{text}'` shows its layers without training).")
     if weights:
-        raise ConvscopeError("--weights applies to torchvision models (e.g. resnet18), not to "
+        raise ConvscopeError("`weights` applies to torchvision models (e.g. resnet18), not to "
                              "convscope model files, which carry their own weights.")
     return load(text, device)
 
