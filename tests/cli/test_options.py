@@ -198,3 +198,10 @@ def test_library_parameters_read_as_the_commands_flags():
     ]:
         assert name_flags(library, parser) == cli
 
+
+def test_the_style_commands_notes_name_its_flags():
+    from convscope.style.backbone import FALLBACK_NOTICE
+
+    text = name_flags(FALLBACK_NOTICE, _commands()["style"])
+    assert "pass --weights DEFAULT to download" in text and "or a file as --weights." in text
+    assert "`" not in text

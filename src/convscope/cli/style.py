@@ -6,6 +6,7 @@ import argparse
 import math
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from convscope.cli.common import (
@@ -17,6 +18,7 @@ from convscope.cli.common import (
     print_json,
     seed_int,
 )
+from convscope.cli.options import name_flags
 from convscope.errors import UsageError
 from convscope.render.figures import save_image
 from convscope.samples import list_samples
@@ -109,7 +111,7 @@ def register(sub) -> None:
                    help="save a frame every N steps (default 10)")
     g.add_argument("--json", action="store_true", help="print a JSON summary")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=partial(run, parser=p))  # the notes name this command's flags
 
 
 def _check_paths(args, images: list[str]) -> Path:
@@ -136,7 +138,7 @@ def _frame_saver(args, config):
     return save
 
 
-def run(args) -> int:
+def run(args, parser: argparse.ArgumentParser | None = None) -> int:
     images = args.images or list(DEFAULT_IMAGES)
     if len(images) < 2:
         raise UsageError("give CONTENT and at least one STYLE image (or none, for the "
@@ -160,8 +162,8 @@ def run(args) -> int:
                     "start_loss": result.start_loss, "final_loss": result.final_loss,
                     "region_losses": result.region_losses, "config": asdict(result.config)})
         return 0
-    for notice in result.config.notices:
-        print(f"note: {notice}")
+    for notice in result.config.notices:  # the library's, naming parameters: say the flags
+        print(f"note: {name_flags(notice, parser) if parser else notice}")
     h, w = result.image.shape[:2]
     print(f"backbone    {result.config.backbone_used}; content {result.config.content_layer}, "
           f"style {', '.join(result.config.style_layers)}")
