@@ -129,13 +129,14 @@ def resume(out: str | os.PathLike, *, progress: bool = True, verbose: bool = Tru
     out = Path(out)
     cfg_path = run_folder(out) / "config.json"
     if not cfg_path.is_file():
-        raise ConvscopeError(f"{out} holds no config.json; --resume takes the --out folder of an "
-                             "earlier `convscope train`.")
+        raise ConvscopeError(f"{out} holds no config.json; `resume` takes the `out` folder of an "
+                             "earlier training run.")
     try:
         saved = json.loads(cfg_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConvscopeError(f"{cfg_path} is damaged ({str(exc).splitlines()[0][:120]}); "
-                             "restore it, or start a new run with --force.") from None
+                             "restore it, or start a new run over it "
+                             "(`convscope train --force`).") from None
     config = TrainConfig.from_dict(saved, source=str(cfg_path))
     config = replace(config, out=str(out), data_root=str(data_root) if data_root
                      else config.data_root)

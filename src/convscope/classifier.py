@@ -51,8 +51,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "meta":  # shapes without weights, for a layer table
         return torch.device("meta")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConvscopeError("--device cuda was asked for but no CUDA GPU is available; use "
-                             "--device cpu or auto.")
+        raise ConvscopeError('`device="cuda"` was asked for but no CUDA GPU is available; use '
+                             '`device="cpu"` or `device="auto"`.')
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ConvscopeError(f"unknown device {device!r}; use auto, cpu or cuda.")
     return torch.device(device)

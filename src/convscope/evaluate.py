@@ -150,8 +150,8 @@ def check_compatible(clf, data) -> None:
     if tuple(data.image_size) != tuple(clf.image_size):
         raise ConvscopeError(
             f"the model expects {clf.image_size[0]}x{clf.image_size[1]} images but {data.name} "
-            f"has {data.image_size[0]}x{data.image_size[1]}; pass --image-size "
-            f"{clf.image_size[0]} to resize the data."
+            f"has {data.image_size[0]}x{data.image_size[1]}; pass `image_size={clf.image_size[0]}` "
+            "to resize the data."
         )
 
 
@@ -172,12 +172,12 @@ def dataset_for_model(clf, name: str | None = None, *, data_root=None,
         name = clf.meta.dataset
         if not name or name == "arrays":
             raise UsageError("this model was trained on arrays from the Python API; pass "
-                             "--data.")
+                             "a dataset as `data`.")
         try:
             parse_dataset_name(name)
         except UsageError:
             raise UsageError(f"this model was trained on {name}, which convscope cannot "
-                             "load; pass --data NAME.") from None
+                             "load; pass a dataset as `data`.") from None
     own = name == clf.meta.dataset or (
         name.startswith("folder:") and str(clf.meta.dataset).startswith("folder:")
         and Path(name[7:]).expanduser().resolve() == Path(clf.meta.dataset[7:]))

@@ -261,7 +261,7 @@ def open_exported(path: Path, input: Volume | None) -> OpenedNetwork:
                              f"({str(exc).splitlines()[0][:160]}).") from None
     vol = input or _export_input(ep)
     if vol is None:
-        raise UsageError(f"{path} does not say its input size; pass --input WxHxD.")
+        raise UsageError(f"{path} does not say its input size; pass it as `input` (WxHxD).")
     return OpenedNetwork(net, vol, str(path), _export_types(ep))
 
 
@@ -278,7 +278,7 @@ def open_torchscript(path: Path, input: Volume | None) -> OpenedNetwork:
             "'model.pt2').") from None
     if input is None:
         raise UsageError(f"{path} is TorchScript, which does not record its input size; pass "
-                         "--input WxHxD.")
+                         "it as `input` (WxHxD).")
     # TorchScript -> an exported program
     from torch._export.converter import TS2EPConverter  # heavy optional dependency
 
@@ -310,7 +310,7 @@ def refuse_program(path: Path) -> ConvscopeError:
         return ConvscopeError(
             f"{path} is not a convscope .safetensors model file; .pt2 (torch.export) and "
             "TorchScript programs run code inside the file when loaded, so convscope opens "
-            "them only with --trust-code (trust_code=True in Python).")
+            "them only with `trust_code=True`.")
     if kind == "pickle":
         return ConvscopeError(
             f"{path} is a Python pickle (torch.save), and convscope never unpickles files "
@@ -318,7 +318,7 @@ def refuse_program(path: Path) -> ConvscopeError:
             "convscope model file.")
     return ConvscopeError(
         f"{path} looks like a {kind} program, which runs code inside the file when loaded; "
-        "convscope opens it only with --trust-code (trust_code=True in Python), so pass that "
+        "convscope opens it only with `trust_code=True`, so pass that "
         "if you made or trust the file.")
 
 

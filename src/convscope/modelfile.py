@@ -263,7 +263,7 @@ def foreign_error(path: str | os.PathLike, kind: str) -> ModelFileError:
         return ModelFileError(
             f"{path} is a Python pickle (torch.save), and convscope never unpickles files "
             "because that can run code; save weights with safetensors, or pass a state dict "
-            "as --weights FILE for a torchvision model, which reads it with weights_only=True.")
+            "as `weights` for a torchvision model, which reads it with weights_only=True.")
     return ModelFileError(
         f"{path} is a {kind} program, which can run code when loaded, so convscope does not "
         f"open it here; `convscope summary {path} --trust-code` shows its layers if you trust "
@@ -349,7 +349,8 @@ def read_meta(path: str | os.PathLike) -> ModelMeta:
     raw = (header.get("__metadata__") or {}).get("convscope")
     if raw is None:
         raise ModelFileError(f"{path} is a safetensors file without convscope metadata; it is "
-                             "not a convscope model (for plain weights use --weights FILE).")
+                             "not a convscope model (plain weights go in `weights`, for a "
+                             "torchvision model).")
     return ModelMeta.from_json(raw, str(path))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli
+from tests.conftest import call_cli, run_cli
 
 
 def test_help_lists_commands():
@@ -244,3 +244,27 @@ def test_predict_and_evaluate_take_a_torchvision_name_with_local_weights(tmp_pat
     assert "trained on 1000 classes" in proc.stderr and "Traceback" not in proc.stderr
     proc = call_cli("predict", "resnet18", image, "--weights", tmp_path / "none.pt", check=1)
     assert "weights file" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_library_errors_name_the_flags_of_the_command(digits_model, monkeypatch, tmp_path):
+    """The library names a parameter (`max_maps`); the CLI says the flag a user types."""
+    from convscope.cli import views
+    from convscope.inspect import filters
+
+    def no_maps(*args, **options):  # the real library call, with a value argparse would refuse
+        return filters.activations(*args, **{**options, "max_maps": 0})
+
+    monkeypatch.setattr(views, "activations", no_maps)
+    Image.new("L", (8, 8)).save(tmp_path / "digit.png")
+    err = call_cli("activations", digits_model, tmp_path / "digit.png", "--out", tmp_path / "a.png",
+                   check=2).stderr
+    assert err == "convscope activations: error: --max-maps must be at least 1, got 0.\n"
+
+    # a value to pass: `mode="gray"` reads --mode gray; a dest other than the flag's name:
+    # neighbors' `k` is --top-k
+    err = call_cli("filters", digits_model, "--mode", "colour", "--out", tmp_path / "f.png",
+                   check=2).stderr
+    assert err.endswith("use --mode gray.\n") and "`" not in err
+    err = call_cli("neighbors", digits_model, "--top-k", "5000", "--out", tmp_path / "n.png",
+                   "--quiet", check=2).stderr
+    assert "--top-k 5000 is more than" in err and "pass --top-k 1437 or less" in err

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from convscope.cli import build_parser
-from convscope.cli.options import RENAMED, ListAction, renamed
+from convscope.cli.options import RENAMED, ListAction, name_flags, renamed
 from tests.conftest import ROOT, call_cli
 
 DOC = ROOT / "docs" / "cli.md"
@@ -188,6 +188,8 @@ def _jobs():
     from convscope.inspect.neighbors import NeighborsConfig
     from convscope.inspect.patches import PatchesConfig
     from convscope.inspect.synthesis import VisualizeConfig
+    from convscope.render.report import ReportConfig
+    from convscope.render.server import ServeConfig
     from convscope.style.config import StyleConfig
     from convscope.train.config import TrainConfig
 
@@ -195,7 +197,8 @@ def _jobs():
             "neighbors": NeighborsConfig, "embed": EmbedConfig, "patches": PatchesConfig,
             "explain": ExplainConfig, "faithfulness": FaithfulnessConfig,
             "challenges": ChallengesConfig, "visualize": VisualizeConfig, "dream": DreamConfig,
-            "style": StyleConfig, "train": TrainConfig}
+            "style": StyleConfig, "train": TrainConfig, "report": ReportConfig,
+            "serve": ServeConfig}
 
 
 #: option fields a command leaves to the library (or takes another way), with why
@@ -231,6 +234,7 @@ def test_each_config_field_is_its_commands_flag_with_the_fields_default():
     ("filters", ["--out", "x.png"]), ("neighbors", ["--out", "x.png"]),
     ("embed", ["--out", "x.png"]), ("patches", ["--out", "x.png"]),
     ("dream", ["img.png", "--out", "x.png"]), ("challenges", ["--out", "d"]),
+    ("report", ["--out", "x.html"]), ("serve", []),
 ])
 def test_no_flags_given_builds_the_configs_own_defaults(command, extra):
     """The defaults live in the config only: parsing nothing gives exactly its default."""
@@ -281,3 +285,33 @@ def test_add_options_reads_every_kind_of_option():
         p.parse_args(["--names", "c"])
     with pytest.raises(SystemExit):
         p.parse_args(["--count", "0"])
+
+def test_library_parameters_read_as_the_commands_flags():
+    parser = argparse.ArgumentParser(prog="convscope demo")
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("--max-maps", type=int)
+    parser.add_argument("--top-k", dest="k", type=int)
+    parser.add_argument("--trust-code", action="store_true")
+    parser.add_argument("--weights")
+    renamed(parser, "--top-k", "--k")
+    for library, cli in [
+        ("`max_maps` must be at least 1, got 0.", "--max-maps must be at least 1, got 0."),
+        ("`k=50` is more than 10; pass `k=10` or less.", "--top-k 50 is more than 10; pass "
+                                                         "--top-k 10 or less."),
+        ("pass `trust_code=True` to run it.", "pass --trust-code to run it."),
+        ('pass `weights="DEFAULT"` or a file as `weights`.',
+         "pass --weights DEFAULT or a file as --weights."),
+        ("`model` is not a model file.", "MODEL is not a model file."),
+        # a parameter this command has no flag for stays a parameter, and a command stays code
+        ("`image_size` must be 8; run `convscope train --out DIR`.",
+         "`image_size` must be 8; run `convscope train --out DIR`."),
+    ]:
+        assert name_flags(library, parser) == cli
+
+
+def test_the_style_commands_notes_name_its_flags():
+    from convscope.style.backbone import FALLBACK_NOTICE
+
+    text = name_flags(FALLBACK_NOTICE, _commands()["style"])
+    assert "pass --weights DEFAULT to download" in text and "or a file as --weights." in text
+    assert "`" not in text

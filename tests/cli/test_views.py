@@ -191,7 +191,7 @@ def test_patches_rows_and_shaded_borders(digits_model, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--channels", "99"], "--channels 99 is out of range: layer conv2_2 has 16 channels"),
-    (["--channels", "x"], "--channels takes numbers and ranges"),
+    (["--channels", "x"], "argument --channels: takes numbers and ranges"),
 ])
 def test_patches_errors(digits_model, tmp_path, args, message):
     proc = call_cli("patches", digits_model, "--layer", "conv2_2", "--out", tmp_path / "p.png",

@@ -103,7 +103,7 @@ def test_cifar10_offline_error_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(ConvscopeError) as exc:
         load_dataset("cifar10", data_root=tmp_path / "empty")
     msg = str(exc.value)
-    assert "could not be downloaded" in msg and "--data-root" in msg and "no network" in msg
+    assert "could not be downloaded" in msg and "`data_root`" in msg and "no network" in msg
 
 
 def _write_idx(path, arr):
@@ -261,7 +261,7 @@ def test_folder_cache_is_written_atomically(tmp_path, monkeypatch):
     (3, None, "holds out 2 of 9 images.*count from 3 to 6, or a fraction from 0.334 to 0.666"),
     (15, 0.9999, "holds out 45 of 45 images, leaving 0.*count from 3 to 42"),
     (15, 44, "holds out 44 of 45 images, leaving 1.*count from 3 to 42"),
-    (1, None, "only 1 image.*at least 2 images per class.*--holdout 0"),
+    (1, None, "only 1 image.*at least 2 images per class.*`holdout=0`"),
 ])
 def test_folder_small_splits_say_what_they_need(tmp_path, per_class, holdout, said):
     root = write_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=per_class)

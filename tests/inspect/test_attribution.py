@@ -212,9 +212,9 @@ def test_guided_backprop_of_a_neuron_defaults_to_its_most_active_position():
     assert b.neurons == [(2, 1, 4), (2, 1, 4)]
     with pytest.raises(UsageError, match="outside layer conv3's 6x6 map"):
         explain(clf, x, "guided-backprop", layer="conv3", channel=2, position=(6, 0))
-    with pytest.raises(UsageError, match="channel must be 0..3"):
+    with pytest.raises(UsageError, match="`channel` must be 0..3"):
         explain(clf, x, "guided-backprop", layer="conv3", channel=4)
-    with pytest.raises(UsageError, match="needs --layer"):
+    with pytest.raises(UsageError, match="needs `layer=L`"):
         explain(clf, x, "guided-backprop", channel=1)
     # one ReLU module applied three times has no single output to explain
     with pytest.raises(UsageError, match="layer relu is one module applied 3 times"):

@@ -84,5 +84,5 @@ def test_any_images_will_do_since_the_target_is_the_prediction(digits_model):
 
     clf = convscope.load(digits_model)
     clf.meta = dataclasses.replace(clf.meta, dataset="arrays")
-    with pytest.raises(UsageError, match="trained on arrays.*pass --data"):
+    with pytest.raises(UsageError, match="trained on arrays.*pass a dataset as `data`"):
         faithfulness(clf, n=2)

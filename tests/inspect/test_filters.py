@@ -59,3 +59,13 @@ def test_activations_are_the_layer_output_and_images_are_converted(mnist, mnist_
     assert hook_count(mnist.model) == 0
 
 
+
+
+def test_bad_values_name_the_parameter_not_a_flag(digits_model):
+    with pytest.raises(UsageError, match=r"^`max_maps` must be at least 1, got 0\.$"):
+        activations(digits_model, torch.zeros(1, 8, 8, dtype=torch.uint8), max_maps=0)
+    with pytest.raises(UsageError, match="`max_filters`, `max_channels` and `zoom`"):
+        filters(digits_model, max_filters=0)
+    with pytest.raises(UsageError, match='use `mode="gray"`') as caught:
+        filters(digits_model, mode="colour")
+    assert "--" not in str(caught.value)

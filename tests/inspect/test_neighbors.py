@@ -69,9 +69,9 @@ def test_images_of_another_size_and_channels_are_converted():
 
 
 def test_neighbors_errors(digits_model):
-    with pytest.raises(UsageError, match="--top-k 2000 is more than the 1,437 training images"):
+    with pytest.raises(UsageError, match="`k=2000` is more than the 1,437 training images"):
         neighbors(digits_model, k=2000)
-    with pytest.raises(UsageError, match="--n 5000 is more than the 360 test images"):
+    with pytest.raises(UsageError, match="`queries=5000` is more than the 360 test images"):
         neighbors(digits_model, queries=5000)
     with pytest.raises(UsageError, match="unknown metric"):
         neighbors(digits_model, metric="manhattan")

@@ -152,7 +152,7 @@ def test_streaming_top_k_merges_shards_into_the_single_pass(monkeypatch):
 
 def test_patches_errors_and_hooks_after_a_failure(mnist, monkeypatch):
     images = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
-    with pytest.raises(UsageError, match="--channels 64 is out of range: layer conv2_2 has 64 "
+    with pytest.raises(UsageError, match="`channels` 64 is out of range: layer conv2_2 has 64 "
                                          r"channels \(0-63\)"):
         patches(mnist, images, layer="conv2_2", channels=(3, 64))
     with pytest.raises(UsageError, match="unknown layer 'conv7'.*conv1_1, bn1_1"):

@@ -70,7 +70,7 @@ def test_option_errors_are_clear():
         parse_model_name("convnet:n=two")
     with pytest.raises(UsageError, match="choose one of: linear, mlp"):
         parse_model_name("lenet")
-    with pytest.raises(UsageError, match="--weights applies to the ILSVRC models"):
+    with pytest.raises(UsageError, match="`weights` applies to the ILSVRC models"):
         build_model("convnet", SHAPES[0], weights="DEFAULT")
 
 
@@ -99,7 +99,7 @@ def test_default_weights_offline_error(monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(ResNet18_Weights, "get_state_dict", offline)
-    with pytest.raises(ConvscopeError, match="could not download .* --weights FILE"):
+    with pytest.raises(ConvscopeError, match="could not download .* as `weights`"):
         build_model("resnet18", SHAPES[2], weights="DEFAULT")
 
 

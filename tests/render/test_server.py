@@ -320,15 +320,27 @@ def test_the_bad_image_corpus_through_the_upload(clf, dataset, tmp_path):
 def test_without_test_images_uploads_still_work(clf):
     """A model whose data cannot be loaded (an ImageNet classifier) is served for uploads;
     the views that need test images say so."""
+    from functools import partial
+
     from fastapi.testclient import TestClient
 
-    c = TestClient(create_app(clf, None, ServeConfig(methods=("gradcam",))),
+    from convscope.cli import build_parser, command_parser
+    from convscope.cli.options import name_flags
+
+    # as `convscope serve` starts it: the errors name the command's flags
+    words = partial(name_flags, parser=command_parser(build_parser(), "serve"))
+    c = TestClient(create_app(clf, None, ServeConfig(methods=("gradcam",)), words=words),
                    base_url="http://127.0.0.1:8000")
     assert c.get("/api/info").json()["test_images"] == 0
     assert c.get("/api/test").json() == {"total": 0, "start": 0, "items": []}
     for url in ("/api/test/0", "/api/test/0/image.png", "/api/tsne"):
         r = c.get(url)
-        assert r.status_code == 404 and "--data" in r.json()["error"], url
+        assert r.status_code == 404 and "start it with --data naming a dataset" in \
+            r.json()["error"].replace("the server", "it"), url
+    # from Python, the parameter
+    plain = TestClient(create_app(clf, None, ServeConfig(methods=("gradcam",))),
+                       base_url="http://127.0.0.1:8000")
+    assert "`data` naming a dataset" in plain.get("/api/tsne").json()["error"]
     r = c.post("/api/upload", content=png_bytes(np.full((8, 8), 200, np.uint8)))
     assert r.status_code == 200 and [o["method"] for o in r.json()["overlays"]] == ["gradcam"]
 

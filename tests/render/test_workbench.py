@@ -26,7 +26,7 @@ def test_what_cannot_be_answered_is_a_convscope_error(clf, dataset):
     """No HTTP in the workbench: the web app maps these errors to 404, 422 and 415."""
     empty = Workbench(clf, None)
     assert empty.test_count == 0 and empty.info()["test_images"] == 0
-    with pytest.raises(NotFound, match="--data"):
+    with pytest.raises(NotFound, match="`data` naming a dataset"):
         empty.test_image(0)
     with pytest.raises(NotFound, match="t-SNE map needs test images"):
         empty.tsne()

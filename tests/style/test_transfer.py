@@ -293,7 +293,7 @@ def test_cli_refuses_to_overwrite_inputs_and_outputs(tmp_path):
 def test_a_module_with_a_fixed_input_size_needs_named_layers():
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
                         nn.Linear(4 * 8 * 8, 2))  # traces only at 8 px
-    with pytest.raises(UsageError, match="--content-layer and --style-layers"):
+    with pytest.raises(UsageError, match="`content_layer` and `style_layers`"):
         stylize("sample:chelsea", "sample:ihc", backbone=net, size=16, steps=1, progress=False)
     r = stylize("sample:chelsea", "sample:ihc", backbone=net, size=16, steps=2, progress=False,
                 content_layer="1", style_layers=["0", "1"])

@@ -130,7 +130,7 @@ def test_incompatible_model_and_data(digits_model):
     clf = convscope.load(digits_model)
     with pytest.raises(ConvscopeError, match="trained on 10 classes .* but fake:size=8,channels=1,classes=3 has 3"):
         clf.evaluate(convscope.load_dataset("fake:size=8,channels=1,classes=3"))
-    with pytest.raises(ConvscopeError, match="expects 8x8 images .* --image-size 8"):
+    with pytest.raises(ConvscopeError, match="expects 8x8 images .* `image_size=8`"):
         clf.evaluate("mnist5k")
 
 

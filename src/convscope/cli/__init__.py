@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module with ``register(subparsers)``; it parses
 its options into a config and calls one library function.  User errors
-(:class:`ConvscopeError`) print one sentence and exit non-zero, never a traceback.
+(:class:`ConvscopeError`) print one sentence and exit non-zero, never a traceback; the
+parameters the sentence names in backticks are written as the command's flags.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import warnings
 from PIL import Image
 
 from convscope import distributed
+from convscope.cli.options import name_flags
 from convscope.errors import ConvscopeError
 from convscope.version import __version__
 
@@ -36,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(f"convscope.cli.{name}").register(sub)
     return parser
+
+
+def command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The subcommand's own parser, whose flags an error's parameters are named by."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
 
 
 def quiet_library_warnings() -> None:
@@ -81,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _one_line(args.command)  # restored by catch_warnings
             return int(args.func(args) or 0)
     except ConvscopeError as exc:
-        print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
+        message = name_flags(str(exc), command_parser(parser, args.command))
+        print(f"convscope {args.command}: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"convscope {args.command}: interrupted", file=sys.stderr)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from convscope import distributed
-from convscope.cli.common import add_data_args, add_model_args, print_json
+from convscope.cli.common import add_command, print_json
 from convscope.cli.options import add_options, config_from
 from convscope.inspect.challenges import (
     GROUPS,
@@ -17,24 +16,21 @@ from convscope.inspect.challenges import (
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "challenges", help="accuracy under the lecture's six challenges, severity 0 to 5",
-        description="Measure top-1 accuracy on the test images under the lecture's six "
-                    "recognition challenges (viewpoint: rotation, scale, perspective, "
-                    "translation; illumination: brightness, contrast, gamma, colour "
-                    "temperature; deformation: elastic; occlusion: random and evidence-placed "
-                    "patches; background clutter; intra-class variation), each from severity "
-                    "0 (the plain images) to severe. Writes DIR/curves.png, DIR/strips.png and "
-                    "DIR/challenges.json with every parameter and the seed.",
-        epilog="examples:\n"
-               "  convscope challenges runs/demo/model.safetensors --out runs/demo/challenges\n"
-               "  convscope challenges runs/aug/model.safetensors --compare "
-               "runs/noaug/model.safetensors --out cmp\n"
-               "  convscope challenges runs/a/model.safetensors --baseline "
-               "runs/b/model.safetensors --only viewpoint,occlusion --out dir --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p)
-    add_data_args(p)
+    p = add_command(
+        sub, "challenges", "accuracy under the lecture's six challenges, severity 0 to 5",
+        "Measure top-1 accuracy on the test images under the lecture's six "
+        "recognition challenges (viewpoint: rotation, scale, perspective, "
+        "translation; illumination: brightness, contrast, gamma, colour "
+        "temperature; deformation: elastic; occlusion: random and evidence-placed "
+        "patches; background clutter; intra-class variation), each from severity "
+        "0 (the plain images) to severe. Writes DIR/curves.png, DIR/strips.png and "
+        "DIR/challenges.json with every parameter and the seed.",
+        ("convscope challenges runs/demo/model.safetensors --out runs/demo/challenges",
+         "convscope challenges runs/aug/model.safetensors --compare "
+         "runs/noaug/model.safetensors --out cmp",
+         "convscope challenges runs/a/model.safetensors --baseline "
+         "runs/b/model.safetensors --only viewpoint,occlusion --out dir --json"),
+        data=True, run=run_challenges)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for curves.png, strips.png and challenges.json")
     add_options(p, ChallengesConfig, only=("n", "severities", "only"), more={
@@ -47,7 +43,6 @@ def register(sub) -> None:
     add_options(p, ChallengesConfig, skip=("n", "severities", "only"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print every number as one JSON object")
-    p.set_defaults(func=run_challenges)
 
 
 def run_challenges(args) -> int:

@@ -124,3 +124,23 @@ def add_model_args(p, flag: str | None = None, default: str | None = None,
         p.add_argument(flag, default=default, metavar="MODEL", help=model_help)
     p.add_argument("--weights", metavar=weights, help=weights_help)
     add_device_arg(p)
+
+
+def add_command(sub, name: str, help: str, description: str, examples: tuple[str, ...] = (),
+                *, before: str = "", model: bool = True, data: bool = False, run=None):
+    """One subcommand as every command is made: its one-line ``help``, its ``description``,
+    an epilog of ``before`` (a table of its choices) then its ``examples``, and the shared
+    MODEL, --weights and --device (``model``) and data flags (``data``); ``run`` is what it
+    calls.  The parser, for the command's own flags."""
+    lines = [f"  {e}" for e in examples]
+    epilog = "\n\n".join(part for part in (before, "examples:\n" + "\n".join(lines)
+                                           if lines else "") if part)
+    p = sub.add_parser(name, help=help, description=description, epilog=epilog or None,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    if model:
+        add_model_args(p)
+    if data:
+        add_data_args(p)
+    if run is not None:
+        p.set_defaults(func=run)
+    return p

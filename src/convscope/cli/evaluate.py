@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from convscope import distributed
 from convscope.cli.common import (
-    add_data_args,
-    add_model_args,
+    add_command,
     figure_file,
     positive_int,
     print_json,
@@ -16,14 +15,11 @@ from convscope.render.figures import confusion_figure, save_figure
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "evaluate", help="accuracy, per-class accuracy and confusion matrix of a model",
-        description="Evaluate a model file (or a torchvision classifier, with --weights) on a "
+    p = add_command(sub, "evaluate", "accuracy, per-class accuracy and confusion matrix of a model",
+                    "Evaluate a model file (or a torchvision classifier, with --weights) on a "
                     "dataset's test split.",
-    )
-    add_model_args(p)
-    add_data_args(p)
-    p.set_defaults(data=None)
+                    ("convscope evaluate runs/demo/model.safetensors --out confusion.png",),
+                    data=True, run=run)
     p.add_argument("--split", choices=("auto", "test", "all", "train"), default="auto",
                    help="which images: auto = the test split of the model's own training "
                         "dataset, every image of any other dataset (default auto)")
@@ -31,7 +27,6 @@ def register(sub) -> None:
     p.add_argument("--out", type=figure_file, metavar="PNG", help="also draw the confusion matrix to this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
 
 
 def dataset_for(clf, args):

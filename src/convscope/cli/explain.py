@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from convscope.cli.common import (
-    add_data_args,
-    add_model_args,
+    add_command,
     figure_file,
     npy_file,
     print_json,
@@ -41,21 +40,16 @@ def add_map_args(p: argparse.ArgumentParser, neuron: bool = False) -> None:
 
 def register(sub) -> None:
     methods = list_methods()
-    p = sub.add_parser(
-        "explain", help="which pixels a decision depends on: occlusion, saliency, guided "
+    p = add_command(
+        sub, "explain", "which pixels a decision depends on: occlusion, saliency, guided "
                         "backprop, Grad-CAM",
-        description="Draw attribution maps of images: one row per image with the image, each "
-                    "method's map and the predicted top-5 (the target in orange).",
-        epilog="examples:\n"
-               "  convscope explain runs/mnist/model.safetensors digit.png --method all "
-               "--out maps.png\n"
-               "  convscope explain resnet18 --weights DEFAULT dog.jpg --method occlusion "
-               "--window 32 --stride 16 --out occ.png\n"
-               "  convscope explain resnet18 dog.jpg --method guided-backprop --layer layer3 "
-               "--channel 7 --out neuron.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_model_args(p)
+        "Draw attribution maps of images: one row per image with the image, each method's map "
+        "and the predicted top-5 (the target in orange).",
+        ("convscope explain runs/mnist/model.safetensors digit.png --method all --out maps.png",
+         "convscope explain resnet18 --weights DEFAULT dog.jpg --method occlusion --window 32 "
+         "--stride 16 --out occ.png",
+         "convscope explain resnet18 dog.jpg --method guided-backprop --layer layer3 "
+         "--channel 7 --out neuron.png"), run=run_explain)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--method", choices=[*methods, "all"], default="all",
                    help="the map (default all: one panel per method)")
@@ -64,25 +58,19 @@ def register(sub) -> None:
     p.add_argument("--npy", type=npy_file, metavar="NPY",
                    help="also save the maps: float32 (N, H, W), or (methods, N, H, W) for all")
     add_map_args(p, neuron=True)
-    p.set_defaults(func=run_explain)
 
-    p = sub.add_parser(
-        "faithfulness", help="score each map by deletion and insertion curves",
-        description="Delete (or insert) pixels in the order each method's map ranks them and "
-                    "track the predicted class's probability; report the area under each "
-                    "curve, with a random map as the baseline to beat.",
-        epilog="example:\n  convscope faithfulness runs/mnist/model.safetensors --data mnist5k "
-               "--n 100 --out faith.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_model_args(p)
-    add_data_args(p)
+    p = add_command(
+        sub, "faithfulness", "score each map by deletion and insertion curves",
+        "Delete (or insert) pixels in the order each method's map ranks them and track the "
+        "predicted class's probability; report the area under each curve, with a random map "
+        "as the baseline to beat.",
+        ("convscope faithfulness runs/mnist/model.safetensors --data mnist5k --n 100 "
+         "--out faith.png",), data=True, run=run_faithfulness)
     add_options(p, FaithfulnessConfig)
     p.add_argument("--out", type=figure_file, metavar="PNG",
                    help="also plot the mean curves to this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_map_args(p)
-    p.set_defaults(func=run_faithfulness)
 
 
 def run_explain(args) -> int:

@@ -7,11 +7,15 @@
 * :func:`add_options` / :func:`config_from`: a job's flags built from its config dataclass
   (each field declared once with :func:`convscope.options.option`), and the config built
   back from the parsed arguments.
+
+* :func:`name_flags`: the library's errors name parameters in backticks, as a Python caller
+  knows them (`max_maps`); the CLI shows a user the flag that sets each one (``--max-maps``).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import MISSING, fields
@@ -24,7 +28,8 @@ RENAMED: dict[str, dict[str, str]] = {}
 
 class ListAction(argparse.Action):
     """Several values, space- or comma-separated; ``allowed`` checks each one (argparse's own
-    ``choices`` would check ``a,b`` as one value)."""
+    ``choices`` would check ``a,b`` as one value).  Given again, the flag adds to its list
+    (``--allowed-host a --allowed-host b``); the default is replaced by the first."""
 
     def __init__(self, option_strings, dest, allowed=None, item=str, **kwargs):
         kwargs.setdefault("nargs", "+")
@@ -46,6 +51,10 @@ class ListAction(argparse.Action):
             converted = [self.item(v) for v in items]
         except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
             parser.error(f"argument {option_string}: {exc}")
+        given = getattr(namespace, "_lists_given", set())
+        if self.dest in given:
+            converted = [*getattr(namespace, self.dest), *converted]
+        namespace._lists_given = given | {self.dest}
         setattr(namespace, self.dest, converted)
 
 
@@ -142,13 +151,57 @@ def add_options(parser: argparse.ArgumentParser, config: type, *, only: Iterable
 def values_from(config: type, args: argparse.Namespace) -> dict:
     """The values of ``config``'s option fields that the command has, from the parsed
     arguments (a ListAction's list as a tuple)."""
-    taken = {f.name: getattr(args, f.name) for f in fields(config)
-             if option_of(f) is not None and hasattr(args, f.name)}
-    return {k: tuple(v) if isinstance(v, list) and option_of(
-        next(f for f in fields(config) if f.name == k)).many else v for k, v in taken.items()}
+    values = {}
+    for f in fields(config):
+        opt = option_of(f)
+        if opt is None or not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        values[f.name] = tuple(value) if opt.many and isinstance(value, list) else value
+    return values
 
 
 def config_from(config: type, args: argparse.Namespace, **values):
     """The config ``add_options`` declared, built from the parsed arguments (every option
     field the command has), with ``values`` for fields set another way."""
     return config(**{**values_from(config, args), **values})
+
+#: a parameter named in a library message: `name`, or `name=value` (a value to pass)
+PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`")
+QUOTES = "\"'"
+
+
+def _actions_by_dest(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """dest -> the action that stores into it (the first one: a renamed flag's hidden old
+    name comes later)."""
+    found: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        if isinstance(action, (_Renamed, argparse._HelpAction, argparse._VersionAction)):
+            continue
+        found.setdefault(action.dest, action)
+    return found
+
+
+def _as_flag(action: argparse.Action, value: str | None) -> str:
+    if not action.option_strings:  # a positional: its metavar (MODEL)
+        return str(action.metavar or action.dest.upper())
+    flag = next((s for s in action.option_strings if s.startswith("--")),
+                action.option_strings[0])
+    if value is None or action.nargs == 0:  # `trust_code=True` reads --trust-code
+        return flag
+    return f"{flag} {value.strip(QUOTES)}"  # `weights="DEFAULT"`: --weights DEFAULT
+
+
+def name_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with each backticked parameter that ``parser`` has a flag for written as
+    that flag: `max_maps` as ``--max-maps``, `trust_code=True` as ``--trust-code``,
+    `weights="DEFAULT"` as ``--weights DEFAULT``, a positional's `model` as ``MODEL``.
+    Names the command has no flag for keep their backticks (a parameter of the Python API),
+    as does anything else in backticks (a command to run)."""
+    actions = _actions_by_dest(parser)
+
+    def flag(match: re.Match) -> str:
+        action = actions.get(match.group(1))
+        return match.group(0) if action is None else _as_flag(action, match.group(2))
+
+    return PARAMETER.sub(flag, message)

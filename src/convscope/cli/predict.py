@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import sys
 
-from convscope.cli.common import add_model_args, positive_int, print_json
+from convscope.cli.common import add_command, positive_int, print_json
 from convscope.errors import ImageError
 from convscope.loading import open_model
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "predict", help="top-k classes with probabilities for image files",
-        description="Print the top-k labels of each image with their probabilities. Any common "
+    p = add_command(sub, "predict", "top-k classes with probabilities for image files",
+                    "Print the top-k labels of each image with their probabilities. Any common "
                     "image file works; it is converted to what the model expects.",
-    )
-    add_model_args(p)
+                    ("convscope predict resnet18 --weights DEFAULT dog.jpg --top-k 3",), run=run)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--top-k", type=positive_int, default=5, help="how many classes (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

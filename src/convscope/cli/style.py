@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from convscope.cli.common import (
+    add_command,
     add_model_args,
     output_dir,
     output_file,
     positive_int,
     print_json,
 )
-from convscope.cli.options import add_options, config_from
+from convscope.cli.options import add_options, config_from, name_flags
 from convscope.errors import UsageError
 from convscope.render.figures import save_image
 from convscope.samples import list_samples
@@ -24,15 +27,14 @@ DEFAULT_IMAGES = ("sample:chelsea", "sample:ihc")
 
 
 def register(sub) -> None:
-    d = StyleConfig()
-    p = sub.add_parser(
-        "style", help="neural style transfer, with colour, mask and scale control",
-        description="Repaint CONTENT in the style of STYLE (Gatys et al. 2016), with the controls "
-                    "of Gatys et al. 2017: --preserve-color, --mask, --scales, --fine-style. "
-                    "Images are files or sample:NAME, photos shipped with scikit-image: "
-                    + ", ".join(list_samples()) + ". With no images: "
-                    + " ".join(DEFAULT_IMAGES) + ".",
-    )
+    p = add_command(
+        sub, "style", "neural style transfer, with colour, mask and scale control",
+        "Repaint CONTENT in the style of STYLE (Gatys et al. 2016), with the controls of Gatys "
+        "et al. 2017: --preserve-color, --mask, --scales, --fine-style. Images are files or "
+        "sample:NAME, photos shipped with scikit-image: " + ", ".join(list_samples())
+        + ". With no images: " + " ".join(DEFAULT_IMAGES) + ".",
+        ("convscope style sample:chelsea sample:ihc --out cat.png",
+         "convscope style photo.jpg painting.jpg --preserve-color --out mine.png"), model=False)
     p.add_argument("images", nargs="*", metavar="IMAGE",
                    help="CONTENT then one or more STYLE images (several are mixed, or one per "
                         "--mask region)")
@@ -48,7 +50,7 @@ def register(sub) -> None:
                 only=("preserve_color", "mask", "style_mix", "scales", "fine_style",
                       "fine_layers", "style_scale"))
     g = p.add_argument_group("backbone")
-    add_model_args(g, "--backbone", d.backbone,
+    add_model_args(g, "--backbone", StyleConfig.backbone,
                    model_help="vgg19 (default), random-multiscale[:filters=N], a torchvision "
                               "model (resnet18, torchvision:NAME) or a convscope model file",
                    weights="DEFAULT|FILE|random",
@@ -61,7 +63,7 @@ def register(sub) -> None:
                    help="save a frame every N steps (default 10)")
     g.add_argument("--json", action="store_true", help="print a JSON summary")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=partial(run, parser=p))  # the notes name this command's flags
 
 
 def _check_paths(args, images: list[str]) -> Path:
@@ -88,7 +90,7 @@ def _frame_saver(args, config):
     return save
 
 
-def run(args) -> int:
+def run(args, parser: argparse.ArgumentParser | None = None) -> int:
     images = args.images or list(DEFAULT_IMAGES)
     if len(images) < 2:
         raise UsageError("give CONTENT and at least one STYLE image (or none, for the "
@@ -106,8 +108,8 @@ def run(args) -> int:
                     "start_loss": result.start_loss, "final_loss": result.final_loss,
                     "region_losses": result.region_losses, "config": asdict(result.config)})
         return 0
-    for notice in result.config.notices:
-        print(f"note: {notice}")
+    for notice in result.config.notices:  # the library's, naming parameters: say the flags
+        print(f"note: {name_flags(notice, parser) if parser else notice}")
     h, w = result.image.shape[:2]
     print(f"backbone    {result.config.backbone_used}; content {result.config.content_layer}, "
           f"style {', '.join(result.config.style_layers)}")

@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
 
 from convscope.api import resume, train
-from convscope.cli.common import (
-    add_data_args,
-    add_device_arg,
-)
+from convscope.cli.common import add_command, add_data_args, add_device_arg
 from convscope.cli.options import add_options, values_from
 from convscope.errors import UsageError
 from convscope.train.config import TrainConfig
 
 
 def register(sub) -> None:
-    d = TrainConfig()
-    p = sub.add_parser(
-        "train", help="train a classifier on a dataset",
-        description="Train a classifier. Writes DIR/model.safetensors (weights plus metadata), "
-                    "DIR/metrics.jsonl (one line per epoch) and DIR/config.json. Options left "
-                    "out take the --recipe's defaults.",
-        epilog="examples:\n  convscope train --data mnist5k --model convnet --out runs/mnist\n"
-               "  convscope train --data folder:~/photos --model resnet:depth=32 --epochs 30 "
-               "--out runs/photos\n"
-               "  convscope train --data cifar10 --recipe fast --out runs/cifar\n"
-               "  convscope train --resume runs/photos",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_data_args(p, default=d.data)
+    p = add_command(
+        sub, "train", "train a classifier on a dataset",
+        "Train a classifier. Writes DIR/model.safetensors (weights plus metadata), "
+        "DIR/metrics.jsonl (one line per epoch) and DIR/config.json. Options left out take the "
+        "--recipe's defaults.",
+        ("convscope train --data mnist5k --model convnet --out runs/mnist",
+         "convscope train --data folder:~/photos --model resnet:depth=32 --epochs 30 "
+         "--out runs/photos",
+         "convscope train --data cifar10 --recipe fast --out runs/cifar",
+         "convscope train --resume runs/photos"), model=False, run=run)
+    add_data_args(p, default=TrainConfig.data)
     add_options(p, TrainConfig)
     add_device_arg(p)
     p.add_argument("--out", metavar="DIR",
@@ -42,7 +35,6 @@ def register(sub) -> None:
                    help="continue the run in DIR from its last checkpoint, with its saved "
                         "config (other training options are ignored)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
 
 
 def _default_out(model: str, data: str) -> str:

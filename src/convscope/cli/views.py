@@ -3,7 +3,6 @@ learned to represent."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -12,8 +11,7 @@ import numpy as np
 
 from convscope import distributed
 from convscope.cli.common import (
-    add_data_args,
-    add_model_args,
+    add_command,
     image_file,
     npy_file,
     output_dir,
@@ -30,83 +28,69 @@ from convscope.loading import open_model
 from convscope.render.figures import save_image
 
 
-def _parser(sub, name: str, help: str, description: str, examples: list[str]):
-    return sub.add_parser(name, help=help, description=description,
-                          epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def _common(p, config: type, data: bool = False) -> None:
-    """MODEL, --weights, --device, the data flags of a view over a dataset, its --out, and
-    every option its config declares."""
-    add_model_args(p)
+def _view(sub, name: str, help: str, description: str, examples: list[str], config: type,
+          run, *, data: bool = False, json: str | None = None):
+    """A view's subcommand: MODEL, --weights, --device, the data flags of a view over a
+    dataset, its --out, every option its config declares and, with ``json`` (its help),
+    --json; the parser, for flags of its own."""
+    p = add_command(sub, name, help, description, tuple(examples), data=data, run=run)
     if data:
-        add_data_args(p)
         p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, type=image_file, metavar="PNG", help="the figure")
     add_options(p, config)
+    if json:
+        p.add_argument("--json", action="store_true", help=json)
+    return p
 
 
 def register(sub) -> None:
-    p = _parser(sub, "layers", "layer names with their output shapes",
-                "List every layer a view's --layer accepts, with its type, its output "
-                "volume for one image and which view starts from it by default.",
-                ["convscope layers runs/mnist/model.safetensors", "convscope layers resnet18"])
-    add_model_args(p)
+    p = add_command(sub, "layers", "layer names with their output shapes",
+                    "List every layer a view's --layer accepts, with its type, its output "
+                    "volume for one image and which view starts from it by default.",
+                    ("convscope layers runs/mnist/model.safetensors",
+                     "convscope layers resnet18"), run=run_layers)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run_layers)
 
-    p = _parser(sub, "filters", "draw a layer's filters",
-                "Draw the filters of a convolution: first-layer filters on RGB input as colour "
-                "tiles, others as one grayscale tile per input channel.",
-                ["convscope filters resnet18 --weights DEFAULT --out conv1.png",
-                 "convscope filters runs/mnist/model.safetensors --layer conv2_1 --out f.png"])
-    _common(p, FiltersConfig)
-    p.set_defaults(func=run_filters)
+    _view(sub, "filters", "draw a layer's filters",
+          "Draw the filters of a convolution: first-layer filters on RGB input as colour "
+          "tiles, others as one grayscale tile per input channel.",
+          ["convscope filters resnet18 --weights DEFAULT --out conv1.png",
+           "convscope filters runs/mnist/model.safetensors --layer conv2_1 --out f.png"],
+          FiltersConfig, run_filters)
 
-    p = _parser(sub, "activations", "draw one image's activation maps at a layer",
-                "Show the activation maps of one image at one layer as a grid, with the input "
-                "beside it (an image with other channels than the model's is converted).",
-                ["convscope activations runs/mnist/model.safetensors digit.png --layer "
-                 "relu1_2 --out maps.png"])
-    _common(p, ActivationsConfig)
+    p = _view(sub, "activations", "draw one image's activation maps at a layer",
+              "Show the activation maps of one image at one layer as a grid, with the input "
+              "beside it (an image with other channels than the model's is converted).",
+              ["convscope activations runs/mnist/model.safetensors digit.png --layer "
+               "relu1_2 --out maps.png"], ActivationsConfig, run_activations)
     p.add_argument("image", metavar="IMAGE", help="an image file")
-    p.set_defaults(func=run_activations)
 
-    p = _parser(sub, "neighbors", "nearest training images in feature and pixel space",
-                "For test images, find the nearest training images in feature space (by "
-                "default the layer feeding the classifier, the lecture's FC7) and in pixel "
-                "space, and report the label agreement of the k neighbours in each.",
-                ["convscope neighbors runs/mnist/model.safetensors --data mnist5k --top-k 5 "
-                 "--out nn.png --json"])
-    _common(p, NeighborsConfig, data=True)
-    p.add_argument("--json", action="store_true",
-                   help="print the neighbours' indices, distances and labels as JSON")
-    p.set_defaults(func=run_neighbors)
+    _view(sub, "neighbors", "nearest training images in feature and pixel space",
+          "For test images, find the nearest training images in feature space (by "
+          "default the layer feeding the classifier, the lecture's FC7) and in pixel "
+          "space, and report the label agreement of the k neighbours in each.",
+          ["convscope neighbors runs/mnist/model.safetensors --data mnist5k --top-k 5 "
+           "--out nn.png --json"], NeighborsConfig, run_neighbors, data=True,
+          json="print the neighbours' indices, distances and labels as JSON")
 
-    p = _parser(sub, "embed", "t-SNE or PCA map of a layer's features",
-                "Reduce a layer's features to 2-D (openTSNE's t-SNE or scikit-learn's PCA) "
-                "and draw a scatter coloured by class beside a thumbnail map of the images "
-                "snapped to a grid.",
-                ["convscope embed runs/mnist/model.safetensors --data mnist5k --method tsne "
-                 "--n 1000 --out tsne.png --tensorboard runs/projector"])
-    _common(p, EmbedConfig, data=True)
+    p = _view(sub, "embed", "t-SNE or PCA map of a layer's features",
+              "Reduce a layer's features to 2-D (openTSNE's t-SNE or scikit-learn's PCA) "
+              "and draw a scatter coloured by class beside a thumbnail map of the images "
+              "snapped to a grid.",
+              ["convscope embed runs/mnist/model.safetensors --data mnist5k --method tsne "
+               "--n 1000 --out tsne.png --tensorboard runs/projector"], EmbedConfig,
+              run_embed, data=True, json="print the coordinates as JSON")
     p.add_argument("--npy", type=npy_file, metavar="NPY", help="also save the (N, 2) coordinates")
     p.add_argument("--tensorboard", type=output_dir, metavar="DIR",
                    help="also write TensorBoard embedding-projector files (vectors, labels, "
                         "sprite) to DIR")
-    p.add_argument("--json", action="store_true", help="print the coordinates as JSON")
-    p.set_defaults(func=run_embed)
 
-    p = _parser(sub, "patches", "maximally activating patches of a layer's channels",
-                "One pass over a dataset keeps each channel's top activations; each is cut "
-                "from its image at the unit's receptive field. One row per channel.",
-                ["convscope patches runs/mnist/model.safetensors --data mnist5k --layer "
-                 "conv2_2 --channels 0-15 --top-k 9 --out patches.png"])
-    _common(p, PatchesConfig, data=True)
-    p.add_argument("--json", action="store_true",
-                   help="print each hit's image index, position and activation as JSON")
-    p.set_defaults(func=run_patches)
+    _view(sub, "patches", "maximally activating patches of a layer's channels",
+          "One pass over a dataset keeps each channel's top activations; each is cut "
+          "from its image at the unit's receptive field. One row per channel.",
+          ["convscope patches runs/mnist/model.safetensors --data mnist5k --layer "
+           "conv2_2 --channels 0-15 --top-k 9 --out patches.png"], PatchesConfig, run_patches,
+          data=True, json="print each hit's image index, position and activation as JSON")
 
 
 # --------------------------------------------------------------------------- runners
@@ -123,6 +107,13 @@ def _save(image, path, record, quiet: bool = False) -> None:
     if distributed.current().is_main:  # under torchrun every process has the same picture
         save_image(image, path, config=record)
     print(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
+
+
+def _printed_json(args, record: dict, result) -> bool:
+    """With --json, print the record and the result as one object (and say so)."""
+    if args.json:
+        print_json(record | result.to_dict())
+    return args.json
 
 
 def _data_options(args) -> dict:
@@ -169,8 +160,7 @@ def run_activations(args) -> int:
 def run_neighbors(args) -> int:
     r, record = _dataset_view(args, "neighbors", neighbors, NeighborsConfig,
                               agreement=lambda r: r.agreement)
-    if args.json:
-        print_json(record | r.to_dict())
+    if _printed_json(args, record, r):
         return 0
     c, agree = r.config, r.agreement
     print(f"data    {r.data}: {c.queries} test queries, {c.database:,} training images "
@@ -196,8 +186,7 @@ def run_embed(args) -> int:
             write_projector(e, args.tensorboard)
         say(f"wrote TensorBoard projector files to {args.tensorboard} "
             f"(tensorboard --logdir {args.tensorboard}, Projector tab)")
-    if args.json:
-        print_json(record | e.to_dict())
+    if _printed_json(args, record, e):
         return 0
     c = e.config
     print(f"{c.method} of {c.n} images of {e.data} at {c.layer} "
@@ -210,8 +199,7 @@ def run_embed(args) -> int:
 
 def run_patches(args) -> int:
     p, record = _dataset_view(args, "patches", patches, PatchesConfig)
-    if args.json:
-        print_json(record | p.to_dict())
+    if _printed_json(args, record, p):
         return 0
     rf = p.field
     print(f"{p.config.layer}: receptive field {rf.size[0]}x{rf.size[1]} px, jump {rf.jump[0]}; "

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
 from PIL import Image
 
-from convscope.cli import common
 from convscope.cli.common import (
+    add_command,
     nonneg_int,
     positive_int,
     print_json,
@@ -22,26 +21,19 @@ from convscope.loading import open_model
 from convscope.render.figures import image_grid, save_figure, save_image
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    common.add_model_args(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
 def register(sub) -> None:
     presets = "\n".join(f"  {p.name:<9} {p.summary}" for p in PRESETS.values())
-    p = sub.add_parser(
-        "visualize", help="images that maximise a class score, a channel or a neuron",
-        description="Synthesise images by gradient ascent: one per class (--class) or per "
-                    "channel of a layer (--layer/--channel, --neuron for one position). One "
-                    "target writes the image itself; several write a labelled grid.",
-        epilog=f"presets (--recipe):\n{presets}\n\nexamples:\n"
-               "  convscope visualize runs/cifar/model.safetensors --class all --out classes.png\n"
-               "  convscope visualize runs/mnist/model.safetensors --class 3 --recipe simonyan "
-               "--out three.png\n"
-               "  convscope visualize runs/cifar/model.safetensors --layer conv2_1 --channel 0 1 "
-               "2 3 --out channels.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p)
+    p = add_command(
+        sub, "visualize", "images that maximise a class score, a channel or a neuron",
+        "Synthesise images by gradient ascent: one per class (--class) or per channel of a "
+        "layer (--layer/--channel, --neuron for one position). One target writes the image "
+        "itself; several write a labelled grid.",
+        ("convscope visualize runs/cifar/model.safetensors --class all --out classes.png",
+         "convscope visualize runs/mnist/model.safetensors --class 3 --recipe simonyan "
+         "--out three.png",
+         "convscope visualize runs/cifar/model.safetensors --layer conv2_1 --channel 0 1 "
+         "2 3 --out channels.png"), before=f"presets (--recipe):\n{presets}", run=run_visualize)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--class", dest="classes", nargs="+", metavar="NAME_OR_INDEX",
                         help="classes to draw, by name or index; `all` for every class")
@@ -61,16 +53,14 @@ def register(sub) -> None:
                    help="enlarge a single image N times, nearest-neighbour (default 1)")
     p.add_argument("--out", required=True, metavar="PNG", help="output image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run_visualize)
 
-    p = sub.add_parser(
-        "dream", help="DeepDream: amplify what a layer sees in an image",
-        description="DeepDream (maximise the sum of a layer's squared activations) with "
-                    "octaves, jitter and gradient normalisation, at the image's own size.",
-        epilog="example:\n  convscope dream runs/cifar/model.safetensors photo.jpg --layer "
-               "relu2_2 --out dream.png --frames frames/",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p)
+    p = add_command(
+        sub, "dream", "DeepDream: amplify what a layer sees in an image",
+        "DeepDream (maximise the sum of a layer's squared activations) with octaves, jitter "
+        "and gradient normalisation, at the image's own size.",
+        ("convscope dream runs/cifar/model.safetensors photo.jpg --layer relu2_2 --out "
+         "dream.png --frames frames/",), run=run_dream)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("image", metavar="IMAGE", help="the image to dream on")
     add_options(p, DreamConfig)
     p.add_argument("--out", required=True, metavar="PNG", help="output image")
@@ -78,7 +68,6 @@ def register(sub) -> None:
     p.add_argument("--frame-every", type=positive_int, default=1, metavar="K",
                    help="with --frames, save every K-th step (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run_dream)
 
 
 def check_out(path: str, what: str = "--out") -> None:

@@ -154,7 +154,7 @@ def split_sizes(n: int, test_size: int | float) -> tuple[int, int]:
 
 
 def check_split(labels: np.ndarray, test_size: int | float, classes: list[str] | None = None,
-                flag: str = "holdout") -> None:
+                parameter: str = "holdout", folder: bool = False) -> None:
     """Refuse, in one sentence, a split that can't give every class an image on each side.
 
     A stratified split needs at least 2 images of every class and a test set of at
@@ -169,8 +169,8 @@ def check_split(labels: np.ndarray, test_size: int | float, classes: list[str] |
         raise ConvscopeError(
             f"class {', '.join(few[:5])}{' ...' if len(few) > 5 else ''} has only 1 image, but a "
             f"split needs at least 2 images per class (one for training, one for testing); add "
-            + ("images, give a test/ subfolder, or train on everything with --holdout 0."
-               if flag == "--holdout" else "images or give the test images separately."))
+            + ("images, give a test/ subfolder, or train on everything with `holdout=0`."
+               if folder else "images or give the test images separately."))
     n_train, n_test = split_sizes(n, test_size)
     if n_test < k or n_train < k:
         if n < 2 * k:
@@ -181,13 +181,14 @@ def check_split(labels: np.ndarray, test_size: int | float, classes: list[str] |
             if lo <= hi and all(min(split_sizes(n, f)) >= k for f in (lo, hi) if 0 < f < 1):
                 hint += f", or a fraction from {lo:g} to {hi:g}"
         raise ConvscopeError(
-            f"{flag} {test_size} holds out {n_test} of {n} images, leaving {n_train} to train on, "
-            f"but a stratified split needs at least one image per class on each side ({k} "
-            f"classes): {hint}.")
+            f"`{parameter}={test_size}` holds out {n_test} of {n} images, leaving {n_train} to "
+            f"train on, but a stratified split needs at least one image per class on each side "
+            f"({k} classes): {hint}.")
 
 
 def stratified_split(labels: np.ndarray, test_size: int | float, seed: int,
-                     classes: list[str] | None = None, flag: str = "holdout"):
+                     classes: list[str] | None = None, parameter: str = "holdout",
+                     folder: bool = False):
     """Indices (train, test) of a seeded split that keeps class proportions.
 
     Refused (:func:`check_split`) when a class has fewer than 2 images or either side
@@ -196,7 +197,7 @@ def stratified_split(labels: np.ndarray, test_size: int | float, seed: int,
     """
     from sklearn.model_selection import train_test_split  # heavy optional dependency
 
-    check_split(labels, test_size, classes, flag)
+    check_split(labels, test_size, classes, parameter, folder)
     idx = np.arange(len(labels))
     train_idx, test_idx = train_test_split(
         idx, test_size=test_size, random_state=seed, stratify=labels
@@ -205,8 +206,8 @@ def stratified_split(labels: np.ndarray, test_size: int | float, seed: int,
     unseen = sorted(set(np.unique(labels)) - set(np.unique(labels[train_idx])))
     if unseen:
         names = ", ".join(repr(classes[c]) if classes else str(c) for c in unseen)
-        raise ConvscopeError(f"{flag} {test_size} leaves no training image of class {names}; "
-                             "hold out fewer images or add images of that class.")
+        raise ConvscopeError(f"`{parameter}={test_size}` leaves no training image of class "
+                             f"{names}; hold out fewer images or add images of that class.")
     return np.sort(train_idx), np.sort(test_idx)
 
 

@@ -47,7 +47,7 @@ def load_cifar10(arg, *, data_root=None, progress=True, **_) -> ImageDataset:
         raise _offline_error(
             "CIFAR-10", root, exc,
             "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, "
-            "extract it, and pass --data-root DIR where DIR holds cifar-10-batches-py.",
+            "extract it, and pass the folder holding cifar-10-batches-py as `data_root`.",
         ) from None
     tr, te = splits
 
@@ -86,8 +86,8 @@ def load_mnist(arg, *, data_root=None, progress=True, **_) -> ImageDataset:
             raise _offline_error(
                 "MNIST", root, exc,
                 "download the four idx files (train-images-idx3-ubyte.gz etc.) from "
-                "https://ossci-datasets.s3.amazonaws.com/mnist/ and pass --data-root DIR "
-                "holding them, or use the offline dataset mnist5k.",
+                "https://ossci-datasets.s3.amazonaws.com/mnist/ and pass the folder holding "
+                "them as `data_root`, or use the offline dataset mnist5k.",
             ) from None
         raw = _find_mnist_raw(root)
         if raw is None:

@@ -396,7 +396,7 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
         split = f"{test_dir_name(root)}/ subfolder"
     elif holdout:
         size = int(holdout) if holdout >= 1 else float(holdout)
-        tr, te = stratified_split(labels, size, SPLIT_SEED, classes, flag="--holdout")
+        tr, te = stratified_split(labels, size, SPLIT_SEED, classes, folder=True)
         split = f"seeded stratified split, {len(te):,} held out"
     else:
         tr, te = np.arange(len(labels)), np.arange(0)

@@ -75,14 +75,14 @@ def load_dataset(
     """
     entry, arg = parse_dataset_name(name)
     if image_size is not None and not 1 <= int(image_size) <= 4096:
-        raise UsageError(f"--image-size must be between 1 and 4096, got {image_size}.")
+        raise UsageError(f"`image_size` must be between 1 and 4096, got {image_size}.")
     kwargs = {"data_root": data_root, "image_size": image_size, "progress": progress}
     if holdout is not None:
         if entry.name != "folder":
-            raise UsageError(f"--holdout applies to folder datasets; {entry.name} has a fixed "
+            raise UsageError(f"`holdout` applies to folder datasets; {entry.name} has a fixed "
                              "test split.")
         if holdout < 0:
-            raise UsageError(f"--holdout must be >= 0, got {holdout}.")
+            raise UsageError(f"`holdout` must be >= 0, got {holdout}.")
         kwargs["holdout"] = holdout
     ds = entry.loader(arg, **kwargs)
     return resized(ds, int(image_size)) if image_size else ds

@@ -292,11 +292,11 @@ def check_config(config: ExplainConfig, methods: Sequence[str]) -> None:
     for key in ("window", "stride", "perturbations_per_eval", "batch_size"):
         value = getattr(config, key)
         if value is not None and value < 1:
-            raise UsageError(f"{key.replace('_', '-')} must be at least 1, got {value}.")
+            raise UsageError(f"`{key}` must be at least 1, got {value}.")
     if (config.channel is not None or config.position is not None) and not config.layer:
-        raise UsageError("guided backprop of a neuron needs --layer L with --channel C.")
+        raise UsageError("guided backprop of a neuron needs `layer=L` with `channel=C`.")
     if config.position is not None and config.channel is None:
-        raise UsageError("--position picks a neuron of a channel; give --channel C too.")
+        raise UsageError("`position` picks a neuron of a channel; give `channel=C` too.")
 
 
 def explain_many(model, images, methods: Sequence[str], config: ExplainConfig | None = None, *,
@@ -399,10 +399,11 @@ def occlusion_window(config: ExplainConfig, size: tuple[int, int]) -> tuple[int,
     stride = config.stride or max(1, window // 2)
     if window > min(size):
         raise UsageError(f"the occlusion window ({window} px) is larger than the "
-                         f"{size[0]}x{size[1]} image; pass a smaller --window.")
+                         f"{size[0]}x{size[1]} image; pass a smaller `window`.")
     if stride > window:
         raise UsageError(f"the stride ({stride}) is larger than the window ({window}), which "
-                         "would leave pixels never masked; pass --stride <= --window.")
+                         "would leave pixels never masked; pass a `stride` no larger than the "
+                         "`window`.")
     return window, stride
 
 
@@ -470,10 +471,10 @@ def _neuron_guided_backprop(ctx: Context) -> MethodOutput:
     act = ctx.layer_output(name)  # (N, C', h, w) or (N, F)
     if act.ndim not in (2, 4) or not 0 <= c < act.shape[1]:
         raise UsageError(f"layer {name} has {act.shape[1] if act.ndim > 1 else 0} channels; "
-                         f"--channel must be 0..{act.shape[1] - 1 if act.ndim > 1 else 0}.")
+                         f"`channel` must be 0..{act.shape[1] - 1 if act.ndim > 1 else 0}.")
     if act.ndim == 2:
         if pos is not None:
-            raise UsageError(f"layer {name} has no spatial map; drop --position.")
+            raise UsageError(f"layer {name} has no spatial map; drop `position`.")
         neurons = [(c,)] * len(act)
         selector = (c,)
     else:
@@ -483,7 +484,7 @@ def _neuron_guided_backprop(ctx: Context) -> MethodOutput:
         elif 0 <= pos[0] < h and 0 <= pos[1] < w:
             flat_index = torch.full((len(act),), pos[0] * w + pos[1], device=act.device)
         else:
-            raise UsageError(f"--position {pos[0]},{pos[1]} is outside layer {name}'s "
+            raise UsageError(f"`position` {pos[0]},{pos[1]} is outside layer {name}'s "
                              f"{h}x{w} map.")
         neurons = [(c, int(i) // w, int(i) % w) for i in flat_index]
 
@@ -505,7 +506,7 @@ def gradcam(ctx: Context) -> MethodOutput:
         ctx.inputs, target=ctx.targets, relu_attributions=True)  # (N, 1, h, w)
     if cam.ndim != 4:
         raise UsageError(f"Grad-CAM needs a layer with a spatial map, and {layer} has none; "
-                         "pass a convolutional --layer.")
+                         "pass a convolutional `layer`.")
     cam = LayerAttribution.interpolate(cam, tuple(ctx.inputs.shape[-2:]), "bilinear")
     return MethodOutput(maps=cam[:, 0].detach().float().cpu(), settings={"layer": layer})
 
@@ -518,7 +519,7 @@ def guided_gradcam(ctx: Context) -> MethodOutput:
     layer = ctx.cam_layer
     if ctx.layer_output(layer).ndim != 4:
         raise UsageError(f"Guided Grad-CAM needs a layer with a spatial map, and {layer} has "
-                         "none; pass a convolutional --layer.")
+                         "none; pass a convolutional `layer`.")
     grads = GuidedGradCam(ctx.net, get_layer(ctx.model, layer)).attribute(
         ctx.inputs, target=ctx.targets, interpolate_mode="bilinear")
     return _gradient_output(grads, settings={"layer": layer})

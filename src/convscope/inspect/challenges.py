@@ -559,7 +559,7 @@ def challenges(model, data=None, config: ChallengesConfig | None = None, *, comp
             skipped[name] = f"{imgs.name} is grayscale, so colour temperature has no meaning"
     names = [nm for nm in names if nm not in skipped]
     if not names:
-        raise UsageError("no challenge applies to these images; choose others with --only.")
+        raise UsageError("no challenge applies to these images; choose others with `only`.")
     S = config.severities
     params = {nm: [{}] + [CHALLENGES[nm].params(s / S, (c, h, w)) for s in range(1, S + 1)]
               for nm in names}

@@ -218,10 +218,10 @@ def _check(config: EmbedConfig) -> None:
     if config.reduction not in REDUCTIONS[1:]:
         raise unknown_name("reduction", config.reduction, list(REDUCTIONS[1:]))
     if config.perplexity <= 0 or config.iterations < 1 or config.pca_dims < 0:
-        raise UsageError("--perplexity must be above 0, --steps at least 1 and "
-                         "--pca-dims at least 0.")
+        raise UsageError("`perplexity` must be above 0, `iterations` at least 1 and "
+                         "`pca_dims` at least 0.")
     if (config.grid is not None and config.grid < 1) or config.batch_size < 1:
-        raise UsageError("--grid and --batch-size must be at least 1.")
+        raise UsageError("`grid` and `batch_size` must be at least 1.")
 
 
 # --------------------------------------------------------------------------- TensorBoard

@@ -153,7 +153,7 @@ def sample_images(clf: Classifier, data, n: int, seed: int, **load_options) -> t
             parse_dataset_name(data)
         except UsageError:
             raise UsageError(f"this model was trained on {data or 'arrays'}, which convscope "
-                             "cannot load; pass --data NAME.") from None
+                             "cannot load; pass a dataset as `data`.") from None
     if isinstance(data, str):
         data = load_dataset(data, **load_options)
     if isinstance(data, ImageDataset):
@@ -211,7 +211,7 @@ def faithfulness(model, data=None, config: FaithfulnessConfig | None = None, *,
 
 def _check(config: FaithfulnessConfig) -> None:
     if config.n < 1 or config.steps < 1:
-        raise UsageError("--n and --steps must be at least 1.")
+        raise UsageError("`n` and `steps` must be at least 1.")
     if not config.methods:
         raise UsageError(f"give at least one method to score: {', '.join(METHODS)}.")
     for m in config.methods:
@@ -221,4 +221,4 @@ def _check(config: FaithfulnessConfig) -> None:
         if kind not in BASELINES:
             raise unknown_name("baseline", kind, list(BASELINES))
     if config.explain.channel is not None:
-        raise UsageError("faithfulness scores class maps; drop --channel.")
+        raise UsageError("faithfulness scores class maps; drop `channel`.")

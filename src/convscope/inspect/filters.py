@@ -122,7 +122,7 @@ def filters(model, config: FiltersConfig | None = None, *, weights: str | None =
     if config.mode not in FILTER_MODES:
         raise unknown_name("filter mode", config.mode, list(FILTER_MODES))
     if min(config.max_filters, config.max_channels) < 1 or (config.zoom or 1) < 1:
-        raise UsageError("--max-filters, --max-channels and --zoom must be at least 1.")
+        raise UsageError("`max_filters`, `max_channels` and `zoom` must be at least 1.")
     calls = traced_calls(clf)
     layer = choose_layer(clf, config.layer, "filters", calls)
     w, templates = _filter_weights(clf, layer)
@@ -130,7 +130,7 @@ def filters(model, config: FiltersConfig | None = None, *, weights: str | None =
     rgb = w.shape[1] == 3
     if config.mode == "colour" and not rgb:
         raise UsageError(f"colour tiles need filters over 3 input channels; {layer}'s have "
-                         f"{w.shape[1]}; use --mode gray.")
+                         f"{w.shape[1]}; use `mode=\"gray\"`.")
     colour = rgb and (config.mode == "colour" or (config.mode == "auto" and first))
     zoom = config.zoom or max(1, round(40 / max(w.shape[-2:])))
     config = replace(config, layer=layer, mode="colour" if colour else "gray", zoom=zoom)
@@ -186,7 +186,7 @@ def activations(model, image, config: ActivationsConfig | None = None, *,
     clf = as_classifier(model, weights)
     config = replace(config or ActivationsConfig(), **options)
     if config.max_maps < 1:
-        raise UsageError("--max-maps must be at least 1.")
+        raise UsageError(f"`max_maps` must be at least 1, got {config.max_maps}.")
     layer = choose_layer(clf, config.layer, "activations")
     x = clf.as_batch(image)[:1]                           # (1, C, H, W) uint8
     with model_mode(clf.model), capture(clf.model, [layer]) as acts, torch.no_grad():

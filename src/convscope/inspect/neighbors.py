@@ -154,13 +154,13 @@ def neighbors(model, data=None, config: NeighborsConfig | None = None, *, progre
     ds, _own = open_dataset(clf, data, data_root=data_root, image_size=image_size,
                             progress=progress)
     layer = choose_layer(clf, config.layer, "neighbors")
-    qidx = _pick(len(ds.test_images), config.queries, config.seed, "--n",
+    qidx = _pick(len(ds.test_images), config.queries, config.seed, "queries",
                  f"test images of {ds.name}")
     didx = sample(len(ds.train_images), config.database, config.seed)
     db_images, db_labels = ds.train_images[didx], ds.train_labels[didx]
     if config.k > len(db_images):
-        raise UsageError(f"--top-k {config.k} is more than the {len(db_images):,} training images "
-                         f"searched in {ds.name}; pass --top-k {len(db_images)} or less.")
+        raise UsageError(f"`k={config.k}` is more than the {len(db_images):,} training images "
+                         f"searched in {ds.name}; pass `k={len(db_images)}` or less.")
     q_images, q_labels = ds.test_images[qidx], ds.test_labels[qidx]
 
     # ---- one pass: queries and database together
@@ -179,8 +179,8 @@ def neighbors(model, data=None, config: NeighborsConfig | None = None, *, progre
 
 def _pick(total: int, n: int, seed: int, option: str, what: str) -> torch.Tensor:
     if n > total:
-        raise UsageError(f"{option} {n} is more than the {total:,} {what}; pass {option} "
-                         f"{total} or less.")
+        raise UsageError(f"`{option}={n}` is more than the {total:,} {what}; pass "
+                         f"`{option}={total}` or less.")
     return sample(total, n, seed)
 
 
@@ -191,6 +191,6 @@ def _check(config: NeighborsConfig) -> None:
         raise unknown_name("reduction", config.reduction, list(REDUCTIONS[1:]))
     for key in ("k", "queries", "show", "batch_size"):
         if getattr(config, key) < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be at least 1.")
+            raise UsageError(f"`{key}` must be at least 1, got {getattr(config, key)}.")
     if config.database is not None and config.database < 1:
-        raise UsageError("--database must be at least 1.")
+        raise UsageError(f"`database` must be at least 1, got {config.database}.")

@@ -57,13 +57,13 @@ def parse_channels(text: str) -> tuple[int, ...]:
         try:
             a, b = int(lo), int(hi) if sep else int(lo)
         except ValueError:
-            raise UsageError(f"--channels takes numbers and ranges like 0-15 or 3,7,9; got "
+            raise UsageError(f"`channels` takes numbers and ranges like 0-15 or 3,7,9; got "
                              f"{text!r}.") from None
         if b < a:
-            raise UsageError(f"--channels range {part} runs backwards; write {b}-{a}.")
+            raise UsageError(f"`channels` range {part} runs backwards; write {b}-{a}.")
         out += range(a, b + 1)
     if not out:
-        raise UsageError("--channels is empty; give numbers or ranges like 0-15.")
+        raise UsageError("`channels` is empty; give numbers or ranges like 0-15.")
     return tuple(dict.fromkeys(out))
 
 
@@ -71,8 +71,8 @@ def channel_list(text: str) -> tuple[int, ...]:
     """``--channels`` (a value type): :func:`parse_channels`, a bad list exiting 2."""
     try:
         channels = parse_channels(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except UsageError as exc:  # argparse says "argument --channels:" before the message
+        raise argparse.ArgumentTypeError(str(exc).replace("`channels` ", "")) from None
     if max(channels, default=0) > INT_MAX:
         raise argparse.ArgumentTypeError(f"a channel is at most {INT_MAX:,}, got {text}")
     return channels
@@ -319,7 +319,7 @@ def _channels(wanted: tuple[int, ...] | None, count: int, layer: str) -> tuple[i
         return tuple(range(min(DEFAULT_CHANNELS, count)))
     bad = [c for c in wanted if not 0 <= c < count]
     if bad:
-        raise UsageError(f"--channels {bad[0]} is out of range: layer {layer} has {count} "
+        raise UsageError(f"`channels` {bad[0]} is out of range: layer {layer} has {count} "
                          f"channels (0-{count - 1}).")
     return tuple(wanted)
 
@@ -338,6 +338,6 @@ def _check(config: PatchesConfig) -> None:
     if config.split not in SPLITS:
         raise unknown_name("split", config.split, list(SPLITS))
     if config.top < 1 or config.batch_size < 1 or (config.n is not None and config.n < 1):
-        raise UsageError("--top-k, --n and --batch-size must be at least 1.")
+        raise UsageError("`top`, `n` and `batch_size` must be at least 1.")
     if config.channels is not None and not config.channels:
-        raise UsageError("--channels is empty; give numbers or ranges like 0-15.")
+        raise UsageError("`channels` is empty; give numbers or ranges like 0-15.")

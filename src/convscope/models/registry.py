@@ -132,7 +132,7 @@ def build_model(name: str, inp: ModelInput, options: dict | None = None,
         parsed.update(options)
     if weights:
         if not entry.pretrained:
-            raise UsageError(f"--weights applies to the ILSVRC models "
+            raise UsageError(f"`weights` applies to the ILSVRC models "
                              f"({', '.join(e.name for e in model_entries() if e.pretrained)}), "
                              f"not to {entry.name}.")
         parsed["weights"] = weights

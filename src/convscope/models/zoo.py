@@ -62,7 +62,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a .safetensors file, or from .pt/.pth read with weights_only=True."""
     path = Path(path)
     if not path.is_file():
-        raise ConvscopeError(f"weights file {path} does not exist; pass --weights DEFAULT to "
+        raise ConvscopeError(f"weights file {path} does not exist; pass `weights=\"DEFAULT\"` to "
                              "download torchvision's, or the path of a local state dict.")
     try:
         if path.suffix == ".safetensors":
@@ -94,7 +94,7 @@ def download_state_dict(name: str, weights: str) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001 - urllib/ssl/socket errors all mean "offline"
         raise ConvscopeError(
             f"could not download the {name} {w.name} weights ({str(exc)[:120]}); when offline, "
-            "pass --weights FILE with a state dict saved on this machine."
+            "pass a state dict saved on this machine as `weights`."
         ) from None
 
 

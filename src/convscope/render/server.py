@@ -46,6 +46,7 @@ multipart denial of service:
 import asyncio
 import math
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -53,6 +54,7 @@ from convscope.classifier import Classifier
 from convscope.data import ImageDataset
 from convscope.errors import ConvscopeError, ImageError, UsageError, unknown_name
 from convscope.inspect.attribution import METHODS
+from convscope.options import float_in, int_in, option, positive_int
 from convscope.render.webpage import index_html
 from convscope.render.workbench import NotFound, OutOfRange, Workbench
 
@@ -67,22 +69,33 @@ IMAGE_STATUS = {"empty": 422, "format": 415, "too_large": 422, "corrupt": 422, "
 ERROR_STATUS = {NotFound: 404, OutOfRange: 422}
 
 
+_mb = float_in(0, 2048, lo_open=True, name="MB")
+
+
+def megabytes(text: str) -> int:
+    """``--max-upload-mb`` (a value type): megabytes, above 0 and at most 2048, as bytes."""
+    return max(1, int(_mb(text) * 2**20))
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """The options of one ``serve`` job."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    #: the test images to browse (None: the model's own data; "" for none)
+    host: str = option("127.0.0.1", "address to listen on (127.0.0.1: this machine only; "
+                                    "0.0.0.0 exposes the app to your network)", metavar="HOST")
+    port: int = option(8000, "port (0: any free one)", type=int_in(0, 65535, "port"))
+    #: the test images to browse (None: the model's own data; "" for none; the CLI's --data)
     data: str | None = None
-    #: largest upload accepted, in bytes
-    max_upload_bytes: int = 10 * 2**20
-    #: explanation methods drawn for every image (empty: all)
-    methods: tuple[str, ...] = ()
-    #: test images in the t-SNE map (a seeded sample)
-    tsne_n: int = 1000
-    #: test images scored under the six challenges (a seeded sample)
-    challenge_n: int = 200
+    max_upload_bytes: int = option(10 * 2**20, "largest upload accepted, above 0 and at most "
+                                               "2048 MB", flag="--max-upload-mb",
+                                   type=megabytes, metavar="MB", shown="10 MB")
+    methods: tuple[str, ...] = option((), "explanation methods drawn for every image "
+                                          "(default: all)", many=True,
+                                      choices=lambda: list(METHODS), metavar="METHOD")
+    tsne_n: int = option(1000, "test images in the t-SNE map (a seeded sample)",
+                         flag="--embed-n", type=positive_int, old=("--tsne-n",))
+    challenge_n: int = option(200, "test images scored under the six challenges (a seeded "
+                                   "sample)", type=positive_int)
     #: training images searched for neighbours (a seeded sample; None: all)
     neighbour_database: int | None = 10_000
     #: neighbours shown per image
@@ -90,9 +103,12 @@ class ServeConfig:
     seed: int = 0
     #: what MODEL was on the command line
     model: str = ""
-    #: Host header values accepted besides the loopback names and the bound address
-    #: (``--allowed-host``); after resolved(), the whole allow-list
-    allowed_hosts: tuple[str, ...] | None = None
+    #: Host header values accepted besides the loopback names and the bound address; after
+    #: resolved(), the whole allow-list
+    allowed_hosts: tuple[str, ...] | None = option(
+        None, "also answer requests addressed to these host names (repeatable; loopback "
+              "names and the --host address are always allowed)", flag="--allowed-host",
+        many=True, metavar="NAME")
     #: most pixels one upload may decode to (a JPEG counts at its reduced draft size)
     max_upload_pixels: int = 16_000_000
     #: seconds a request body may take to arrive (408 after)
@@ -111,13 +127,13 @@ class ServeConfig:
             raise UsageError(f"the read timeout must be a positive number of seconds, got "
                              f"{self.read_timeout}.")
         if not 0 <= self.port < 65536:
-            raise UsageError(f"--port must be 0-65535, got {self.port}.")
+            raise UsageError(f"`port` must be 0-65535, got {self.port}.")
         hosts = [*LOOPBACK, "[::1]"]
         if self.host not in WILDCARD:
             hosts.append(f"[{self.host}]" if ":" in self.host else self.host)
         for name in self.allowed_hosts or ():
             if not name or "*" in name or "/" in name or " " in name:
-                raise UsageError(f"--allowed-host {name!r} is not a host name; give a name "
+                raise UsageError(f"{name!r} in `allowed_hosts` is not a host name; give a name "
                                  "or address such as myhost.local (no wildcards).")
             hosts.append(name)
         return replace(self, methods=methods, allowed_hosts=tuple(dict.fromkeys(hosts)))
@@ -135,12 +151,13 @@ class HTTPProblem(Exception):
 
 # --------------------------------------------------------------------------- the app
 def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfig | None = None,
-               split: str | None = None):
+               split: str | None = None, words: Callable[[str], str] | None = None):
     """The FastAPI app of ``convscope serve``: ``uvicorn.run(create_app(...))``, or
     ``fastapi.testclient.TestClient(create_app(...))`` in tests.
 
     ``dataset`` (None: uploads only) is browsed on ``split``: by default its test images
-    when it is the model's own data, every image otherwise."""
+    when it is the model's own data, every image otherwise.  ``words`` rewrites an error's
+    parameter names for its reader (the CLI: as the flags of ``convscope serve``)."""
     # heavy optional dependency, imported here so that the CLI starts without it; the
     # module has no `from __future__ import annotations`, so the endpoints' `Request`
     # annotations are this class itself, which FastAPI needs to inject the request
@@ -201,7 +218,8 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
 
     # ---- errors: one readable sentence, never a traceback
     def problem(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+        return JSONResponse({"error": words(message) if words else message},
+                            status_code=status)
 
     @app.exception_handler(HTTPProblem)
     async def on_problem(_request, exc: HTTPProblem):
@@ -318,12 +336,13 @@ async def read_body(request, limit: int, timeout: float = 30.0) -> bytes:
 
 
 def serve(clf: Classifier, dataset: ImageDataset | None, config: ServeConfig | None = None,
-          split: str | None = None, log_level: str = "warning") -> None:
-    """Run the app with uvicorn until Ctrl-C."""
+          split: str | None = None, log_level: str = "warning",
+          words: Callable[[str], str] | None = None) -> None:
+    """Run the app with uvicorn until Ctrl-C (``words``: as in :func:`create_app`)."""
     import uvicorn  # heavy optional dependency
 
     config = (config or ServeConfig()).resolved()
-    uvicorn.run(create_app(clf, dataset, config, split), host=config.host, port=config.port,
+    uvicorn.run(create_app(clf, dataset, config, split, words), host=config.host, port=config.port,
                 log_level=log_level, server_header=False)
 
 

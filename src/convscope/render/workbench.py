@@ -88,7 +88,8 @@ class Workbench:
         """A view over the test images, computed once: NotFound with one sentence when there
         are fewer than ``least`` of them."""
         if self.test_count < least:
-            raise NotFound(f"{what} needs test images; start the server with --data NAME.")
+            raise NotFound(f"{what} needs test images; start the server with `data` naming a "
+                           "dataset.")
         return self.once(key, compute)
 
     # ---- inputs
@@ -103,7 +104,8 @@ class Workbench:
         n = self.test_count
         if not 0 <= index < n:
             raise NotFound(f"there is no test image {index}; indices are 0-{n - 1}." if n
-                           else "this server has no test images; start it with --data NAME.")
+                           else "this server has no test images; start it with `data` naming a "
+                           "dataset.")
         return self.dataset.test_images[index]
 
     @property

@@ -49,8 +49,8 @@ RANDOM_NAME = "random-multiscale"
 FALLBACK_NOTICE = (
     "VGG-19's ImageNet weights are not on this machine, so this run used the random "
     "multi-scale texture network instead (Ustyuzhaninov et al. 2017): expect the style's "
-    "colours and textures over the content's layout, not painterly strokes; pass --weights "
-    "DEFAULT to download VGG-19's weights once (548 MB), or --weights FILE."
+    "colours and textures over the content's layout, not painterly strokes; pass "
+    "`weights=\"DEFAULT\"` to download VGG-19's weights once (548 MB), or a file as `weights`."
 )
 
 
@@ -108,7 +108,7 @@ def extract(backbone: StyleBackbone, image: torch.Tensor, layers: list[str]) -> 
             raise ConvscopeError(
                 f"{backbone.name} failed on a {tuple(x.shape[-2:])} image before reaching "
                 f"{[n for n in wanted if n not in store]} ({str(exc).splitlines()[0][:120]}); "
-                "choose convolutional layers with --content-layer/--style-layers."
+                "choose convolutional layers with `content_layer` and `style_layers`."
             ) from None
     missing = [n for n in wanted if n not in store]
     if missing:
@@ -346,7 +346,7 @@ def open_backbone(spec="vgg19", weights: str | None = None, seed: int = 0) -> St
     text = str(spec)
     if text.startswith(RANDOM_NAME):
         if weights:
-            raise UsageError(f"{RANDOM_NAME} has random filters by design; drop --weights.")
+            raise UsageError(f"{RANDOM_NAME} has random filters by design; drop `weights`.")
         return random_multiscale(_parse_random(text), seed=seed)
     if text in ("vgg19", "torchvision:vgg19"):
         return vgg19(weights, seed=seed)
@@ -359,7 +359,8 @@ def open_backbone(spec="vgg19", weights: str | None = None, seed: int = 0) -> St
         weights = "DEFAULT" if cached else None  # DEFAULT reads the cache, no download
         if cached is None:
             notice = (f"{tv_name} has random weights (none given, none cached); expect little "
-                      "style: pass --weights DEFAULT or FILE for ImageNet weights.")
+                      "style: pass `weights=\"DEFAULT\"` or a file as `weights` for ImageNet "
+                      "weights.")
     torch.manual_seed(seed)
     clf = open_model(text, weights=weights, device="cpu")
     label = text + (f" ({weights})" if weights else (" (random weights)" if notice else ""))

@@ -94,29 +94,29 @@ class StyleConfig:
         if not self.styles:
             raise UsageError("give at least one style image.")
         checks = [
-            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.init in INITS, f"--init must be one of {', '.join(INITS)}"),
+            (self.optimizer in OPTIMIZERS, f"`optimizer` must be one of {', '.join(OPTIMIZERS)}"),
+            (self.init in INITS, f"`init` must be one of {', '.join(INITS)}"),
             (self.preserve_color in (None, *PRESERVE),
-             f"--preserve-color must be one of {', '.join(PRESERVE)}"),
-            (self.size >= 8, "--size must be at least 8 px"),
-            (self.steps >= 1, "--steps must be at least 1"),
-            (self.scales >= 1, "--scales must be at least 1"),
-            (self.style_scale > 0, "--style-scale must be positive"),
-            (self.lr is None or self.lr > 0, "--lr must be positive"),
+             f"`preserve_color` must be one of {', '.join(PRESERVE)}"),
+            (self.size >= 8, "`size` must be at least 8 px"),
+            (self.steps >= 1, "`steps` must be at least 1"),
+            (self.scales >= 1, "`scales` must be at least 1"),
+            (self.style_scale > 0, "`style_scale` must be positive"),
+            (self.lr is None or self.lr > 0, "`lr` must be positive"),
             (min(self.content_weight, self.style_weight, self.tv_weight) >= 0,
              "loss weights must be >= 0"),
-            (self.fine_layers is None or self.fine_layers >= 1, "--fine-layers must be >= 1"),
+            (self.fine_layers is None or self.fine_layers >= 1, "`fine_layers` must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message + ".")
         if self.style_mix is not None:
             if self.mask:
-                raise UsageError("--style-mix mixes styles everywhere and --mask gives each "
+                raise UsageError("`style_mix` mixes styles everywhere and `mask` gives each "
                                  "region its own style; use one of them.")
             if len(self.style_mix) != len(self.styles) or min(self.style_mix) < 0 \
                     or sum(self.style_mix) <= 0:
-                raise UsageError(f"--style-mix needs one weight >= 0 per style image "
+                raise UsageError(f"`style_mix` needs one weight >= 0 per style image "
                                  f"({len(self.styles)}), not all zero.")
 
     @property

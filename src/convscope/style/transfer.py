@@ -122,7 +122,7 @@ class Job:
         if not (config.content_layer or backbone.content_layer) or \
                 not (config.style_layers or backbone.style_layers):
             raise UsageError(f"no default layers could be traced in {backbone.name}; name "
-                             "them with --content-layer and --style-layers.")
+                             "them with `content_layer` and `style_layers`.")
         self.content_layer = backbone.resolve(config.content_layer or backbone.content_layer)
         self.style_layers = [backbone.resolve(n) for n in config.style_layers or backbone.style_layers]
         self.luminance = config.preserve_color == "luminance" or backbone.channels == 1

@@ -86,7 +86,7 @@ def read_checkpoint(folder: str | os.PathLike,
     path = folder / CHECKPOINT_NAME
     if not path.is_file():
         raise ConvscopeError(f"{folder} has no {CHECKPOINT_NAME} to resume from; train with "
-                             f"--out {folder} first.")
+                             f"`out=\"{folder}\"` first.")
     header = verify_file(path)
     try:
         meta = json.loads(header.get("__metadata__", {})["convscope-checkpoint"])

@@ -109,26 +109,26 @@ class TrainConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.epochs >= 1, f"`epochs` must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"`batch_size` must be at least 1, got {self.batch_size}"),
+            (self.lr > 0, f"`lr` must be positive, got {self.lr}"),
             (self.optimizer in OPTIMIZERS,
-             f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
+             f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
             (self.schedule in SCHEDULES,
-             f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
+             f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.augment in AUGMENTS,
-             f"--augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}"),
-            (self.amp in AMP, f"--amp must be one of {', '.join(AMP)}, got {self.amp!r}"),
-            (self.tta in (0, 1, 2), f"--tta must be 0, 1 or 2, got {self.tta}"),
+             f"`augment` must be one of {', '.join(AUGMENTS)}, got {self.augment!r}"),
+            (self.amp in AMP, f"`amp` must be one of {', '.join(AMP)}, got {self.amp!r}"),
+            (self.tta in (0, 1, 2), f"`tta` must be 0, 1 or 2, got {self.tta}"),
             (0 <= self.label_smoothing < 1,
-             f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+             f"`label_smoothing` must be in [0, 1), got {self.label_smoothing}"),
+            (self.warmup_epochs >= 0, f"`warmup_epochs` must be >= 0, got {self.warmup_epochs}"),
+            (self.weight_decay >= 0, f"`weight_decay` must be >= 0, got {self.weight_decay}"),
+            (0 <= self.momentum < 1, f"`momentum` must be in [0, 1), got {self.momentum}"),
             (self.max_grad_norm is None or self.max_grad_norm > 0,
-             f"--max-grad-norm must be positive, got {self.max_grad_norm}"),
+             f"`max_grad_norm` must be positive, got {self.max_grad_norm}"),
             (self.checkpoint_every is None or self.checkpoint_every >= 1,
-             f"--checkpoint-every must be at least 1, got {self.checkpoint_every}"),
+             f"`checkpoint_every` must be at least 1, got {self.checkpoint_every}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -163,7 +163,7 @@ class TrainConfig:
         config.json fails here in one sentence, not deep inside training)."""
         if not isinstance(d, dict):
             raise ConvscopeError(f"{source} is damaged (not a JSON object); restore it, or "
-                                 "start a new run with --force.")
+                                 "start a new run over it (`convscope train --force`).")
         types = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
                  "dict": (dict,), "None": (type(None),)}
         values = {}
@@ -176,6 +176,6 @@ class TrainConfig:
             if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed):
                 raise ConvscopeError(f"{source} is damaged ({f.name!r} is {v!r}, expected "
                                      f"{str(f.type).replace(' | None', ' or null')}); restore "
-                                     "it, or start a new run with --force.")
+                                     "it, or start a new run over it (`convscope train --force`).")
             values[f.name] = v
         return cls(**values)

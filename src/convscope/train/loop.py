@@ -172,7 +172,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         if config.sync_bn:
             if not (self.dist.enabled and self.device.type == "cuda"):
-                raise ConvscopeError("--sync-bn needs a multi-GPU torchrun job (PyTorch's "
+                raise ConvscopeError("`sync_bn` needs a multi-GPU torchrun job (PyTorch's "
                                      "SyncBatchNorm runs only on GPUs).")
             model = self.clf.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.forward = model
@@ -239,7 +239,7 @@ class Trainer:
         """Refuse to resume when the data changed since the run started, in one sentence."""
         ds, saved = self.dataset, self.saved.get("dataset") or {}
         what = f"{ds.name} changed since this run started"
-        fix = "restore the data, or start a new run with --force"
+        fix = "restore the data, or start a new run over it (`convscope train --force`)"
         old_classes = saved.get("classes")
         if isinstance(old_classes, list) and old_classes != list(ds.classes):
             added = [c for c in ds.classes if c not in old_classes]
@@ -350,7 +350,7 @@ class Trainer:
                     self.checkpoint()
                 if stop:
                     self.checkpoint()
-                    where = f"; resume with --resume {self.out}" if self.out else ""
+                    where = f"; resume with `resume=\"{self.out}\"`" if self.out else ""
                     raise Interrupted(f"interrupted at epoch {st.epoch}, step {st.step}"
                                       + (" (checkpoint saved)" if self.out else "") + where + ".")
 
@@ -383,7 +383,7 @@ class Trainer:
             raise ConvscopeError(
                 f"training diverged: the loss became {loss_sum / total} at epoch {st.epoch}, "
                 f"step {st.step + 1} (learning rate {self.scheduler.get_last_lr()[0]:.3g}); "
-                f"lower --lr or set --max-grad-norm{kept}.")
+                f"lower `lr` or set `max_grad_norm`{kept}.")
         if self.dist.enabled:  # DDP averages gradients over processes: weight by share
             loss = loss * (len(y) * self.dist.world / total)
         self.optimizer.zero_grad(set_to_none=True)

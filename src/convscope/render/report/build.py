@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from convscope.loading import as_classifier
 from convscope.display import PageDisplay
 from convscope.errors import ConvscopeError
 from convscope.fileio import write_text_atomic
+from convscope.loading import as_classifier
 from convscope.progress import progress_bar
 from convscope.render.report.card import Card
 from convscope.render.report.config import ReportConfig

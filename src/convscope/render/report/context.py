@@ -67,8 +67,8 @@ class ReportContext:
     def evaluation(self) -> Evaluation:
         if list(self.dataset.classes) != self.clf.classes:
             raise ConvscopeError(f"{self.dataset.name} has other classes than the model, so "
-                                 "accuracy cannot be scored; pass --data with the model's "
-                                 "classes.")
+                                 "accuracy cannot be scored; pass `data` naming a dataset "
+                                 "with the model's classes.")
         return evaluate_logits(self.logits, self.labels, self.clf.classes)
 
     def sample(self, n: int) -> torch.Tensor:

@@ -27,10 +27,18 @@ class Section:
 SECTIONS: dict[str, Section] = {}
 
 
-def register_section(name: str, title: str, how: str, costly: bool = False, weight: int = 1):
-    """Add a section: ``fn(ctx) -> Card``, placed after the ones registered before it."""
+def register_section(name: str, title: str, how: str | None = None, costly: bool = False,
+                     weight: int = 1):
+    """Add a section: ``fn(ctx) -> Card``, placed after the ones registered before it; the
+    line under its title (``how``) is, by default, the function's docstring."""
 
-    return adds_to(SECTIONS, lambda fn: Section(name, title, how, fn, costly, weight))
+    def section(fn) -> Section:
+        about = how if how is not None else " ".join((fn.__doc__ or "").split())
+        if not about:
+            raise TypeError(f"section {name!r} says how to read it: give it a docstring.")
+        return Section(name, title, about, fn, costly, weight)
+
+    return adds_to(SECTIONS, section)
 
 
 def list_sections(costly: bool | None = None) -> list[str]:

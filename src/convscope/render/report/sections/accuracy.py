@@ -10,10 +10,11 @@ from convscope.render.report.context import ReportContext
 from convscope.render.report.registry import register_section
 
 
-@register_section("accuracy", "Test accuracy", "Top-1 and top-5 accuracy on the test images, "
-                  "accuracy per class, and the confusion matrix: row = true class, column = "
-                  "prediction, so off-diagonal cells are the confusions.")
+@register_section("accuracy", "Test accuracy")
 def accuracy_section(ctx: ReportContext) -> Card:
+    """Top-1 and top-5 accuracy on the test images, accuracy per class, and the confusion
+    matrix: row = true class, column = prediction, so off-diagonal cells are the
+    confusions."""
     ev = ctx.evaluation
     ctx.facts.update(top1=ev.top1, top5=ev.top5, n=ev.n)
     counts = ev.confusion.sum(axis=1)

@@ -7,13 +7,12 @@ from convscope.render.report.context import ReportContext
 from convscope.render.report.registry import register_section
 
 
-@register_section("challenges", "The six challenges",
-                  "Top-1 accuracy on test images under the lecture's recognition challenges "
-                  "(viewpoint, illumination, deformation, occlusion, background clutter, "
-                  "intra-class variation), from severity 0 (the plain images) to 5; the strip "
-                  "shows one test image at every severity. The command convscope challenges "
-                  "gives every number.", costly=True, weight=3)
+@register_section("challenges", "The six challenges", costly=True, weight=3)
 def challenges_section(ctx: ReportContext) -> Card:
+    """Top-1 accuracy on test images under the lecture's recognition challenges (viewpoint,
+    illumination, deformation, occlusion, background clutter, intra-class variation),
+    from severity 0 (the plain images) to 5; the strip shows one test image at every
+    severity. The command convscope challenges gives every number."""
     r = ctx.bench.challenge_result()
     m = r.main
     ctx.facts["challenges"] = {"scores": m.group_scores(), "hardest": m.hardest()}

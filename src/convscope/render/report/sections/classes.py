@@ -10,13 +10,12 @@ from convscope.render.report.context import ReportContext
 from convscope.render.report.registry import register_section
 
 
-@register_section("classes", "What each class looks like to the model", "Images made by "
-                  "gradient ascent on the class score (visualize's default preset: pixels "
-                  "with total variation for grayscale models, Fourier for colour ones; "
-                  "jitter, scale and rotation); p is the model's probability of that class "
-                  "for the image shown, judge the probability a second model trained apart "
-                  "(report --judge MODEL) gives it.", costly=True, weight=3)
+@register_section("classes", "What each class looks like to the model", costly=True, weight=3)
 def classes_section(ctx: ReportContext) -> Card:
+    """Images made by gradient ascent on the class score (visualize's default preset: pixels
+    with total variation for grayscale models, Fourier for colour ones; jitter, scale and
+    rotation); p is the model's probability of that class for the image shown, judge the
+    probability a second model trained apart (report --judge MODEL) gives it."""
     k = min(len(ctx.clf.classes), ctx.config.class_images)
     res = class_images(ctx.clf, list(range(k)),
                        VisualizeConfig(steps=ctx.config.class_steps, seed=ctx.config.seed),

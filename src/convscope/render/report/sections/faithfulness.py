@@ -9,11 +9,11 @@ from convscope.render.report.context import ReportContext
 from convscope.render.report.registry import register_section
 
 
-@register_section("faithfulness", "How faithful is each map", "Deletion: remove the pixels a "
-                  "map ranks highest first and watch the predicted class's probability fall "
-                  "(lower area is better); insertion: add them to a blurred image (higher is "
-                  "better). A random map is the baseline to beat.", costly=True, weight=3)
+@register_section("faithfulness", "How faithful is each map", costly=True, weight=3)
 def faithfulness_section(ctx: ReportContext) -> Card:
+    """Deletion: remove the pixels a map ranks highest first and watch the predicted class's
+    probability fall (lower area is better); insertion: add them to a blurred image
+    (higher is better). A random map is the baseline to beat."""
     r = faithfulness(ctx.clf, ctx.dataset, n=ctx.config.faithfulness_images,
                      seed=ctx.config.seed)
     dele, ins = r.auc("deletion"), r.auc("insertion")

@@ -10,10 +10,10 @@ from convscope.render.report.registry import register_section
 from convscope.text import count
 
 
-@register_section("mistakes", "Most confidently wrong", "The test images the model got wrong "
-                  "with the highest confidence, most confident first: often mislabelled "
-                  "images, or the confusions the model has learned.")
+@register_section("mistakes", "Most confidently wrong")
 def mistakes_section(ctx: ReportContext) -> Card:
+    """The test images the model got wrong with the highest confidence, most confident
+    first: often mislabelled images, or the confusions the model has learned."""
     ev = ctx.evaluation  # noqa: F841 - checks the classes match
     probs = torch.softmax(ctx.logits, dim=1)
     conf, pred = probs.max(dim=1)

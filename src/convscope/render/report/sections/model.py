@@ -8,10 +8,11 @@ from convscope.render.report.context import ReportContext
 from convscope.render.report.registry import register_section
 
 
-@register_section("model", "Model", "The network layer by layer: K filters of size F, stride "
-                  "S and padding P, the output volume WxHxD, weights, receptive field (RF) on "
-                  "the input and multiply-adds; the totals are cross-checked against the model.")
+@register_section("model", "Model")
 def model_section(ctx: ReportContext) -> Card:
+    """The network layer by layer: K filters of size F, stride S and padding P, the output
+    volume WxHxD, weights, receptive field (RF) on the input and multiply-adds; the
+    totals are cross-checked against the model."""
     meta = ctx.clf.meta
     h, w = meta.image_size
     options = ", ".join(f"{k}={v}" for k, v in meta.options.items())

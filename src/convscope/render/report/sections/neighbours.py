@@ -8,12 +8,11 @@ from convscope.render.report.context import ReportContext
 from convscope.render.report.registry import register_section
 
 
-@register_section("neighbours", "Nearest neighbours: features against pixels", "For test "
-                  "images (left), the nearest training images by the network's features "
-                  "(\"FC7\") beside the nearest by raw pixels; green: same label as the "
-                  "query, red: another. Feature neighbours share meaning, pixel neighbours "
-                  "only colour and layout.", costly=True, weight=2)
+@register_section("neighbours", "Nearest neighbours: features against pixels", costly=True, weight=2)
 def neighbours_section(ctx: ReportContext) -> Card:
+    """For test images (left), the nearest training images by the network's features ("FC7")
+    beside the nearest by raw pixels; green: same label as the query, red: another.
+    Feature neighbours share meaning, pixel neighbours only colour and layout."""
     c = ctx.config
     queries = min(len(ctx.source.test_images), max(100, c.neighbour_queries))
     r = neighbors(ctx.clf, ctx.source, queries=queries, show=c.neighbour_queries, k=6,

@@ -10,11 +10,10 @@ from convscope.render.report.context import ReportContext
 from convscope.render.report.registry import register_section
 
 
-@register_section("patches", "What units respond to", "For a few channels of the last "
-                  "convolutional layer, the test-image patches (each unit's receptive field) "
-                  "that excite it most, strongest first: what that unit detects.",
-                  costly=True, weight=2)
+@register_section("patches", "What units respond to", costly=True, weight=2)
 def patches_section(ctx: ReportContext) -> Card:
+    """For a few channels of the last convolutional layer, the test-image patches (each
+    unit's receptive field) that excite it most, strongest first: what that unit detects."""
     p = patches(ctx.clf, ctx.source, split=ctx.split, seed=ctx.config.seed)
     k = ctx.config.patch_units  # the first k of the channels searched (PATCH_CHANNELS)
     p = replace(p, hits=p.hits[:k], config=replace(p.config, channels=p.config.channels[:k]))

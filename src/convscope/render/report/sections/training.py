@@ -26,10 +26,10 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-@register_section("training", "Training curves", "Loss and accuracy after every epoch, from "
-                  "the metrics.jsonl written next to the model: a test accuracy that stalls "
-                  "while the training accuracy climbs is overfitting.")
+@register_section("training", "Training curves")
 def training_section(ctx: ReportContext) -> Card:
+    """Loss and accuracy after every epoch, from the metrics.jsonl written next to the
+    model: a test accuracy that stalls while the training accuracy climbs is overfitting."""
     path = Path(ctx.config.metrics) if ctx.config.metrics else (
         ctx.model_path.parent / "metrics.jsonl" if ctx.model_path else None)
     if path is None:
