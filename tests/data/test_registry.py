@@ -370,3 +370,34 @@ def test_folder_that_cannot_be_listed_is_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "iterdir", denied)  # root ignores permissions, so simulate them
     with pytest.raises(ConvscopeError, match="could not be read .Permission denied.; check"):
         load_dataset(f"folder:{root}", progress=False)
+
+
+def _flat_photos(root, n=5):
+    """A folder of photos with no class folders (a user's own, unlabelled)."""
+    root.mkdir(parents=True)
+    write_image_folder(root / "tmp", classes=("x",), per_class=n)
+    for f in sorted((root / "tmp" / "x").iterdir()):
+        f.rename(root / f.name)
+    (root / "tmp" / "x").rmdir()
+    (root / "tmp").rmdir()
+    return root
+
+
+def test_a_folder_without_class_folders_is_one_unlabelled_set(tmp_path):
+    from convscope.data.base import UNLABELLED
+
+    ds = load_dataset(f"folder:{_flat_photos(tmp_path / 'photos')}", progress=False)
+    assert ds.classes == [UNLABELLED]
+    assert len(ds.train_images) == 0 and len(ds.test_images) == 5  # every image is looked at
+    assert ds.skipped == {}  # the photos are not "outside any class folder"
+    mean, std = ds.normalization()
+    assert all(np.isfinite(mean)) and all(s > 0 for s in std)
+    assert any("unlabelled" in n for n in ds.notes)
+
+
+def test_training_on_an_unlabelled_folder_is_refused(tmp_path):
+    root = _flat_photos(tmp_path / "photos")
+    proc = call_cli("train", "--data", f"folder:{root}", "--model", "linear", "--epochs", "1",
+                    "--out", tmp_path / "run", check=1)
+    assert "one folder per class" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "model.safetensors").exists()

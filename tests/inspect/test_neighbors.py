@@ -77,3 +77,21 @@ def test_neighbors_errors(digits_model):
         neighbors(digits_model, metric="manhattan")
 
 
+
+
+def test_an_unlabelled_folder_finds_neighbours_among_its_own_images(tmp_path):
+    """No training split to search: each photo's neighbours are the other photos, never
+    itself, and no label agreement is claimed."""
+    from tests.data.test_registry import _flat_photos
+
+    clf = convscope.train("digits", model="linear", epochs=1, progress=False)
+    root = _flat_photos(tmp_path / "photos", n=6)
+    r = convscope.neighbors(clf, f"folder:{root}", queries=6, k=3, progress=False)
+    assert not r.labelled and r.agreement == {"feature": None, "pixel": None}
+    for knn in (r.feature, r.pixel):
+        assert knn.indices.shape == (6, 3)
+        assert not (knn.indices == r.query_indices[:, None]).any()  # never the query itself
+        assert (knn.distances[:, :-1] <= knn.distances[:, 1:] + 1e-6).all()  # nearest first
+    assert r.render().ndim == 3
+    with pytest.raises(UsageError, match="more than the 5 other images"):
+        convscope.neighbors(clf, f"folder:{root}", queries=6, k=6, progress=False)

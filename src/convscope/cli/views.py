@@ -163,6 +163,10 @@ def run_neighbors(args) -> int:
     if _printed_json(args, record, r):
         return 0
     c, agree = r.config, r.agreement
+    if not r.labelled:
+        print(f"data    {r.data}: {c.queries} queries among its {c.database:,} images "
+              f"(unlabelled: no agreement to score), k={c.k}, {c.metric}")
+        return 0
     print(f"data    {r.data}: {c.queries} test queries, {c.database:,} training images "
           f"searched, k={c.k}, {c.metric}")
     print(f"label agreement of the {c.k} nearest neighbours")

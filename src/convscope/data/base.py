@@ -10,6 +10,14 @@ import torch
 
 from convscope.errors import ConvscopeError
 
+#: the one class of a folder of images without class folders: the views of a trained model
+#: look at its images; there is nothing to learn or score, so no classifier trains on it
+UNLABELLED = "unlabelled"
+
+
+def is_unlabelled(classes) -> bool:
+    return list(classes) == [UNLABELLED]
+
 
 @dataclass
 class ImageDataset:
@@ -59,9 +67,10 @@ class ImageDataset:
         return len(self.classes)
 
     def normalization(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training images, in [0, 1] units."""
+        """Per-channel mean and std of the training images (of the test images when there
+        are none: an unlabelled folder), in [0, 1] units."""
         if self._stats is None:
-            x = self.train_images
+            x = self.train_images if len(self.train_images) else self.test_images
             if len(x) > 10_000:  # a fixed, evenly spaced subset is plenty for two moments
                 x = x[torch.linspace(0, len(x) - 1, 10_000).long()]
             x = x.to(torch.float64) / 255.0

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convscope.data.base import DataWarning, ImageDataset, stratified_split
+from convscope.data.base import UNLABELLED, DataWarning, ImageDataset, stratified_split
 from convscope.data.registry import register_dataset
 from convscope.errors import ConvscopeError, ImageError
 from convscope.fileio import atomic_path, write_text_atomic
@@ -198,7 +198,13 @@ def _layout(root: Path):
             test = scan.class_files(test_dir)
             return train, test, scan, f"train/ and {test_dir.name}/ subfolders"
         return train, None, scan, "train/ subfolder"
-    return scan.class_files(root), None, scan, "class subfolders"
+    classes = scan.class_files(root)
+    flat = sorted(root / f for f, why in scan.skipped.items() if why == OUTSIDE_CLASS)
+    if not classes and flat:  # photos without class folders: one unlabelled set
+        for f in flat:
+            del scan.skipped[str(f.relative_to(root))]
+        return {UNLABELLED: flat}, None, scan, "images without class folders (unlabelled)"
+    return classes, None, scan, "class subfolders"
 
 
 def test_dir_name(root: Path) -> str:
@@ -316,7 +322,8 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
             raise ConvscopeError(f"{root}: the test split has classes that train/ lacks "
                                  f"({', '.join(unknown)}); give both the same class folders.")
     classes = sorted(train_files)
-    if len(classes) < 2:
+    unlabelled = classes == [UNLABELLED] and layout.endswith("(unlabelled)")
+    if len(classes) < 2 and not unlabelled:
         raise ConvscopeError(f"{root}: found {len(classes)} class folder(s); a classifier needs "
                              "at least two, as PATH/<class>/<image>.")
     entries = [(f, i, "train") for i, c in enumerate(classes) for f in train_files[c]]
@@ -394,6 +401,9 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
     if test_files is not None:
         tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
         split = f"{test_dir_name(root)}/ subfolder"
+    elif unlabelled:  # nothing to learn or score: the views look at every image as "test"
+        tr, te = np.arange(0), np.arange(len(labels))
+        split = "every image (no labels: for the views of a trained model, not for training)"
     elif holdout:
         size = int(holdout) if holdout >= 1 else float(holdout)
         tr, te = stratified_split(labels, size, SPLIT_SEED, classes, folder=True)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
+from convscope.data.base import is_unlabelled
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError, unknown_name
 from convscope.inspect.features import REDUCTIONS, extract, model_images, reduction_option
@@ -72,12 +73,20 @@ class Neighbours(MosaicDisplay):
     query_indices: torch.Tensor   # (Q,) positions in the test split
     query_labels: torch.Tensor    # (Q,)
     query_images: torch.Tensor    # (Q, C, H, W) uint8
-    database_images: torch.Tensor  # (N, C, H, W) uint8, the whole training split
+    #: (N, C, H, W) uint8: the training split, or an unlabelled folder's own images
+    database_images: torch.Tensor
     feature: Knn
     pixel: Knn
 
     @property
-    def agreement(self) -> dict[str, float]:
+    def labelled(self) -> bool:
+        """False for an unlabelled folder: its neighbours have no label to agree on."""
+        return not is_unlabelled(self.classes)
+
+    @property
+    def agreement(self) -> dict[str, float | None]:
+        if not self.labelled:
+            return {"feature": None, "pixel": None}
         return {"feature": self.feature.agreement(self.query_labels),
                 "pixel": self.pixel.agreement(self.query_labels)}
 
@@ -156,11 +165,17 @@ def neighbors(model, data=None, config: NeighborsConfig | None = None, *, progre
     layer = choose_layer(clf, config.layer, "neighbors")
     qidx = _pick(len(ds.test_images), config.queries, config.seed, "queries",
                  f"test images of {ds.name}")
-    didx = sample(len(ds.train_images), config.database, config.seed)
-    db_images, db_labels = ds.train_images[didx], ds.train_labels[didx]
-    if config.k > len(db_images):
-        raise UsageError(f"`k={config.k}` is more than the {len(db_images):,} training images "
-                         f"searched in {ds.name}; pass `k={len(db_images)}` or less.")
+    # an unlabelled folder has no training images: the neighbours are among its own images
+    own = len(ds.train_images) == 0
+    pool, pool_labels = ((ds.test_images, ds.test_labels) if own
+                         else (ds.train_images, ds.train_labels))
+    didx = sample(len(pool), config.database, config.seed)
+    db_images, db_labels = pool[didx], pool_labels[didx]
+    searched = len(db_images) - own  # a query is never its own neighbour
+    if config.k > searched:
+        raise UsageError(f"`k={config.k}` is more than the {searched:,} "
+                         f"{'other images' if own else 'training images'} searched in "
+                         f"{ds.name}; pass `k={max(searched, 1)}` or less.")
     q_images, q_labels = ds.test_images[qidx], ds.test_labels[qidx]
 
     # ---- one pass: queries and database together
@@ -169,12 +184,24 @@ def neighbors(model, data=None, config: NeighborsConfig | None = None, *, progre
                     batch_size=config.batch_size, progress=progress)[layer].flatten(1)
 
     # ---- the two searches
-    fd, fi = knn(feats[: len(qidx)], feats[len(qidx):], config.k, config.metric)
-    pd, pi = knn(q_images, db_images, config.k, config.metric)
+    k = config.k + own
+    fd, fi = knn(feats[: len(qidx)], feats[len(qidx):], k, config.metric)
+    pd, pi = knn(q_images, db_images, k, config.metric)
+    if own:
+        (fd, fi), (pd, pi) = (_others(d, i, didx, qidx, config.k) for d, i in ((fd, fi), (pd, pi)))
     config = replace(config, layer=layer, database=len(db_images), queries=len(qidx))
     return Neighbours(config, ds.name, list(ds.classes), qidx, q_labels, q_images,
-                      ds.train_images, Knn(didx[fi], fd, db_labels[fi]),
+                      pool, Knn(didx[fi], fd, db_labels[fi]),
                       Knn(didx[pi], pd, db_labels[pi]))
+
+
+def _others(dist: torch.Tensor, index: torch.Tensor, didx: torch.Tensor, qidx: torch.Tensor,
+            k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest of ``k + 1`` found, less each query itself (searched among the
+    images the queries come from)."""
+    is_self = didx[index] == qidx[:, None]
+    order = torch.argsort(is_self.to(torch.int8), dim=1, stable=True)[:, :k]
+    return dist.gather(1, order), index.gather(1, order)
 
 
 def _pick(total: int, n: int, seed: int, option: str, what: str) -> torch.Tensor:

@@ -229,17 +229,22 @@ def neighbors_image(r) -> np.ndarray:
 
         def panel(knn, q=q, label=label):
             return hstack([framed(centred(fit(to_rgb(r.database_images[int(i)]), side), side,
-                                          side), SAME if int(y) == label else OTHER)
+                                          side), (90, 90, 90) if not r.labelled
+                                         else SAME if int(y) == label else OTHER)
                            for i, y in zip(knn.indices[q], knn.labels[q])], gap=2)
 
         rows.append([query, panel(r.feature), panel(r.pixel)])
     c, agree = r.config, r.agreement
+    scores = ([f"label agreement {agree[s]:.3f}"] if r.labelled else [] for s in
+              ("feature", "pixel"))
     heads = [text_block([], rows[0][0].shape[1]),
-             text_block([f"feature space ({c.layer})",
-                         f"label agreement {agree['feature']:.3f}"], rows[0][1].shape[1]),
-             text_block(["pixel space", f"label agreement {agree['pixel']:.3f}"],
-                        rows[0][2].shape[1])]
+             text_block([f"feature space ({c.layer})", *next(scores)], rows[0][1].shape[1]),
+             text_block(["pixel space", *next(scores)], rows[0][2].shape[1])]
     body = vstack([hstack(heads, gap=14), *[hstack(row, gap=14) for row in rows]], gap=4)
+    if not r.labelled:
+        return captioned(body, [
+            f"the {c.k} nearest of the other images of {r.data} to each of {c.queries} of them "
+            f"({c.metric}; {min(c.show, c.queries)} shown); the folder has no labels"])
     return captioned(body, [
         f"the {c.k} nearest of {c.database:,} training images to test images of {r.data} "
         f"({c.metric}); the number is the label agreement over all {c.queries} queries "

@@ -141,6 +141,12 @@ class Trainer:
                  log: Callable[[str], None] = print) -> None:
         # the trainer's own resolved copy: the caller's config is never written into
         config = config.resolve()
+        if len(dataset.classes) < 2:
+            raise ConvscopeError(
+                f"{dataset.name} has {len(dataset.classes)} class ({', '.join(dataset.classes)})"
+                ", and a classifier learns to tell at least two apart; put the images in one "
+                "folder per class, as PATH/<class>/<image> (a folder without class folders is "
+                "for looking at a trained model's views).")
         self.dataset = dataset
         self.dist = distributed.current()
         self.progress = progress and self.dist.is_main
