@@ -88,10 +88,10 @@ def test_an_unlabelled_folder_finds_neighbours_among_its_own_images(tmp_path):
     root = _flat_photos(tmp_path / "photos", n=6)
     r = convscope.neighbors(clf, f"folder:{root}", queries=6, k=3, progress=False)
     assert not r.labelled and r.agreement == {"feature": None, "pixel": None}
-    for knn in (r.feature, r.pixel):
-        assert knn.indices.shape == (6, 3)
-        assert not (knn.indices == r.query_indices[:, None]).any()  # never the query itself
-        assert (knn.distances[:, :-1] <= knn.distances[:, 1:] + 1e-6).all()  # nearest first
+    for found in (r.feature, r.pixel):
+        assert found.indices.shape == (6, 3)
+        assert not (found.indices == r.query_indices[:, None]).any()  # never the query itself
+        assert (found.distances[:, :-1] <= found.distances[:, 1:] + 1e-6).all()  # nearest first
     assert r.render().ndim == 3
     with pytest.raises(UsageError, match="more than the 5 other images"):
         convscope.neighbors(clf, f"folder:{root}", queries=6, k=6, progress=False)
