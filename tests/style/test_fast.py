@@ -83,3 +83,52 @@ def test_style_fast_on_the_command_line(tmp_path):
     two = call_cli("style", "a.png", "b.png", "--fast", "7", "--out", tmp_path / "y.png",
                    check=2)
     assert "one CONTENT image" in two.stderr
+
+
+# --------------------------------------------------------------------------- vgg16-hed
+def test_the_packaged_vgg16_reads_the_keras_file_as_rgb():
+    """The oracle: the file's first kernel (HWIO, BGR input) correlated by hand with the BGR
+    image equals our first convolution on the RGB image."""
+    import h5py
+
+    from convscope.models.pretrained import _hed_file, pretrained_entry
+
+    net = pretrained_entry("vgg16-hed").open()
+    rgb = torch.rand(1, 3, 9, 9, generator=torch.Generator().manual_seed(0))
+    with h5py.File(_hed_file(), "r") as f:
+        kernel = f["block1/layers/conv2d/vars/0"][()]  # (3, 3, 3 in BGR, 64)
+        bias = f["block1/layers/conv2d/vars/1"][()]
+    bgr = rgb[0].flip(0).numpy()  # (3, 9, 9), BGR
+    padded = np.pad(bgr, ((0, 0), (1, 1), (1, 1)))
+    by_hand = np.zeros((64, 9, 9), np.float32)
+    for y in range(9):
+        for x in range(9):
+            patch = padded[:, y:y + 3, x:x + 3].transpose(1, 2, 0)  # (3, 3, C) as HWI
+            by_hand[:, y, x] = np.tensordot(patch, kernel, axes=3) + bias
+    with torch.no_grad():
+        ours = net.features[0](rgb)[0].numpy()
+    assert np.allclose(ours, by_hand, atol=1e-4)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == 13
+
+
+def test_style_uses_the_packaged_vgg16_when_vgg19_is_absent(monkeypatch):
+    from convscope.style import backbone as bb
+    from convscope.style import stylize
+
+    monkeypatch.setattr(bb, "cached_weights", lambda name: None)  # no VGG-19 on the machine
+    r = stylize("sample:chelsea", "sample:ihc", size=48, steps=12, progress=False)
+    assert r.config.backbone_used.startswith("vgg16-hed (ImageNet-initialised VGG-16")
+    assert any("packaged VGG-16" in n for n in r.config.notices)
+    assert r.config.content_layer == "features.20"  # relu4_2, named as torchvision names it
+    assert r.final_loss < r.start_loss / 3
+
+
+def test_a_packaged_classifier_is_a_style_backbone_with_its_own_weights():
+    from convscope.style import open_backbone
+
+    bb = open_backbone("efficientnet-lite0")
+    assert bb.name == "efficientnet-lite0 (packaged ImageNet weights)" and bb.notice is None
+    assert bb.content_layer and len(bb.style_layers) >= 3
+    assert bb.mean == pytest.approx((127 / 255,) * 3)
+    with pytest.raises(UsageError, match="carries its own weights"):
+        open_backbone("vgg16-hed", weights="DEFAULT")

