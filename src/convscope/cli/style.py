@@ -59,8 +59,10 @@ def register(sub) -> None:
                       "fine_layers", "style_scale"))
     g = p.add_argument_group("backbone")
     add_model_args(g, "--backbone", StyleConfig.backbone,
-                   model_help="vgg19 (default), random-multiscale[:filters=N], a torchvision "
-                              "model (resnet18, torchvision:NAME) or a convscope model file",
+                   model_help="vgg19 (default; offline: vgg16-hed when installed, else "
+                              "random-multiscale), vgg16-hed, random-multiscale[:filters=N], "
+                              "a packaged network (efficientnet-lite0), a torchvision model "
+                              "(resnet18, torchvision:NAME) or a convscope model file",
                    weights="DEFAULT|FILE|random",
                    weights_help="DEFAULT downloads ImageNet weights, FILE reads a state dict; "
                                 "none: cached ImageNet weights, else the random multi-scale "
