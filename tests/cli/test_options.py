@@ -281,6 +281,8 @@ def test_add_options_reads_every_kind_of_option():
     got = config_from(Job, p.parse_args(["--how-many", "4", "--names", "b", "a", "--no-norm",
                                          "--no-layout"]))
     assert got == Job(count=4, names=("b", "a"), norm=False, layout=False)
+    # a list flag given twice adds up (serve --allowed-host a --allowed-host b)
+    assert config_from(Job, p.parse_args(["--names", "b", "--names", "a"])).names == ("b", "a")
     with pytest.raises(SystemExit):
         p.parse_args(["--names", "c"])
     with pytest.raises(SystemExit):
