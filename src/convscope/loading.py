@@ -330,8 +330,8 @@ def refuse_program(path: Path) -> ConvscopeError:
             "convscope model file.")
     return ConvscopeError(
         f"{path} looks like a {kind} program, which runs code inside the file when loaded; "
-        "convscope opens it only with `trust_code=True`, so pass that "
-        "if you made or trust the file.")
+        f"convscope opens it only with `trust_code=True` (`convscope summary {path} "
+        "--trust-code` shows its layers), so pass that if you made or trust the file.")
 
 
 def open_network(target, input: str | Volume | None = None, classes: int | None = None,
