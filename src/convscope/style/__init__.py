@@ -7,7 +7,8 @@
 
 Modules: ``losses`` (Gram matrices and the three losses), ``backbone`` (VGG-19, the random
 multi-scale texture network, any model; hooked feature extraction), ``controls`` (the 2017
-controls), ``config`` (``StyleConfig``), ``transfer`` (the loop and ``stylize``).
+controls), ``config`` (``StyleConfig``), ``transfer`` (the loop and ``stylize``), ``fast``
+(``fast_stylize``: the packaged feed-forward networks, one pass per image).
 """
 
 from convscope.style.backbone import (
@@ -18,6 +19,7 @@ from convscope.style.backbone import (
 )
 from convscope.style.config import StyleConfig
 from convscope.style.controls import chroma_distance, match_color, read_mask
+from convscope.style.fast import FastResult, fast_stylize, style_sheet
 from convscope.style.losses import (
     content_loss,
     gram_matrix,
@@ -34,6 +36,9 @@ __all__ = [
     "StyleResult",
     "chroma_distance",
     "content_loss",
+    "FastResult",
+    "fast_stylize",
+    "style_sheet",
     "extract",
     "gram_matrix",
     "guided_gram_matrix",
