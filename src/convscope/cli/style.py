@@ -22,7 +22,7 @@ from convscope.render.figures import save_figure, save_image
 from convscope.samples import list_samples
 from convscope.style import stylize
 from convscope.style.config import StyleConfig
-from convscope.style.fast import FAST_SIZE, FAST_STYLES, fast_stylize, style_sheet
+from convscope.style.fast import FAST_STYLES, fast_stylize, style_sheet
 
 DEFAULT_IMAGES = ("sample:chelsea", "sample:ihc")
 
@@ -47,7 +47,7 @@ def register(sub) -> None:
                         "of an optimisation: a fixed style by number (0-25, or weights "
                         "3:0.5,12:0.5) or any style image; alone, lists the fixed styles "
                         "(with --out, draws them all on CONTENT); --size is the output's "
-                        "longer side (512 unless given)")
+                        "longer side")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_options(p.add_argument_group("optimisation"), StyleConfig,
                 only=("size", "steps", "optimizer", "lr", "init", "seed"))
@@ -105,7 +105,7 @@ def run_fast(args) -> int:
     if len(args.images) > 1:
         raise UsageError("with --fast, give one CONTENT image; the style is --fast's value.")
     content = args.images[0] if args.images else DEFAULT_IMAGES[0]
-    size = args.size if args.size != StyleConfig.size else FAST_SIZE
+    size = args.size  # --size: the output's longer side, as for every style run
     if not args.fast:  # the list of fixed styles, and their picture when --out is given
         print(f"{FAST_STYLES} fixed styles, by number (the package names none): "
               f"--fast 0 ... --fast {FAST_STYLES - 1}; mix them as --fast 3:0.5,12:0.5, "

@@ -16,7 +16,7 @@ et al. 2017).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError
 from convscope.models.pretrained import OnnxNetworks, pretrained_entry
+from convscope.progress import progress_bar
 from convscope.style.transfer import describe, read_exact, read_rgb
 
 #: the fixed styles of the multi-style network (the package gives them numbers, not names)
@@ -53,7 +54,6 @@ class FastConfig:
     size: int = 512
     mode: str = ""  # "fixed" or "image", resolved
     seconds: float = 0.0
-    notices: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -139,6 +139,7 @@ def style_sheet(content="sample:chelsea", side: int = 160, nets: OnnxNetworks | 
     """Every fixed style on ``content``, numbered, as a matplotlib Figure (the package names
     its styles by number only)."""
     nets = nets or open_fast()
-    tiles = [fast_stylize(content, str(i), side, nets).image for i in range(FAST_STYLES)]
+    tiles = [fast_stylize(content, str(i), side, nets).image
+             for i in progress_bar(range(FAST_STYLES), desc="styles", unit="style")]
     return draw("image_grid", tiles, [f"--fast {i}" for i in range(FAST_STYLES)], cols=7,
                 title=f"the {FAST_STYLES} fixed styles of `convscope style --fast N`")
