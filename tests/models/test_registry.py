@@ -15,7 +15,8 @@ SHAPES = [ModelInput(1, 10, (8, 8)), ModelInput(1, 10, (28, 28)), ModelInput(3, 
 def test_registry_names():
     assert list_models() == ["linear", "mlp", "convnet", "resnet", "fastnet", "spec:SPEC",
                              "alexnet", "vgg16", "googlenet", "resnet18", "resnet50",
-                             "resnet101", "densenet121"]
+                             "resnet101", "densenet121", "efficientnet-lite0",
+                             "efficientnet-lite1", "efficientnet-lite2"]
 
 
 @pytest.mark.parametrize("name", ["linear", "mlp", "convnet", "resnet", "fastnet", "alexnet",

@@ -61,7 +61,7 @@ def test_save_load_round_trip(tmp_path, digits_model):
 @pytest.mark.parametrize("name", ["linear", "mlp", "convnet", "resnet:depth=8", "fastnet",
                                   "alexnet",
                                   "vgg16", "googlenet", "resnet18", "resnet50", "resnet101",
-                                  "densenet121"])
+                                  "densenet121", "efficientnet-lite0"])
 def test_every_model_trains_saves_and_loads(tmp_path, name):
     """One short epoch on tiny data, then the file rebuilds the same network."""
     clf = convscope.train("fake:size=8,channels=1,classes=3,n=8,test=4", model=name, epochs=1,

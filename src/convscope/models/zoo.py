@@ -9,6 +9,7 @@ torchvision's, with torchvision's layer names.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -18,6 +19,10 @@ from torch import nn
 
 from convscope.errors import ConvscopeError, UsageError
 from convscope.models.registry import ModelInput, register_model
+
+#: ``--weights`` values that mean "the network's own pretrained weights": torchvision's
+#: download for the ILSVRC models, the packaged file for the pretrained catalogue's
+PACKAGED = ("DEFAULT", "PRETRAINED")
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -84,7 +89,7 @@ def download_state_dict(name: str, weights: str) -> dict[str, torch.Tensor]:
     """torchvision's pretrained weights (``DEFAULT`` or an enum name like IMAGENET1K_V1)."""
     enum = tvm.get_model_weights(name)
     try:
-        w = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights]
+        w = enum.DEFAULT if weights.upper() in PACKAGED else enum[weights]
     except KeyError:
         valid = ", ".join(["DEFAULT", *enum.__members__])
         raise UsageError(f"unknown weights {weights!r} for {name}; choose one of: {valid}, "
@@ -110,8 +115,13 @@ def adapt(model: nn.Module, inp: ModelInput, pretrained: bool) -> nn.Module:
     """Rebuild the first conv for ``inp.channels`` and the last Linear for its classes."""
     name, conv = _first(model, nn.Conv2d)
     if conv.in_channels != inp.channels:
-        new = nn.Conv2d(inp.channels, conv.out_channels, conv.kernel_size, conv.stride,
-                        conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+        # a copy keeps the conv's own class and padding (EfficientNet's static "same"
+        # padding lives in a Conv2d subclass); only its input channels change
+        new = copy.deepcopy(conv)
+        new.in_channels = inp.channels
+        new.weight = nn.Parameter(conv.weight.new_empty(
+            conv.out_channels, inp.channels // conv.groups, *conv.kernel_size))
+        new.reset_parameters()
         if pretrained:  # keep the learned filters: their mean over the old input channels
             with torch.no_grad():
                 mean = conv.weight.mean(dim=1, keepdim=True)
@@ -123,6 +133,26 @@ def adapt(model: nn.Module, inp: ModelInput, pretrained: bool) -> nn.Module:
     if fc.out_features != inp.num_classes:
         model.set_submodule(name, nn.Linear(fc.in_features, inp.num_classes))
     return model
+
+
+def freeze_backbone(model: nn.Module) -> str:
+    """Stop gradients everywhere but the last Linear (the head), for a linear probe on the
+    network's features; returns the head's name.  :func:`keep_frozen` keeps the frozen part
+    in eval mode while the head trains."""
+    head, fc = _last(model, nn.Linear)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in fc.parameters():
+        p.requires_grad_(True)
+    return head
+
+
+def keep_frozen(model: nn.Module, head: str) -> None:
+    """After ``model.train()``: every module but ``head`` back in eval mode, so that a
+    frozen backbone's batch-norm statistics and dropout stay as they were."""
+    for name, module in model.named_modules():
+        if name != head:
+            module.train(False)
 
 
 def _mismatches(model: nn.Module, sd: dict) -> tuple[list[str], list[str]]:
@@ -153,11 +183,11 @@ def fit_to_weights(model: nn.Module, sd: dict, name: str, weights: str) -> list[
         listed = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4
                                           else "")
         raise ConvscopeError(f"the weights in {weights} do not fit {name}: they lack "
-                             f"{listed}; pass a state dict saved from torchvision's {name}.")
+                             f"{listed}; pass a state dict saved from {name}.")
     if set(wrong) - ends:
         raise ConvscopeError(f"the weights in {weights} do not fit {name}: "
                              f"{_shape_list(model, sd, [k for k in wrong if k not in ends])}; "
-                             f"pass a state dict saved from torchvision's {name}.")
+                             f"pass a state dict saved from {name}.")
     rebuilt = []
     w = sd.get(f"{stem}.weight")
     if f"{stem}.weight" in wrong and w is not None and w.ndim == 4 and w.shape[0] == conv.out_channels:
@@ -173,7 +203,7 @@ def fit_to_weights(model: nn.Module, sd: dict, name: str, weights: str) -> list[
     if wrong:
         raise ConvscopeError(f"the weights in {weights} do not fit {name}: "
                              f"{_shape_list(model, sd, wrong)}; pass a state dict saved from "
-                             f"torchvision's {name}.")
+                             f"{name}.")
     model.load_state_dict(sd, strict=False)
     return rebuilt
 

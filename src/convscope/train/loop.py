@@ -26,7 +26,7 @@ from convscope.evaluate import evaluate_logits, sharded_logits
 from convscope.fileio import append_text, remove_stale_temps, write_error, write_text_atomic
 from convscope.modelfile import ModelMeta
 from convscope.models import ModelInput, build_model, canonical_name, parse_model_name
-from convscope.models.zoo import IMAGENET_MEAN, IMAGENET_STD
+from convscope.models.zoo import IMAGENET_MEAN, IMAGENET_STD, freeze_backbone, keep_frozen
 from convscope.progress import progress_bar
 from convscope.train.augment import alternating_flip, augment_batch, resolve_augment
 from convscope.train.checkpoint import (
@@ -59,8 +59,8 @@ def make_classifier(dataset: ImageDataset, config: TrainConfig, device: torch.de
     torch.manual_seed(config.seed)
     model = build_model(config.model, inp, weights=config.weights)
     mean, std = dataset.normalization()
-    if config.weights and dataset.channels == 3:  # pretrained filters expect ImageNet statistics
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if config.weights and dataset.channels == 3:  # pretrained filters expect their statistics
+        mean, std = entry.weight_stats or (IMAGENET_MEAN, IMAGENET_STD)
     meta = ModelMeta(
         model=entry.name,
         options=options,
@@ -169,6 +169,8 @@ class Trainer:
         self.steps = math.ceil(self.n / self.batch)
         self.augment = resolve_augment(config.augment, dataset.natural)
         model = self.clf.model
+        #: a linear probe: the one module that trains (None: all of them)
+        self.head = freeze_backbone(model) if config.freeze else None
         init_from_data(model, dataset, self.clf.preprocess)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -329,6 +331,8 @@ class Trainer:
         cfg, st, model = self.config, self.state, self.clf.model
         images, labels = self.dataset.train_images, self.dataset.train_labels
         model.train()
+        if self.head is not None:
+            keep_frozen(model, self.head)
         if st.order is None:  # a fresh epoch (a resumed one keeps its saved order)
             st.order = torch.randperm(self.n, generator=self.generator)
         start = time.perf_counter() - st.elapsed
