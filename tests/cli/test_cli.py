@@ -64,6 +64,29 @@ def test_predict_odd_images(tmp_path, digits_model):
     assert out.count("\n") == 3
 
 
+def test_predict_draws_the_ilsvrc_slide(tmp_path, digits_model):
+    """--out draws each photo above its top-k bars; a bad image is left out of it."""
+    from convscope.render.figures import read_config
+
+    good = tmp_path / "seven.png"
+    Image.fromarray(np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("no")
+    out = tmp_path / "slide.png"
+    proc = run_cli("predict", digits_model, good, good, bad, "--top-k", "3", "--out", out,
+                   check=1)
+    assert f"wrote {out}" in proc.stdout and "bad.jpg" in proc.stderr
+    with Image.open(out) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    assert pixels.shape[1] > 2 * pixels.shape[0] * 0.6  # two columns side by side
+    orange = (pixels[..., 0] > 230) & (pixels[..., 1] > 100) & (pixels[..., 1] < 150) & \
+             (pixels[..., 2] < 60)
+    assert orange.sum() > 50  # the top-1 bars
+    assert read_config(out)["top_k"] == 3
+    err = run_cli("predict", digits_model, good, "--out", tmp_path / "slide.jpg", check=2).stderr
+    assert "must end in .png" in err
+
+
 def test_bad_image_names_the_file(tmp_path, digits_model):
     bad = tmp_path / "cat.jpg"
     bad.write_text("not really a jpeg")

@@ -11,7 +11,7 @@ import numpy as np
 
 from convscope.display import drawing
 from convscope.inspect.attribution import METHODS, Attribution
-from convscope.render.figures import _plt
+from convscope.render.figures import _plt, topk_bars
 
 TARGET_COLOUR, OTHER_COLOUR = "tab:orange", "tab:blue"
 
@@ -87,14 +87,10 @@ def draw_topk(ax, a: Attribution, i: int, k: int = 5) -> None:
     names = [a.classes[int(j)] for j in idx]
     target = int(a.targets[i]) if a.neurons is None else -1
     colours = [TARGET_COLOUR if int(j) == target else OTHER_COLOUR for j in idx]
-    ax.barh(range(len(p)), p.numpy(), color=colours)
-    ax.set_yticks(range(len(p)), [n[:18] for n in names], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.tick_params(axis="x", labelsize=6)
-    ax.set_title(f"top-{len(p)}" + ("" if target < 0 or target in idx.tolist() else
-                                     f" (target {a.classes[target][:18]}: "
-                                     f"{float(a.probs[i, target]):.2f})"), fontsize=8)
+    topk_bars(ax, [n[:18] for n in names], p.numpy(), colours,
+              f"top-{len(p)}" + ("" if target < 0 or target in idx.tolist() else
+                                 f" (target {a.classes[target][:18]}: "
+                                 f"{float(a.probs[i, target]):.2f})"))
 
 
 @drawing

@@ -147,3 +147,42 @@ def image_grid(images, titles=(), cols: int | None = None, cell: float = 1.8, ti
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def topk_bars(ax, names, probs, colours=None, title: str = "") -> None:
+    """Horizontal bars of class probabilities, the most probable on top (the ILSVRC slide's
+    look); ``colours`` per bar, default one blue."""
+    bars = ax.barh(range(len(probs)), probs, color=colours or "tab:blue")
+    ax.bar_label(bars, [f"{float(v):.2f}" for v in probs], fontsize=6, padding=2)
+    ax.set_yticks(range(len(probs)), [n[:22] for n in names], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.tick_params(axis="x", labelsize=6)
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+@drawing
+def predictions_figure(images, tops, titles=(), cols: int = 4):
+    """Each photo (PIL, or HWC uint8 array) above the bars of its top-k classes, as the
+    lecture's ILSVRC slide shows a network's output; the top-1 bar in orange."""
+    plt = _plt()
+    n = len(images)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig = plt.figure(figsize=(3.0 * cols, 3.6 * rows))
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[2.4, 1.2] * rows)
+    for i, (image, top) in enumerate(zip(images, tops)):
+        r, c = divmod(i, cols)
+        ax = fig.add_subplot(grid[2 * r, c])
+        arr = np.asarray(image)
+        ax.imshow(arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr,
+                  cmap="gray" if arr.ndim == 2 or arr.shape[-1] == 1 else None)
+        ax.set_axis_off()
+        if i < len(titles):
+            ax.set_title(titles[i][:40], fontsize=8)
+        names, probs = [t[0] for t in top], [t[1] for t in top]
+        topk_bars(fig.add_subplot(grid[2 * r + 1, c]), names, probs,
+                  ["tab:orange"] + ["tab:blue"] * (len(top) - 1))
+    fig.tight_layout()
+    return fig
