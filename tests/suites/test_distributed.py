@@ -67,6 +67,26 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
     assert cfg["resolved"]["processes"] == 2
 
 
+def test_a_linear_probe_under_torchrun_matches_one_process(tmp_path):
+    """Transfer learning under torchrun: the frozen EfficientNet-Lite0 stays in eval mode (no
+    per-process batch statistics, no dropout), so two processes train the head one does."""
+    from convscope.models.pretrained import pretrained_entry
+
+    if not pretrained_entry("efficientnet-lite0").installed:
+        pytest.skip("efficientnet-lite0 is not installed")
+    probe = ["train", "--data", "fake:size=32,channels=3,n=64,test=16,classes=3", "--model",
+             "efficientnet-lite0", "--weights", "pretrained", "--freeze", "--epochs", "2",
+             "--batch-size", "16", "--seed", "2", "--augment", "flip-crop", "--quiet"]
+    run_cli(*probe, "--out", tmp_path / "one")
+    torchrun("-m", "convscope", *probe, "--out", tmp_path / "two")
+    a = load_file(tmp_path / "one" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=ATOL, rtol=0), (k, (a[k] - b[k]).abs().max())
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["resolved"]["processes"] == 2
+
+
 EXTRACT = """
 import sys, torch, convscope
 from convscope import distributed

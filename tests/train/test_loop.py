@@ -309,13 +309,16 @@ def test_freeze_trains_the_head_alone_and_keeps_batch_norm(tmp_path, packaged):
 
 
 @needs_lite
-def test_fine_tuning_moves_the_backbone(tmp_path, packaged):
+def test_fine_tuning_moves_the_backbone_and_keeps_its_statistics(tmp_path, packaged):
     convscope.train(DATA, model="efficientnet-lite0", weights="pretrained", epochs=1,
                     batch_size=8, out=str(tmp_path), progress=False, verbose=False)
     sd = load_file(tmp_path / "model.safetensors")
     assert not torch.equal(sd["stem_conv.weight"], packaged["stem_conv.weight"])
-    assert not torch.equal(sd["blocks.0.depthwise_bn.running_mean"],
-                           packaged["blocks.0.depthwise_bn.running_mean"])
+    assert not torch.equal(sd["blocks.0.depthwise_bn.weight"],
+                           packaged["blocks.0.depthwise_bn.weight"])  # scale and shift train
+    for k in sd:  # ... while the pretrained batch-norm statistics stay
+        if k.endswith(("running_mean", "running_var")):
+            assert torch.equal(sd[k], packaged[k]), k
 
 
 @needs_lite
@@ -366,3 +369,22 @@ def test_the_trained_model_opens_in_the_views(tmp_path):
     assert len(top) == 3 and {t["label"] for t in top} == {"class0", "class1", "class2"}
     layers = run_cli("layers", model).stdout
     assert "blocks.15.project_bn" in layers and "stem_conv" in layers
+
+
+
+@needs_lite
+def test_fine_tuning_trains_the_backbone_at_a_fraction_of_the_rate():
+    from convscope.train.optim import make_optimizer
+
+    net = build_model("efficientnet-lite0", ModelInput(3, 4, (32, 32)), weights="pretrained")
+    config = TrainConfig(model="efficientnet-lite0", weights="pretrained", lr=0.04,
+                         backbone_lr=0.25, epochs=1, batch_size=8).resolve()
+    opt, _ = make_optimizer(net, config, steps_per_epoch=1)
+    rate = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert len(rate) == sum(1 for _ in net.parameters())  # each parameter once
+    assert rate[id(net.fc.weight)] == rate[id(net.fc.bias)] == pytest.approx(0.04)
+    assert rate[id(net.stem_conv.weight)] == rate[id(net.blocks[3].project_bn.weight)] == \
+        pytest.approx(0.01)
+    scratch = TrainConfig(model="efficientnet-lite0", lr=0.04, epochs=1, batch_size=8).resolve()
+    opt, _ = make_optimizer(net, scratch, steps_per_epoch=1)
+    assert {g["lr"] for g in opt.param_groups} == {0.04}  # no weights: one rate for all

@@ -23,6 +23,10 @@ def register(sub) -> None:
          "convscope train --data folder:~/photos --model resnet:depth=32 --epochs 30 "
          "--out runs/photos",
          "convscope train --data cifar10 --recipe fast --out runs/cifar",
+         "convscope train --data folder:~/whales --model efficientnet-lite0 --weights pretrained "
+         "--out runs/whales",
+         "convscope train --data folder:~/whales --model efficientnet-lite0 --weights pretrained "
+         "--freeze --out runs/probe",
          "convscope train --resume runs/photos"), model=False, run=run)
     add_data_args(p, default=TrainConfig.data)
     add_options(p, TrainConfig)

@@ -155,6 +155,16 @@ def keep_frozen(model: nn.Module, head: str) -> None:
             module.train(False)
 
 
+def keep_norm_statistics(model: nn.Module) -> None:
+    """After ``model.train()``: batch-norm layers back in eval mode, so that fine-tuning on a
+    small folder keeps the pretrained running statistics (their scale and shift still train).
+    A few steps at a small batch would otherwise replace them with noisy ones that the test
+    images then meet (Keras's transfer-learning guide gives the same advice)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train(False)
+
+
 def _mismatches(model: nn.Module, sd: dict) -> tuple[list[str], list[str]]:
     """(tensors of ``sd`` whose shapes differ from ``model``'s, as "name [got] vs [needed]";
     the model's tensors that ``sd`` lacks).  Keys ``sd`` has beyond the model's are ignored

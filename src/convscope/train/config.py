@@ -55,6 +55,9 @@ class TrainConfig:
                                        "packaged ImageNet weights and downloads torchvision's "
                                        "for the ILSVRC models; FILE reads a local state dict",
                                  metavar="pretrained|FILE")
+    backbone_lr: float = option(0.1, "fine-tuning --weights: the pretrained layers' learning "
+                                     "rate as a fraction of --lr (the new head trains at --lr)",
+                                type=fraction, metavar="FRACTION")
     freeze: bool = option(False, "train only the new head on the frozen pretrained features "
                                  "(a linear probe); needs --weights", switch=True)
     epochs: int | None = option(None, "passes over the training set", type=positive_int,

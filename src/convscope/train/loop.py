@@ -26,7 +26,13 @@ from convscope.evaluate import evaluate_logits, sharded_logits
 from convscope.fileio import append_text, remove_stale_temps, write_error, write_text_atomic
 from convscope.modelfile import ModelMeta
 from convscope.models import ModelInput, build_model, canonical_name, parse_model_name
-from convscope.models.zoo import IMAGENET_MEAN, IMAGENET_STD, freeze_backbone, keep_frozen
+from convscope.models.zoo import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    freeze_backbone,
+    keep_frozen,
+    keep_norm_statistics,
+)
 from convscope.progress import progress_bar
 from convscope.train.augment import alternating_flip, augment_batch, resolve_augment
 from convscope.train.checkpoint import (
@@ -333,6 +339,8 @@ class Trainer:
         model.train()
         if self.head is not None:
             keep_frozen(model, self.head)
+        elif cfg.weights:  # fine-tuning: the pretrained batch-norm statistics stay
+            keep_norm_statistics(model)
         if st.order is None:  # a fresh epoch (a resumed one keeps its saved order)
             st.order = torch.randperm(self.n, generator=self.generator)
         start = time.perf_counter() - st.elapsed

@@ -87,11 +87,30 @@ def split_decay(model: torch.nn.Module) -> tuple[list, list]:
     return [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
 
 
+def _last_linear(model: torch.nn.Module) -> torch.nn.Module | None:
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return linears[-1] if linears else None
+
+
 def default_optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int):
-    """SGD (Nesterov) or AdamW; no weight decay on biases and norm layers."""
+    """SGD (Nesterov) or AdamW; no weight decay on biases and norm layers.  Fine-tuning
+    pretrained weights (``weights`` without ``freeze``), the new head (the last Linear)
+    trains at ``lr`` and the pretrained layers at ``backbone_lr`` times it, so that the
+    head's first, large corrections do not wash out the features being transferred."""
     decay, no_decay = split_decay(model)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    head = _last_linear(model) if config.weights and not config.freeze else None
+    mine = {id(p) for p in head.parameters()} if head is not None else set()
+    groups = []
+    for scale, keep in ((config.backbone_lr, lambda p: id(p) not in mine),
+                        (1.0, lambda p: id(p) in mine)):
+        groups += [{"params": [p for p in decay if keep(p)],
+                    "weight_decay": config.weight_decay, "lr": config.lr * scale},
+                   {"params": [p for p in no_decay if keep(p)], "weight_decay": 0.0,
+                    "lr": config.lr * scale}]
+    if head is None:  # every parameter at lr
+        groups = [{"params": decay, "weight_decay": config.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                               nesterov=config.momentum > 0)
