@@ -111,6 +111,11 @@ def _last(model: nn.Module, kind: type) -> tuple[str, nn.Module]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, kind)][-1]
 
 
+def head_layer(model: nn.Module) -> tuple[str, nn.Module]:
+    """The name and module of ``model``'s head: its last Linear."""
+    return _last(model, nn.Linear)
+
+
 def adapt(model: nn.Module, inp: ModelInput, pretrained: bool) -> nn.Module:
     """Rebuild the first conv for ``inp.channels`` and the last Linear for its classes."""
     name, conv = _first(model, nn.Conv2d)
@@ -139,7 +144,7 @@ def freeze_backbone(model: nn.Module) -> str:
     """Stop gradients everywhere but the last Linear (the head), for a linear probe on the
     network's features; returns the head's name.  :func:`keep_frozen` keeps the frozen part
     in eval mode while the head trains."""
-    head, fc = _last(model, nn.Linear)
+    head, fc = head_layer(model)
     for p in model.parameters():
         p.requires_grad_(False)
     for p in fc.parameters():

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from convscope.models.zoo import head_layer
 from convscope.train.config import TrainConfig
 
 
@@ -87,30 +88,21 @@ def split_decay(model: torch.nn.Module) -> tuple[list, list]:
     return [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
 
 
-def _last_linear(model: torch.nn.Module) -> torch.nn.Module | None:
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    return linears[-1] if linears else None
-
-
 def default_optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int):
     """SGD (Nesterov) or AdamW; no weight decay on biases and norm layers.  Fine-tuning
     pretrained weights (``weights`` without ``freeze``), the new head (the last Linear)
     trains at ``lr`` and the pretrained layers at ``backbone_lr`` times it, so that the
     head's first, large corrections do not wash out the features being transferred."""
     decay, no_decay = split_decay(model)
-    head = _last_linear(model) if config.weights and not config.freeze else None
-    mine = {id(p) for p in head.parameters()} if head is not None else set()
+    tuning = bool(config.weights) and not config.freeze
+    head = {id(p) for p in head_layer(model)[1].parameters()} if tuning else set()
     groups = []
-    for scale, keep in ((config.backbone_lr, lambda p: id(p) not in mine),
-                        (1.0, lambda p: id(p) in mine)):
-        groups += [{"params": [p for p in decay if keep(p)],
-                    "weight_decay": config.weight_decay, "lr": config.lr * scale},
-                   {"params": [p for p in no_decay if keep(p)], "weight_decay": 0.0,
-                    "lr": config.lr * scale}]
-    if head is None:  # every parameter at lr
-        groups = [{"params": decay, "weight_decay": config.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+    for params, wd in ((decay, config.weight_decay), (no_decay, 0.0)):
+        for lr, part in ((config.lr * (config.backbone_lr if tuning else 1.0),
+                          [p for p in params if id(p) not in head]),
+                         (config.lr, [p for p in params if id(p) in head])):
+            if part:
+                groups.append({"params": part, "weight_decay": wd, "lr": lr})
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                               nesterov=config.momentum > 0)
