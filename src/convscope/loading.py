@@ -56,6 +56,7 @@ from convscope.models.arithmetic import Volume
 from convscope.models.pretrained import list_pretrained, pretrained_entry
 from convscope.models.zoo import ZOO
 from convscope.registries import adds_to
+from convscope.scene.models import TASK_KINDS, open_scene, scene_names
 
 FILE_SUFFIXES = (".safetensors", ".pt", ".pt2", ".pth", ".ts")
 
@@ -99,6 +100,29 @@ def _open_classifier_file(path: Path, device) -> Classifier:
     return load(path, device)
 
 
+def _scene_opener(task: str):
+    """The names a scene task opens: the catalogue's networks of that task."""
+    def open_name(text: str, weights, device):
+        return open_scene(text, weights, device) if text in scene_names(task) else None
+    return open_name
+
+
+def _no_scene_files(task: str):
+    def read(path: Path, device):
+        raise ConvscopeError(f"{path} says it holds a {task} model, but convscope writes no "
+                             f"{task} model files yet; open a packaged network by name "
+                             f"({', '.join(scene_names(task))}).")
+    return read
+
+
+for _task, _summary in (("faces", "face boxes and landmarks in a photo"),
+                        ("detect", "boxes, labels and scores of the objects in a photo"),
+                        ("pose", "the 17 COCO keypoints of a person"),
+                        ("segment", "a mask of the people in a photo")):
+    register_task(_task, TASK_KINDS[_task], _summary, _scene_opener(_task))(
+        _no_scene_files(_task))
+
+
 def is_model_object(obj) -> bool:
     return any(isinstance(obj, t.kind) for t in TASKS.values())
 
@@ -106,9 +130,8 @@ def is_model_object(obj) -> bool:
 def _checked(obj, task: str | None, what: str):
     if task is not None and obj.task != task:
         entry = TASKS.get(task)
-        raise UsageError(f"{what} is a {obj.task} model, and this needs a "
-                         f"{entry.name if entry else task} model ({entry.summary if entry else ''})"
-                         .rstrip(" ()") + ".")
+        needs = f"{entry.name} model ({entry.summary})" if entry else f"{task} model"
+        raise UsageError(f"{what} is a {obj.task} model, and this needs a {needs}.")
     return obj
 
 

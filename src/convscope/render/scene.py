@@ -1,0 +1,174 @@
+"""Pictures of what the scene models found: boxes with labels and scores, landmarks, the
+pose skeleton, the person mask, and the alt text above them.  Drawn on the photo itself
+(downscaled to at most ``SHOWN`` px on its longer side, enlarged when tiny), with Pillow."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from convscope.display import drawing
+from convscope.render.views import _font, captioned
+
+#: the longer side of a drawn photo, at most / at least
+SHOWN, SMALLEST = 1280, 320
+#: well-separated colours (Okabe & Ito), one per label by a stable hash
+PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
+           (213, 94, 0), (204, 121, 167), (255, 255, 255))
+LANDMARK = (255, 40, 40)
+
+
+def colour(label: str) -> tuple[int, int, int]:
+    return PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
+
+
+def _canvas(image: np.ndarray) -> tuple[Image.Image, float]:
+    """The photo at the size it is drawn, and the factor from photo pixels to it."""
+    img = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
+    longer = max(img.size)
+    factor = min(1.0, SHOWN / longer) if longer > SHOWN else max(1.0, SMALLEST / longer)
+    if factor != 1.0:
+        img = img.resize((max(1, round(img.width * factor)), max(1, round(img.height * factor))),
+                         Image.BILINEAR if factor < 1 else Image.NEAREST)
+    return img, factor
+
+
+def _width(img: Image.Image) -> int:
+    return max(2, round(max(img.size) / 250))
+
+
+def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill, size: int):
+    """A label on a filled tab above ``xy`` (inside the picture when there is no room)."""
+    font = _font(size)
+    x0, y0 = xy
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left + 6, bottom - top + 4
+    y = y0 - h if y0 - h >= 0 else y0
+    draw.rectangle((x0, y, x0 + w, y + h), fill=fill)
+    dark = sum(fill) > 382
+    draw.text((x0 + 3, y + 2 - top), text, fill=(0, 0, 0) if dark else (255, 255, 255), font=font)
+
+
+def draw_detections(img: Image.Image, factor: float, result) -> None:
+    draw = ImageDraw.Draw(img)
+    width, size = _width(img), max(11, round(max(img.size) / 55))
+    for box, score, label, points in zip(result.boxes, result.scores, result.labels,
+                                         result.keypoints):
+        x0, y0, x1, y1 = (float(v) * factor for v in box)
+        c = colour(label)
+        draw.rectangle((x0, y0, x1, y1), outline=c, width=width)
+        shown = f"{score:.2f}" if result.score_kind == "probability" else f"{score:.1f}"
+        _label(draw, (x0, y0), f"{label} {shown}", c, size)
+        r = width + 1
+        for x, y in points:
+            x, y = float(x) * factor, float(y) * factor
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=LANDMARK, outline=(255, 255, 255))
+
+
+def draw_poses(img: Image.Image, factor: float, poses) -> None:
+    draw = ImageDraw.Draw(img)
+    width = _width(img) + 1
+    for pts, scores in zip(poses.keypoints, poses.scores):
+        seen = scores >= poses.min_score
+        for a, b in poses.skeleton:
+            if seen[a] and seen[b]:
+                draw.line([tuple(pts[a] * factor), tuple(pts[b] * factor)], fill=(0, 230, 255),
+                          width=width)
+        r = width + 1
+        for (x, y), ok, name in zip(pts * factor, seen, poses.names):
+            if ok:
+                fill = (255, 60, 60) if name.startswith("left") else (
+                    (60, 120, 255) if name.startswith("right") else (255, 255, 0))
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=fill, outline=(0, 0, 0))
+
+
+def draw_mask(img: Image.Image, mask) -> Image.Image:
+    """The photo with the mask tinted over it and its edge outlined."""
+    m = Image.fromarray(mask.mask_image()).resize(img.size, Image.NEAREST)
+    arr = np.asarray(img).astype(np.float32)
+    on = np.asarray(m) > 127
+    tint = np.array((0, 158, 115), np.float32)
+    arr[on] = arr[on] * 0.55 + tint * 0.45
+    size = 2 * max(1, _width(img) // 2) + 1  # the outline's width, odd for MinFilter
+    inner = np.asarray(m.filter(ImageFilter.MinFilter(size))) > 127
+    edge = on & ~inner
+    arr[edge] = (255, 255, 255)
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+
+def _caption(lines: list[str], img: Image.Image) -> np.ndarray:
+    return captioned(np.asarray(img), [line for line in lines if line])
+
+
+@drawing
+def detections_image(result) -> np.ndarray:
+    img, factor = _canvas(result.image)
+    draw_detections(img, factor, result)
+    counts = ", ".join(f"{n} {lab}" for lab, n in result.counts().items()) or "nothing"
+    return _caption([f"{result.model}: {counts} at score >= {result.min_score:g}"], img)
+
+
+@drawing
+def poses_image(poses) -> np.ndarray:
+    img, factor = _canvas(poses.image)
+    draw_poses(img, factor, poses)
+    seen = int((poses.scores >= poses.min_score).sum())
+    return _caption([f"{poses.model}: {seen} of {poses.scores.size} keypoints at score >= "
+                     f"{poses.min_score:g}"], img)
+
+
+@drawing
+def mask_image(mask) -> np.ndarray:
+    img, _ = _canvas(mask.image)
+    img = draw_mask(img, mask)
+    return _caption([f"{mask.model}: person mask covers {mask.coverage:.0%} of the photo "
+                     f"(probability >= {mask.threshold:g})"], img)
+
+
+@drawing
+def scene_image(image, faces=None, objects=None, poses=None, mask=None,
+                text: str = "") -> np.ndarray:
+    """Everything found in one photo on one picture, the alt text above it."""
+    img, factor = _canvas(image)
+    if mask is not None:
+        img = draw_mask(img, mask)
+    for found in (objects, faces):
+        if found is not None:
+            draw_detections(img, factor, found)
+    if poses is not None:
+        draw_poses(img, factor, poses)
+    return _caption([text], img)
+
+
+def heat_overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``heat`` (positive part, scaled to its largest value) in the jet colours over the
+    photo."""
+    import matplotlib  # heavy optional dependency
+
+    m = np.clip(heat, 0, None)
+    m = m / max(float(m.max()), 1e-12)
+    colours = matplotlib.colormaps["jet"](m)[..., :3] * 255
+    weight = (alpha * np.clip(m * 3, 0, 1))[..., None]  # cold places keep the photo
+    return (image * (1 - weight) + colours * weight).clip(0, 255).astype(np.uint8)
+
+
+@drawing
+def box_explanation_image(expl) -> np.ndarray:
+    """The photo with the detection's box, beside the map over the photo."""
+    plain, factor = _canvas(expl.image)
+    over, _ = _canvas(heat_overlay(expl.image, expl.heat))
+    for img in (plain, over):
+        draw = ImageDraw.Draw(img)
+        x0, y0, x1, y1 = (float(v) * factor for v in expl.box)
+        draw.rectangle((x0, y0, x1, y1), outline=colour(expl.label), width=_width(img))
+    both = np.concatenate([np.asarray(plain), np.full((plain.height, 8, 3), 255, np.uint8),
+                           np.asarray(over)], axis=1)
+    if expl.method == "occlusion":
+        what = (f"occlusion: where hiding a {expl.settings['window']}-px grey square lowers "
+                f"the box's score (red: most, a drop of {float(expl.heat.max()):.3f})")
+    else:
+        what = "Grad-CAM of O-Net's face log-odds on the box's crop (red: most)"
+    return captioned(both, [f"{expl.model}: {expl.label} {expl.score:.2f}", what,
+                            f"{expl.inside_share():.0%} of the map is inside the box"])

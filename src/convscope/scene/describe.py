@@ -1,0 +1,148 @@
+"""The automatic alt text (Wu et al. 2017, Facebook's "Image may contain: 2 people,
+smiling, outdoor"), built from what the scene models find: the people (faces and person
+boxes), the COCO objects with counts, and the ImageNet classifier's top class as a
+"possibly".
+
+A concept enters only when its score is above a threshold chosen for precision, as
+Facebook kept only concepts recognised with a precision of at least 0.8.  The defaults
+are the smallest thresholds at which each source reached a precision of 0.8 on labelled
+images we have offline (``python -m bench describe``; docs/benchmarks.md shows the
+curves): CIFAR-10 photos for the objects and the ImageNet class, scikit-image's LFW faces
+and non-faces for the face detectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from convscope.classifier import Classifier, pretrained_classifier, torchvision_classifier
+from convscope.models.coco import plural, with_article
+from convscope.models.pretrained import pretrained_entry
+from convscope.options import fraction, option
+from convscope.scene.models import Detector, as_photos, open_scene, scene_names
+from convscope.scene.results import AltText, Concept, Detections
+
+#: the calibrated thresholds (precision >= 0.8; ``python -m bench describe``)
+FACE_THRESHOLDS = {"mtcnn": 0.9, "blazeface": 0.75, "haar-cascade": 0.0}
+OBJECT_THRESHOLD = 0.5
+CLASS_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class DescribeConfig:
+    """The options of one ``describe`` job."""
+
+    faces: str = option("mtcnn", "face detector", choices=lambda: scene_names("faces"))
+    objects: str = option("ssd-mobilenet-v2", "object detector",
+                          choices=lambda: scene_names("detect"))
+    classifier: str = option("efficientnet-lite0", "ImageNet classifier for the closing "
+                                                   "'possibly ...' (`none` leaves it out)",
+                             metavar="MODEL")
+    face_threshold: float | None = option(
+        None, "score a face needs (default: the detector's calibrated threshold, "
+              f"{', '.join(f'{k} {v:g}' for k, v in FACE_THRESHOLDS.items())})",
+        type=fraction, metavar="P")
+    object_threshold: float = option(OBJECT_THRESHOLD, "score an object needs",
+                                     type=fraction, metavar="P")
+    class_threshold: float = option(CLASS_THRESHOLD, "probability the ImageNet class needs",
+                                    type=fraction, metavar="P")
+
+    def resolve(self) -> DescribeConfig:
+        if self.face_threshold is not None:
+            return self
+        return replace(self, face_threshold=FACE_THRESHOLDS.get(self.faces, 0.9))
+
+
+def _imagenet_name(label: str) -> str:
+    """An ImageNet class as words ("tabby, tabby cat" -> "tabby")."""
+    return label.split(",")[0].strip()
+
+
+class Describer:
+    """The models the alt text is built from, opened once: ``describe(images)``."""
+
+    def __init__(self, config: DescribeConfig | None = None, device="cpu", *,
+                 faces: Detector | None = None, objects: Detector | None = None,
+                 classifier: Classifier | None = None):
+        self.config = (config or DescribeConfig()).resolve()
+        c = self.config
+        self.faces = faces or open_scene(c.faces, device=device)
+        self.objects = objects or open_scene(c.objects, device=device)
+        self.classifier = classifier
+        if classifier is None and c.classifier.lower() != "none":
+            entry = pretrained_entry(c.classifier)
+            self.classifier = (pretrained_classifier(entry, None, device) if entry
+                               else torchvision_classifier(c.classifier, None, device))
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        c = self.config
+        return {"faces": c.face_threshold, "objects": c.object_threshold,
+                "imagenet": c.class_threshold}
+
+    def describe(self, images) -> list[AltText]:
+        """The alt text of each photo."""
+        photos = as_photos(images)
+        c = self.config
+        faces = self.faces.predict(photos, min_score=c.face_threshold)
+        objects = self.objects.predict(photos, min_score=c.object_threshold)
+        tops = (self.classifier.topk([p.array for p in photos], k=3)
+                if self.classifier is not None else [[] for _ in photos])
+        return [self._one(p.name, f, o, t) for p, f, o, t in zip(photos, faces, objects, tops)]
+
+    def __call__(self, image) -> AltText:
+        return self.describe([image])[0]
+
+    def _one(self, name: str, faces: Detections, objects: Detections,
+             top: list[tuple[str, float]]) -> AltText:
+        concepts = people_concepts(faces, objects)
+        by_label: dict[str, list[float]] = {}
+        for label, score in zip(objects.labels, objects.scores):
+            if label != "person":
+                by_label.setdefault(label, []).append(float(score))
+        for label, scores in sorted(by_label.items(), key=lambda kv: -max(kv[1])):
+            n = len(scores)
+            words = with_article(label) if n == 1 else f"{n} {plural(label)}"
+            concepts.append(Concept(label, n, objects.model, max(scores), words))
+        if top and top[0][1] >= self.config.class_threshold:
+            label, p = top[0]
+            words = _imagenet_name(label)
+            concepts.append(Concept(words, 1, self.classifier.meta.model, p,
+                                    f"possibly {words}"))
+        return AltText(alt_text(concepts), concepts, faces, objects, top, self.thresholds,
+                       name)
+
+
+def people_concepts(faces: Detections, objects: Detections) -> list[Concept]:
+    """"N people" from the faces and the person boxes: the larger count (a person seen
+    from behind has a box but no face; a face in a crowd may have no box of its own)."""
+    n_faces = len(faces)
+    person = [float(s) for s, lab in zip(objects.scores, objects.labels) if lab == "person"]
+    n = max(n_faces, len(person))
+    if n == 0:
+        return []
+    sources = [m for m, k in ((faces.model, n_faces), (objects.model, len(person))) if k]
+    score = max([float(s) for s in faces.scores if faces.score_kind == "probability"]
+                + person or [1.0])
+    words = "1 person" if n == 1 else f"{n} people"
+    return [Concept("person", n, " + ".join(sources), score, words)]
+
+
+def alt_text(concepts: list[Concept]) -> str:
+    """"Image may contain: 2 people, a cup; possibly espresso" (people first, then the
+    objects, then the ImageNet class), or a sentence saying nothing was recognised."""
+    things = [c.words for c in concepts if not c.words.startswith("possibly ")]
+    maybe = [c.words for c in concepts if c.words.startswith("possibly ")]
+    if not things and not maybe:
+        return "No description: nothing in the photo was recognised with enough confidence."
+    return "Image may contain: " + "; ".join(p for p in (", ".join(things), ", ".join(maybe))
+                                             if p)
+
+
+def describe(images, config: DescribeConfig | None = None, device="cpu") -> list[AltText]:
+    """The alt text of each photo (opens the models each call: keep a :class:`Describer`
+    for many calls)."""
+    return Describer(config, device).describe(images)
+
+
+__all__ = ["AltText", "DescribeConfig", "Describer", "alt_text", "describe"]
