@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.data
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,3 +133,28 @@ def write_image_folder(root: Path, classes=("cat", "dog"), per_class=6, size=(12
             img = Image.fromarray(arr).convert(mode)
             img.save(root / c / f"{i:03d}.{'jpg' if i % 2 else 'png'}")
     return root
+
+
+# --------------------------------------------------------------------------- scene models
+#: astronaut's face, measured by hand on scikit-image's 512x512 photo: x0, y0, x1, y1
+ASTRONAUT_FACE = (175, 60, 275, 175)
+
+
+@pytest.fixture(scope="session")
+def scene_model():
+    """``scene_model(name)``: the packaged scene network, opened once per session."""
+    from convscope.scene import open_scene
+
+    opened = {}
+
+    def get(name: str):
+        if name not in opened:
+            opened[name] = open_scene(name)
+        return opened[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """scikit-image's astronaut, chelsea and coffee as (H, W, 3) uint8 arrays."""
+    return {n: getattr(skimage.data, n)() for n in ("astronaut", "chelsea", "coffee")}

@@ -93,14 +93,14 @@ def register(sub) -> None:
 
     p = add_command(sub, "segment", "the person mask of photos, as an overlay and a PNG mask",
                     "Mark the pixels that belong to people (MediaPipe's selfie segmentation): "
-                    "--out draws the mask over the photo, --mask writes it as a black-and-white "
+                    "--out draws the mask over the photo, --mask-out writes it as a black-and-white "
                     "PNG (255: person).",
-                    ("convscope segment me.jpg --out overlay.png --mask mask.png",
-                     "convscope segment photos/*.jpg --mask masks/"), model=False,
+                    ("convscope segment me.jpg --out overlay.png --mask-out mask.png",
+                     "convscope segment photos/*.jpg --mask-out masks/"), model=False,
                     run=run_segment)
     _model_flag(p, "--model", "segment", "the segmentation network")
     _outputs(p, "the mask")
-    p.add_argument("--mask", metavar="PNG|DIR", help="write the mask itself: a .png file for "
+    p.add_argument("--mask-out", metavar="PNG|DIR", help="write the mask itself: a .png file for "
                    "one photo, a folder for several")
     add_options(p, SegmentConfig)
 
@@ -240,7 +240,7 @@ def run_pose(args) -> int:
 
 def run_segment(args) -> int:
     targets = _targets(args)
-    masks = _places(args.mask, args.images, "--mask")
+    masks = _places(args.mask_out, args.images, "--mask-out")
     model = open_model(args.model, device=args.device, task="segment")
     config = config_from(SegmentConfig, args)
     results, lines = [], []

