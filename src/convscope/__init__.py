@@ -21,6 +21,11 @@ from convscope.inspect.attribution import (  # noqa: E402
     list_methods,
 )
 from convscope.inspect.challenges import Challenges, ChallengesConfig, challenges  # noqa: E402
+from convscope.inspect.detection import (  # noqa: E402
+    BoxExplainConfig,
+    BoxExplanation,
+    explain_detection,
+)
 from convscope.inspect.dream import DreamConfig, dream  # noqa: E402
 from convscope.inspect.embedding import EmbedConfig, Embedding, embed  # noqa: E402
 from convscope.inspect.faithfulness import (  # noqa: E402
@@ -58,11 +63,38 @@ from convscope.models.arithmetic import (  # noqa: E402
 )
 from convscope.models.spec import build_spec, parse_spec  # noqa: E402
 from convscope.render.report import Report, ReportConfig, build_report  # noqa: E402
+from convscope.scene import (  # noqa: E402
+    AltText,
+    DescribeConfig,
+    Describer,
+    Detections,
+    PersonMask,
+    Poses,
+    describe,
+    detect,
+    faces,
+    pose,
+    segment,
+)
 from convscope.style import StyleConfig, stylize  # noqa: E402
 from convscope.train import TrainConfig  # noqa: E402
 from convscope.version import __version__
 
 __all__ = [
+    "AltText",
+    "BoxExplainConfig",
+    "BoxExplanation",
+    "DescribeConfig",
+    "Describer",
+    "Detections",
+    "PersonMask",
+    "Poses",
+    "describe",
+    "detect",
+    "explain_detection",
+    "faces",
+    "pose",
+    "segment",
     "__version__",
     "activations",
     "Activations",

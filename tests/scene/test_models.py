@@ -174,3 +174,11 @@ def test_results_say_themselves_as_json_and_draw_themselves(scene_model, photos)
     picture = found.render()
     assert picture.ndim == 3 and picture.shape[1] >= 512
     assert found._repr_png_().startswith(b"\x89PNG")
+
+
+def test_the_mask_of_a_batch_is_the_mask_of_each(scene_model, photos):
+    model = scene_model("selfie-segmentation")
+    many = model.predict([photos["astronaut"], photos["coffee"], photos["astronaut"]])
+    alone = model(photos["coffee"])
+    np.testing.assert_allclose(many[1].probability, alone.probability, atol=1e-4)
+    np.testing.assert_allclose(many[0].probability, many[2].probability, atol=1e-5)

@@ -114,7 +114,7 @@ def register(sub) -> None:
                      "convscope describe *.jpg --json",
                      "convscope describe kitchen.jpg --out described.png"), model=False,
                     run=run_describe)
-    _outputs(p, "every box found, with the alt text above")
+    _outputs(p, "the boxes found (the alt text above)")
     add_options(p, DescribeConfig)
     add_device_arg(p)
 

@@ -92,7 +92,16 @@ class TfliteNetwork:
         return self.input["dtype"]
 
     def run(self, x):
+        """Every output for the input ``x``; a batch of another size than the last call's
+        resizes the input first (for a network whose graph takes one, e.g. the selfie
+        mask)."""
         with self._lock:
+            if tuple(x.shape) != self.input_shape:
+                with _quiet_stderr():
+                    self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
+                    self.interpreter.allocate_tensors()
+                self.input = self.interpreter.get_input_details()[0]
+                self.outputs = self.interpreter.get_output_details()
             self.interpreter.set_tensor(self.input["index"], x)
             self.interpreter.invoke()
             return [self.interpreter.get_tensor(o["index"]).copy() for o in self.outputs]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from convscope.classifier import Classifier, pretrained_classifier, torchvision_classifier
+from convscope.classifier import Classifier, pretrained_classifier
+from convscope.errors import UsageError
 from convscope.models.coco import plural, with_article
-from convscope.models.pretrained import pretrained_entry
+from convscope.models.pretrained import list_pretrained, pretrained_entry
 from convscope.options import fraction, option
-from convscope.scene.models import Detector, as_photos, open_scene, scene_names
+from convscope.scene.models import Detector, as_photos, cached_scene, scene_names
 from convscope.scene.results import AltText, Concept, Detections
 
 #: the calibrated thresholds (precision >= 0.8; ``python -m bench describe``)
@@ -36,8 +37,8 @@ class DescribeConfig:
     objects: str = option("ssd-mobilenet-v2", "object detector",
                           choices=lambda: scene_names("detect"))
     classifier: str = option("efficientnet-lite0", "ImageNet classifier for the closing "
-                                                   "'possibly ...' (`none` leaves it out)",
-                             metavar="MODEL")
+                                                   "'possibly ...' (none leaves it out)",
+                             choices=lambda: [*imagenet_classifiers(), "none"])
     face_threshold: float | None = option(
         None, "score a face needs (default: the detector's calibrated threshold, "
               f"{', '.join(f'{k} {v:g}' for k, v in FACE_THRESHOLDS.items())})",
@@ -53,6 +54,11 @@ class DescribeConfig:
         return replace(self, face_threshold=FACE_THRESHOLDS.get(self.faces, 0.9))
 
 
+def imagenet_classifiers() -> list[str]:
+    """The packaged ImageNet classifiers the alt text can use."""
+    return [n for n in list_pretrained() if pretrained_entry(n).task == "classify"]
+
+
 def _imagenet_name(label: str) -> str:
     """An ImageNet class as words ("tabby, tabby cat" -> "tabby")."""
     return label.split(",")[0].strip()
@@ -66,13 +72,16 @@ class Describer:
                  classifier: Classifier | None = None):
         self.config = (config or DescribeConfig()).resolve()
         c = self.config
-        self.faces = faces or open_scene(c.faces, device=device)
-        self.objects = objects or open_scene(c.objects, device=device)
+        self.faces = faces or cached_scene(c.faces, "faces", device)
+        self.objects = objects or cached_scene(c.objects, "detect", device)
         self.classifier = classifier
-        if classifier is None and c.classifier.lower() != "none":
+        if classifier is None and c.classifier != "none":
             entry = pretrained_entry(c.classifier)
-            self.classifier = (pretrained_classifier(entry, None, device) if entry
-                               else torchvision_classifier(c.classifier, None, device))
+            if entry is None or entry.task != "classify":
+                raise UsageError(f"`classifier` must be a packaged ImageNet classifier "
+                                 f"({', '.join(imagenet_classifiers())}) or none, not "
+                                 f"{c.classifier!r}.")
+            self.classifier = pretrained_classifier(entry, None, device)
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -139,10 +148,16 @@ def alt_text(concepts: list[Concept]) -> str:
                                              if p)
 
 
+_DESCRIBERS: dict[tuple, Describer] = {}
+
+
 def describe(images, config: DescribeConfig | None = None, device="cpu") -> list[AltText]:
-    """The alt text of each photo (opens the models each call: keep a :class:`Describer`
-    for many calls)."""
-    return Describer(config, device).describe(images)
+    """The alt text of each photo: ``convscope.describe("kitchen.jpg")[0].text`` (the
+    models are opened once per config and device)."""
+    key = (config or DescribeConfig(), str(device))
+    if key not in _DESCRIBERS:
+        _DESCRIBERS[key] = Describer(key[0], device)
+    return _DESCRIBERS[key].describe(images)
 
 
 __all__ = ["AltText", "DescribeConfig", "Describer", "alt_text", "describe"]

@@ -12,6 +12,7 @@ given in the photo's pixels).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -378,25 +379,38 @@ class SelfieMask(SceneModel):
     label_names = ("background", "person")
     default_min_score = 0.5
 
+    #: photos per network call (its graph takes a batch)
+    batch = 8
+
     def predict(self, images, threshold: float | None = None) -> list[PersonMask]:
         t = self._min(threshold)
+        photos = as_photos(images)
+        side = self.entry.input_size[0]
         out = []
-        for photo in as_photos(images):
-            side = self.entry.input_size[0]
-            fed, scale, top, left = letterbox(photo.array, side)
-            prob = self.network.run((fed.astype(np.float32) / 255.0)[None])[0][0, :, :, 0]
-            h, w = photo.size
-            nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-            inner = prob[top:top + nh, left:left + nw]
-            full = torch.nn.functional.interpolate(
-                torch.from_numpy(np.ascontiguousarray(inner))[None, None], size=(h, w),
-                mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
-            out.append(PersonMask(self.name, photo.array, full.astype(np.float32), t,
-                                  photo.name))
+        for start in range(0, len(photos), self.batch):
+            chunk = photos[start:start + self.batch]
+            fed = [letterbox(p.array, side) for p in chunk]
+            x = np.stack([f[0] for f in fed]).astype(np.float32) / 255.0
+            probs = self.network.run(x)[0][..., 0]
+            for photo, (_, scale, top, left), prob in zip(chunk, fed, probs):
+                out.append(PersonMask(self.name, photo.array,
+                                      _back_to_photo(prob, photo.size, scale, top, left), t,
+                                      photo.name))
         return out
 
     def __call__(self, image, **options) -> PersonMask:
         return self.predict([image], **options)[0]
+
+
+def _back_to_photo(prob: np.ndarray, size: tuple[int, int], scale: float, top: int,
+                   left: int) -> np.ndarray:
+    """A letterboxed network map cut to the photo's part and resized to the photo."""
+    h, w = size
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    inner = np.ascontiguousarray(prob[top:top + nh, left:left + nw])
+    full = torch.nn.functional.interpolate(torch.from_numpy(inner)[None, None], size=(h, w),
+                                           mode="bilinear", align_corners=False)
+    return full[0, 0].clamp(0, 1).numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------- registry
@@ -458,6 +472,52 @@ def default_for(task: str) -> str:
 
 __all__ = ["SCENE", "BlazeFaces", "CascadeFaces", "Detector", "MoveNetPose", "MtcnnFaces",
            "Photo", "SceneModel", "SelfieMask", "SsdObjects", "as_photos", "default_for",
-           "open_scene", "read_photo", "register_scene", "scene_names"]
+           "detect", "faces", "open_scene", "pose", "read_photo", "register_scene",
+           "scene_names", "segment"]
 
 
+
+
+# --------------------------------------------------------------------------- the Python API
+_OPENED: dict[tuple[str, str], SceneModel] = {}
+_OPENING = threading.Lock()
+
+
+def cached_scene(name: str, task: str, device="cpu") -> SceneModel:
+    """The scene network ``name`` of ``task``, opened once per process and device."""
+    if name not in scene_names(task):
+        raise UsageError(f"{name!r} is not a {task} network; choose one of: "
+                         f"{', '.join(scene_names(task))}.")
+    key = (name, str(resolve_device(device)))
+    with _OPENING:
+        if key not in _OPENED:
+            _OPENED[key] = open_scene(name, device=device)
+        return _OPENED[key]
+
+
+def faces(images, detector: str = "mtcnn", *, min_score: float | None = None,
+          max_side: int = MAX_SIDE, device="cpu") -> list[Detections]:
+    """The faces in each photo (boxes, scores, landmarks):
+    ``convscope.faces("group.jpg")[0].boxes``."""
+    return cached_scene(detector, "faces", device).predict(images, min_score=min_score,
+                                                      max_side=max_side)
+
+
+def detect(images, detector: str = "ssd-mobilenet-v2", *, min_score: float | None = None,
+           max_side: int = MAX_SIDE, device="cpu") -> list[Detections]:
+    """The COCO objects in each photo: ``convscope.detect("kitchen.jpg")[0].counts()``."""
+    return cached_scene(detector, "detect", device).predict(images, min_score=min_score,
+                                                       max_side=max_side)
+
+
+def pose(images, model: str = "movenet-lightning", *, min_score: float | None = None,
+         device="cpu") -> list[Poses]:
+    """The 17 COCO keypoints of the person in each photo:
+    ``convscope.pose("runner.jpg")[0].point("nose")``."""
+    return cached_scene(model, "pose", device).predict(images, min_score=min_score)
+
+
+def segment(images, model: str = "selfie-segmentation", *, threshold: float | None = None,
+            device="cpu") -> list[PersonMask]:
+    """The person mask of each photo: ``convscope.segment("me.jpg")[0].mask``."""
+    return cached_scene(model, "segment", device).predict(images, threshold=threshold)
