@@ -22,8 +22,8 @@ from PIL import Image
 from torchvision.ops import box_iou, nms
 
 from convscope.classifier import resolve_device
-from convscope.errors import ConvscopeError, UsageError
-from convscope.images import to_pil
+from convscope.errors import ConvscopeError, ImageError, UsageError
+from convscope.images import max_pixels, to_pil
 from convscope.modelfile import ModelDescription
 from convscope.models.coco import COCO_CLASSES, KEYPOINTS, SKELETON
 from convscope.models.pretrained import Pretrained, pretrained_entry
@@ -51,6 +51,14 @@ def read_photo(source, name: str | None = None) -> Photo:
     be read)."""
     if isinstance(source, Photo):
         return source
+    if (isinstance(source, np.ndarray) and source.dtype == np.uint8 and source.ndim == 3
+            and source.shape[2] == 3):  # already what the networks read: no copy through PIL
+        h, w = source.shape[:2]
+        if h * w > max_pixels():
+            raise ImageError(f"the image is {w}x{h} = {w * h:,} pixels, above the limit of "
+                             f"{max_pixels():,}; shrink it or raise CONVSCOPE_MAX_PIXELS.",
+                             "too_large")
+        return Photo(np.ascontiguousarray(source), name or "")
     img = to_pil(source).convert("RGB")
     if name is None:
         name = str(source) if isinstance(source, (str, os.PathLike)) else ""
@@ -84,13 +92,16 @@ def letterbox(array: np.ndarray, side: int) -> tuple[np.ndarray, float, int, int
     """The photo scaled to fit a ``side`` x ``side`` square, centred on black (as
     MediaPipe and MoveNet feed their networks), with the scale and the top-left offset
     that map network pixels back: ``photo = (net - (left, top)) / scale``."""
+    import cv2  # heavy optional dependency (the networks fed this way need it installed)
+
     h, w = array.shape[:2]
     scale = side / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     out = np.zeros((side, side, 3), np.uint8)
     top, left = (side - nh) // 2, (side - nw) // 2
-    out[top:top + nh, left:left + nw] = np.asarray(
-        Image.fromarray(array).resize((nw, nh), Image.BILINEAR))
+    # bilinear, as MediaPipe's and MoveNet's own image-to-tensor steps resize
+    out[top:top + nh, left:left + nw] = cv2.resize(array, (nw, nh),
+                                                   interpolation=cv2.INTER_LINEAR)
     return out, scale, top, left
 
 
@@ -405,12 +416,12 @@ class SelfieMask(SceneModel):
 def _back_to_photo(prob: np.ndarray, size: tuple[int, int], scale: float, top: int,
                    left: int) -> np.ndarray:
     """A letterboxed network map cut to the photo's part and resized to the photo."""
+    import cv2  # heavy optional dependency
+
     h, w = size
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    inner = np.ascontiguousarray(prob[top:top + nh, left:left + nw])
-    full = torch.nn.functional.interpolate(torch.from_numpy(inner)[None, None], size=(h, w),
-                                           mode="bilinear", align_corners=False)
-    return full[0, 0].clamp(0, 1).numpy().astype(np.float32)
+    inner = np.ascontiguousarray(prob[top:top + nh, left:left + nw], dtype=np.float32)
+    return np.clip(cv2.resize(inner, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
 
 
 # --------------------------------------------------------------------------- registry
