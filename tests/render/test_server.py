@@ -350,3 +350,95 @@ def test_serve_config_defaults_to_loopback():
     assert cfg.host == "127.0.0.1" and "evil.example" not in cfg.allowed_hosts
     with pytest.raises(convscope.ConvscopeError, match="unknown attribution method"):
         ServeConfig(methods=("nope",)).resolved()
+
+
+# --------------------------------------------------------------------------- the Photo view
+@pytest.fixture(scope="module")
+def astronaut() -> bytes:
+    from convscope.samples import sample_path
+
+    return sample_path("astronaut").read_bytes()  # a 512x512 PNG of 0.5 MB
+
+
+@pytest.fixture(scope="module")
+def photo_client(clf):
+    """The app with the default upload limit (10 MB) and no test images."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(clf, None, ServeConfig(methods=("saliency",)))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        yield c
+
+
+def test_a_photo_gets_its_faces_objects_pose_mask_and_description(photo_client, astronaut):
+    """The Photo view's answer on scikit-image's astronaut: one person in the description,
+    one face where it is, a pose and a mask, each as JSON and as a PNG picture."""
+    from tests.conftest import ASTRONAUT_FACE
+
+    client = photo_client
+    r = client.post("/api/scene", content=astronaut)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["text"].startswith("Image may contain: 1 person")
+    assert out["photo"] == {"width": 512, "height": 512}
+    person = out["concepts"][0]
+    assert (person["name"], person["count"], person["words"]) == ("person", 1, "1 person")
+    assert person["source"] and 0 < person["score"] <= 1
+    assert out["thresholds"]["faces"] == 0.9
+    faces = out["faces"]
+    assert faces["count"] == 1 and faces["task"] == "faces"
+    x0, y0, x1, y1 = faces["detections"][0]["box"]
+    fx0, fy0, fx1, fy1 = ASTRONAUT_FACE
+    assert fx0 - 20 < x0 < x1 < fx1 + 20 and fy0 - 20 < y0 < y1 < fy1 + 20
+    assert "person" in [d["label"] for d in out["objects"]["detections"]]
+    nose = out["pose"]["people"][0]["keypoints"]["nose"]
+    assert nose["visible"] and fx0 < nose["x"] < fx1 and fy0 < nose["y"] < fy1
+    assert 0.2 < out["mask"]["coverage"] < 0.9
+    pictures = [out["picture"]] + [p["src"] for p in out["parts"]]
+    assert [p["name"] for p in out["parts"]] == ["faces", "objects", "pose", "mask"]
+    assert out["parts"][0]["summary"].startswith("1 face (")
+    for uri in pictures:
+        pixels = decoded(uri)
+        assert min(pixels.shape[:2]) >= 512 and pixels.std() > 10
+    # the description alone, for the alt of the uploaded image in the "Your image" view
+    d = client.post("/api/describe", content=astronaut).json()
+    assert d["text"] == out["text"] and d["concepts"] == out["concepts"]
+    assert client.get("/api/info").json()["scene_missing"] is None
+
+
+@pytest.mark.parametrize("url", ["/api/scene", "/api/describe"])
+def test_a_bad_photo_gets_one_sentence(client, url):
+    r = client.post(url, content=b"just some text\n" * 20)
+    assert r.status_code == 415 and "not a readable image" in r.json()["error"]
+    r = client.post(url, content=b"")
+    assert r.status_code == 422 and "the upload is empty" in r.json()["error"]
+    r = client.post(url, content=b"\0" * 200_001)
+    assert r.status_code == 413 and "larger than the limit" in r.json()["error"]
+    r = client.post(url, content=png_bytes(np.zeros((8, 8, 3), np.uint8)),
+                    headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+
+
+def test_without_the_scene_packages_the_photo_view_says_what_to_install(clf, monkeypatch):
+    """A missing package is one sentence with the pip command (400), on /api/info before
+    any photo; the classifier's upload works as before."""
+    from fastapi.testclient import TestClient
+
+    from convscope.errors import ConvscopeError
+    from convscope.render import workbench
+
+    def missing(*_args, **_kwargs):
+        raise ConvscopeError("mtcnn needs the package facenet-pytorch, which is not "
+                             "installed; install it with `pip install --no-deps "
+                             "facenet-pytorch==2.6.0`.")
+
+    monkeypatch.setattr(workbench, "Describer", missing)
+    monkeypatch.setattr(workbench.Workbench, "scene_missing", lambda self: "mtcnn needs ...")
+    c = TestClient(create_app(clf, None, ServeConfig(methods=("saliency",))),
+                   base_url="http://127.0.0.1:8000")
+    assert c.get("/api/info").json()["scene_missing"] == "mtcnn needs ..."
+    photo = png_bytes(np.full((40, 40, 3), 120, np.uint8))
+    for url in ("/api/scene", "/api/describe"):
+        r = c.post(url, content=photo)
+        assert r.status_code == 400 and "pip install --no-deps" in r.json()["error"], url
+    assert c.post("/api/upload", content=photo).status_code == 200

@@ -62,3 +62,67 @@ def test_the_report_and_the_app_share_one_workbench(clf, dataset):
     view = bench.challenges()
     assert view["n"] == r.n == 30 and view["scores"] == r.main.group_scores()
     assert view["curves"].startswith("data:image/png;base64,")
+
+
+def _jpeg(array: np.ndarray, orientation: int | None = None) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(array).save(buf, "JPEG", quality=85, exif=exif)
+    return buf.getvalue()
+
+
+def test_a_photo_is_looked_at_upright_and_at_most_1600_px(clf, photos):
+    """A large JPEG is decoded reduced (under the per-upload pixel bound that its full size
+    would pass), and a photo turned by its EXIF orientation keeps its shape upright."""
+    from PIL import Image
+
+    bench = Workbench(clf, None, max_upload_pixels=4_000_000)
+    big = np.asarray(Image.fromarray(photos["astronaut"]).resize((4000, 3000)))
+    photo = bench.decode_photo(_jpeg(big))                       # 12 MP, drafted to 3 MP
+    assert photo.shape == (1200, 1600, 3) and photo.dtype == np.uint8
+    upright = np.asarray(Image.fromarray(photos["astronaut"]).resize((900, 1200)))
+    stored = np.ascontiguousarray(np.rot90(upright))             # orientation 6 turns it back
+    photo = bench.decode_photo(_jpeg(stored, orientation=6))
+    assert photo.shape == (1200, 900, 3)
+    assert np.abs(photo.astype(int) - upright).mean() < 8
+    with pytest.raises(ImageError) as info:
+        bench.decode_photo(b"just some text\n" * 20)
+    assert info.value.kind == "format"
+
+
+def test_the_photo_view_opens_its_models_once_and_keeps_pictures_small(clf, photos):
+    """The scene models open on first use, once per workbench; the combined picture keeps
+    the drawing's size (at most 1280 px and its caption), each part at most 640 px."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from convscope.render.workbench import PART_SIDE
+
+    bench = Workbench(clf, None)
+    assert not bench.cache
+    upright = np.asarray(Image.fromarray(photos["astronaut"]).resize((1800, 1800)))
+    out = bench.scene(_jpeg(upright))
+    assert out["photo"] == {"width": 1600, "height": 1600}
+    assert out["text"].startswith("Image may contain: 1 person")
+    assert out["faces"]["width"] == 1600 and out["faces"]["count"] == 1
+
+    def size(uri):
+        return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size
+
+    w, h = size(out["picture"])
+    assert 1280 <= w <= 1320 and 1280 <= h <= 1400
+    assert [max(size(p["src"])) for p in out["parts"]] == [PART_SIDE] * 4
+    describer = bench.describer()
+    pose = bench.scene_model("movenet-lightning")
+    again = bench.describe(photos["coffee"])
+    assert bench.describer() is describer and bench.scene_model("movenet-lightning") is pose
+    assert set(again) == {"text", "concepts", "thresholds", "imagenet_top"}
+    assert "cup" in again["text"]

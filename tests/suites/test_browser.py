@@ -180,6 +180,58 @@ def test_a_bad_upload_shows_the_servers_sentence(page, server, tmp_path):
     assert "not a readable image" in page.inner_text("#upload-status")
 
 
+def alts(pg, selector: str) -> list[str]:
+    return pg.locator(selector).evaluate_all("xs => xs.map(i => i.alt)")
+
+
+def test_the_photo_tab_shows_everything_found_with_the_description_as_alt(page, server):
+    """Issue: upload a photo and see the faces, objects, pose, mask and description
+    together; the description is the alt of every image shown."""
+    from playwright.sync_api import expect
+
+    from convscope.samples import sample_path
+
+    page.goto(server.url)
+    page.click("#tabs button[data-view=photo]")
+    assert page.is_visible("#photo-drop") and page.inner_text("#photo-status") == ""
+    page.set_input_files("#photo-file", str(sample_path("astronaut")))
+    expect(page.locator("#photo-text")).to_contain_text("1 person", timeout=120_000)
+    text = page.inner_text("#photo-text")
+    assert text.startswith("Image may contain: ") and "person" in text
+    assert wait_images(page, "#photo-result img") == 5
+    assert alts(page, "#photo-picture") == [text]
+    assert alts(page, "#photo-parts img") == [f"{name}: {text}" for name in
+                                              ("faces", "objects", "pose", "mask")]
+    concepts = page.locator("#photo-concepts tbody tr")
+    assert concepts.count() >= 1
+    first = [c.inner_text() for c in concepts.nth(0).locator("td").all()]
+    assert first[0] == "1 person" and "mtcnn" in first[1] and float(first[2]) > 0.5
+    captions = page.inner_text("#photo-parts")
+    assert "1 face (mtcnn" in captions and "keypoints" in captions and "covers" in captions
+    assert "astronaut.png (looked at 512x512 px)" in page.inner_text("#photo-status")
+    shot(page, "app-photo.png")
+    assert page.problems == []
+
+
+def test_the_uploaded_images_alt_is_its_description(page, server):
+    """The "Your image" view: the classifier's answer first, then the description as the
+    alt of the image and of each overlay."""
+    from playwright.sync_api import expect
+
+    from convscope.samples import sample_path
+
+    page.goto(server.url)
+    page.set_input_files("#file", str(sample_path("astronaut")))
+    page.wait_for_selector("#upload-result #top5")
+    expect(page.locator("#upload-alt")).to_contain_text("1 person", timeout=120_000)
+    text = page.inner_text("#upload-alt")
+    assert alts(page, "#upload-result img.input") == [text]
+    assert alts(page, "#upload-result img.overlay") == [
+        f"{m}: {text}" for m in convscope.list_methods()]
+    shot(page, "app-upload-photo.png")
+    assert page.problems == []
+
+
 def test_the_report_opens_offline_with_every_section_and_no_broken_image(browser, report_file):
     context = browser.new_context(viewport={"width": 1200, "height": 900}, offline=True)
     requests = []

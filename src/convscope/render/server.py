@@ -9,6 +9,11 @@ JSON API behind it:
 ====================================  =====================================================
 ``POST /api/upload``                  the raw image bytes as the body: top-5 and one overlay
                                       per explanation method
+``POST /api/scene``                   a photo (the body): faces, objects, pose, person
+                                      mask and its description (alt text), as JSON and
+                                      pictures (the Photo view)
+``POST /api/describe``                a photo (the body): its description (alt text) and
+                                      concepts alone (the alt of the uploaded image)
 ``GET  /api/info``                    the model, its classes, methods and test images
 ``GET  /api/test?start=&count=``      a page of test images (index and label)
 ``GET  /api/test/{index}``            one test image: top-5, overlays, its nearest
@@ -259,6 +264,20 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
         batch = await on(decoders, bench.decode, data)
         del data
         return await on(model_thread, bench.analyze, batch)
+
+    @app.post("/api/scene")
+    async def scene(request: Request):
+        data = await read_body(request, config.max_upload_bytes, config.read_timeout)
+        photo = await on(decoders, bench.decode_photo, data)
+        del data
+        return await on(model_thread, bench.scene, photo)
+
+    @app.post("/api/describe")
+    async def describe(request: Request):
+        data = await read_body(request, config.max_upload_bytes, config.read_timeout)
+        photo = await on(decoders, bench.decode_photo, data)
+        del data
+        return await on(model_thread, bench.describe, photo)
 
     @app.get("/api/test")
     def test_page(start: int = 0, count: int = 60):

@@ -15,9 +15,23 @@ nav.tabs button { border: 1px solid var(--line); border-bottom: none; background
                   padding: 7px 14px; border-radius: 6px 6px 0 0; cursor: pointer; font: inherit; }
 nav.tabs button.active { background: var(--card); font-weight: 600; }
 .view { display: none; } .view.active { display: block; }
-#drop { border: 2px dashed #9aa5b1; border-radius: 8px; padding: 26px; text-align: center;
+.drop { border: 2px dashed #9aa5b1; border-radius: 8px; padding: 26px; text-align: center;
         background: #fbfcfd; cursor: pointer; }
-#drop.over { border-color: var(--accent); background: #eef4ff; }
+.drop.over { border-color: var(--accent); background: #eef4ff; }
+p.alt-text { font-size: 20px; font-weight: 600; margin: 12px 0; padding: 10px 14px;
+             background: #eef4ff; border-left: 4px solid var(--accent); border-radius: 4px; }
+p.alt-text.small { font-size: 15px; font-weight: 500; padding: 6px 10px; }
+.photo-row { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+.photo-row figure { margin: 0; flex: 1 1 480px; max-width: 760px; }
+.photo-row figure img { width: 100%; height: auto; border: 1px solid var(--line); }
+.photo-side { flex: 0 1 380px; }
+.photo-side td { white-space: normal; }
+.parts { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr));
+         gap: 14px; }
+.parts figure { margin: 0; font-size: 12px; }
+.parts img { width: 100%; height: auto; border: 1px solid var(--line); }
+.parts figcaption { color: var(--soft); margin-top: 3px; }
+figcaption b { color: var(--ink); }
 .result { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; margin: 14px 0; }
 .result img.input { width: 168px; }
 .overlays { display: flex; flex-wrap: wrap; gap: 12px; }
@@ -53,6 +67,7 @@ table.top5 td { padding: 3px 8px; }
 BODY = """
 <nav class="tabs" id="tabs">
   <button data-view="upload" class="active">Your image</button>
+  <button data-view="photo">Photo</button>
   <button data-view="browse">Test images</button>
   <button data-view="layers">Layers</button>
   <button data-view="tsne">t-SNE map</button>
@@ -62,10 +77,20 @@ BODY = """
   <h2>Your image</h2>
   <p class="how">Drop an image here, or choose a file: the model's top-5 and what each
   explanation method says it looked at.</p>
-  <div id="drop"><p>Drop an image here or <label><u>choose a file</u>
+  <div id="drop" class="drop"><p>Drop an image here or <label><u>choose a file</u>
     <input type="file" id="file" accept="image/*" hidden></label></p></div>
   <p class="status" id="upload-status"></p>
   <div id="upload-result"></div>
+</section>
+<section class="card view" id="view-photo">
+  <h2>Photo: faces, objects, pose, mask and description</h2>
+  <p class="how">Drop a photo here, or choose a file: a face detector, an object detector, a
+  pose network and a person mask look at it, and the description (the alt text of every
+  image shown here) names what they found with enough confidence.</p>
+  <div id="photo-drop" class="drop"><p>Drop a photo here or <label><u>choose a file</u>
+    <input type="file" id="photo-file" accept="image/*" hidden></label></p></div>
+  <p class="status" id="photo-status"></p>
+  <div id="photo-result"></div>
 </section>
 <section class="card view" id="view-browse">
   <h2>Test images</h2>
@@ -140,7 +165,8 @@ function top5Table(top5, truth) {
 }
 function showResult(target, res) {
   const overlays = res.overlays.map(o => el('figure', {},
-    el('img', {src: o.src, class: 'pix overlay', alt: o.method}), el('figcaption', {}, o.method)));
+    el('img', {src: o.src, class: 'pix overlay', alt: o.method, 'data-method': o.method}),
+    el('figcaption', {}, o.method)));
   target.replaceChildren(
     el('div', {class: 'result'},
       el('figure', {}, el('img', {src: res.image, class: 'pix input', alt: 'the image'}),
@@ -196,35 +222,109 @@ async function loadChallenges() {
 }
 function showView(name) { document.querySelector('#tabs button[data-view=' + name + ']').click(); }
 // ---- upload
-let lastUpload = null;
+let lastUpload = null, uploadRun = 0;
+const OCTETS = {'Content-Type': 'application/octet-stream'};
+function tooLarge(file, status) {
+  if (file.size <= INFO.max_upload_bytes) return false;
+  status.textContent = 'That file is larger than the limit of ' +
+    INFO.max_upload_bytes.toLocaleString() + ' bytes.';
+  status.className = 'status error';
+  return true;
+}
+async function describeUpload(file, run) {
+  // the description becomes the alt of the images shown (without the scene models'
+  // packages the plain alt stays: the classifier's answer does not depend on them)
+  if (INFO.scene_missing) return;
+  let res;
+  try { res = await api('/api/describe', {method: 'POST', body: file, headers: OCTETS}); }
+  catch (e) { return; }
+  if (run !== uploadRun) return;
+  const box = $('upload-result');
+  for (const img of box.querySelectorAll('img.input')) img.alt = res.text;
+  for (const img of box.querySelectorAll('img.overlay')) img.alt = img.dataset.method + ': ' + res.text;
+  box.prepend(el('p', {class: 'alt-text small', id: 'upload-alt',
+                    title: 'the description of your image: the alt text of the images below'}, res.text));
+}
 async function upload(file) {
+  const run = ++uploadRun;
   $('upload-status').textContent = 'Looking at ' + file.name + ' ...';
   $('upload-status').className = 'status';
-  if (file.size > INFO.max_upload_bytes) {
-    $('upload-status').textContent = 'That file is larger than the limit of ' +
-      INFO.max_upload_bytes.toLocaleString() + ' bytes.';
-    $('upload-status').className = 'status error';
-    return;
-  }
+  if (tooLarge(file, $('upload-status'))) return;
   try {
-    const res = await api('/api/upload', {method: 'POST', body: file,
-                                          headers: {'Content-Type': 'application/octet-stream'}});
+    const res = await api('/api/upload', {method: 'POST', body: file, headers: OCTETS});
+    if (run !== uploadRun) return;
     lastUpload = file;
     showResult($('upload-result'), res);
     $('upload-status').textContent = file.name;
+    describeUpload(file, run);
   } catch (e) {
+    if (run !== uploadRun) return;
     $('upload-status').textContent = e.message;
     $('upload-status').className = 'status error';
   }
 }
-$('file').addEventListener('change', (e) => { if (e.target.files.length) upload(e.target.files[0]); });
-const drop = $('drop');
-drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
-drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-drop.addEventListener('drop', (e) => {
-  e.preventDefault(); drop.classList.remove('over');
-  if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
-});
+function dropZone(zone, input, handle) {
+  input.addEventListener('change', (e) => { if (e.target.files.length) handle(e.target.files[0]); });
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault(); zone.classList.remove('over');
+    if (e.dataTransfer.files.length) handle(e.dataTransfer.files[0]);
+  });
+}
+dropZone($('drop'), $('file'), upload);
+// ---- a photo: faces, objects, pose, mask and its description
+let photoRun = 0;
+if (INFO.scene_missing) {
+  $('photo-status').textContent = INFO.scene_missing;
+  $('photo-status').className = 'status error';
+}
+async function uploadPhoto(file) {
+  const run = ++photoRun, status = $('photo-status');
+  status.className = 'status';
+  if (tooLarge(file, status)) return;
+  status.textContent = 'Looking at ' + file.name + ' ...';
+  let res;
+  try { res = await api('/api/scene', {method: 'POST', body: file, headers: OCTETS}); }
+  catch (e) {
+    if (run !== photoRun) return;
+    $('photo-result').replaceChildren();
+    status.textContent = e.message; status.className = 'status error';
+    return;
+  }
+  if (run !== photoRun) return;
+  status.textContent = file.name + ' (looked at ' + res.photo.width + 'x' + res.photo.height + ' px)';
+  showPhoto($('photo-result'), res);
+}
+function showPhoto(target, res) {
+  const pct = (p) => (100 * p).toFixed(0) + '%';
+  const concepts = res.concepts.length
+    ? el('table', {id: 'photo-concepts'},
+        el('thead', {}, el('tr', {}, el('th', {}, 'concept'), el('th', {}, 'found by'),
+                                 el('th', {class: 'num'}, 'score'))),
+        el('tbody', {}, ...res.concepts.map(c => el('tr', {}, el('td', {}, c.words),
+          el('td', {}, c.source), el('td', {class: 'num'}, c.score.toFixed(2))))))
+    : el('p', {class: 'how', id: 'photo-concepts'}, 'No concept reached its threshold.');
+  const t = res.thresholds;
+  const side = [concepts, el('p', {class: 'how'}, 'A concept enters the description when ' +
+    'its score reaches a threshold chosen for precision: faces ' + t.faces + ', objects ' +
+    t.objects + ', the ImageNet class ' + t.imagenet + '.')];
+  if (res.imagenet_top.length) side.push(el('p', {class: 'how', id: 'photo-imagenet'},
+    'The ImageNet classifier\'s top 3: ' +
+    res.imagenet_top.map(x => x.label.split(',')[0] + ' ' + pct(x.probability)).join(', ') + '.'));
+  const parts = res.parts.map(p => el('figure', {},
+    el('img', {src: p.src, class: 'part', alt: p.name + ': ' + res.text}),
+    el('figcaption', {}, el('b', {}, p.name), ': ' + p.summary)));
+  target.replaceChildren(
+    el('p', {class: 'alt-text', id: 'photo-text'}, res.text),
+    el('div', {class: 'photo-row'},
+      el('figure', {}, el('img', {src: res.picture, id: 'photo-picture', alt: res.text}),
+         el('figcaption', {}, 'Everything together: the mask (green), the boxes, the pose and the description.')),
+      el('div', {class: 'photo-side'}, ...side)),
+    el('h3', {}, 'Each model on its own'),
+    el('div', {class: 'parts', id: 'photo-parts'}, ...parts));
+}
+dropZone($('photo-drop'), $('photo-file'), uploadPhoto);
 // ---- test images
 let pageStart = 0;
 const PAGE = 60;

@@ -2,7 +2,9 @@
 
 The report (:mod:`convscope.render.report`) and the web app (:mod:`convscope.render.server`)
 share it: what both show (the test images of the split scored, the t-SNE map, the six
-challenges) is computed here, once.  It is plain Python, without HTTP: what cannot be
+challenges) is computed here, once; so is what the app's Photo view shows of an uploaded
+photo (faces, objects, pose, person mask and the alt text built from them, by the scene
+models, opened on first use).  It is plain Python, without HTTP: what cannot be
 answered is a :class:`~convscope.errors.ConvscopeError` (:class:`NotFound` for a test image
 or a view that is not there, :class:`OutOfRange` for a number outside what a view accepts,
 :class:`~convscope.errors.ImageError` for a bad upload), which the web app turns into an
@@ -11,16 +13,20 @@ HTTP status.  Model work runs under ``lock``.
 
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
+from PIL import Image
 
 from convscope.classifier import Classifier
 from convscope.data import ImageDataset
+from convscope.display import draw
 from convscope.errors import ConvscopeError, UsageError
-from convscope.images import load_image
+from convscope.images import load_image, probe_image
 from convscope.inspect.attribution import METHODS, explain_many
 from convscope.inspect.challenges import Challenges, challenges
 from convscope.inspect.embedding import Embedding, embed
@@ -29,10 +35,21 @@ from convscope.inspect.filters import activations, filters
 from convscope.inspect.layers import choose_layer, list_layers
 from convscope.inspect.neighbors import knn
 from convscope.inspect.sources import sample
+from convscope.models.coco import plural
+from convscope.models.pretrained import pretrained_entry
 from convscope.render import html as H
 from convscope.render.attribution import overlay
 from convscope.render.figures import figure_png, image_png
 from convscope.render.views import class_colours
+from convscope.scene.describe import DescribeConfig, Describer
+from convscope.scene.models import MAX_SIDE, open_scene
+from convscope.text import count
+
+#: the pose and person-mask networks of the Photo view
+POSE_NETWORK, MASK_NETWORK = "movenet-lightning", "selfie-segmentation"
+#: the longer side of each part's picture, at most (the combined picture keeps the
+#: drawing's own size, at most 1280 px)
+PART_SIDE = 640
 
 
 class NotFound(ConvscopeError):
@@ -69,6 +86,8 @@ class Workbench:
     max_upload_pixels: int = 16_000_000
     #: what MODEL was on the command line
     model: str = ""
+    #: the models and thresholds of the Photo view's description (alt text)
+    describe_config: DescribeConfig = field(default_factory=DescribeConfig)
     lock: threading.RLock = field(default_factory=threading.RLock)
     cache: dict = field(default_factory=dict)  # computed once, under the lock
 
@@ -99,6 +118,17 @@ class Workbench:
         return torch.from_numpy(load_image(data, self.clf.image_size, self.clf.channels,
                                            limit=self.max_upload_pixels))[None]
 
+    def decode_photo(self, data: bytes) -> np.ndarray:
+        """Uploaded bytes -> the photo upright as (H, W, 3) uint8, its longer side at most
+        ``MAX_SIDE`` (a JPEG decoded reduced, so a large photo stays under
+        ``max_upload_pixels``); a bad image is an ImageError with the reader's sentence."""
+        w, h, _ = probe_image(data)
+        if _quarter_turned(data):  # EXIF rotation swaps the sides once decoded upright
+            w, h = h, w
+        s = min(1.0, MAX_SIDE / max(w, h))
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        return load_image(data, size, 3, limit=self.max_upload_pixels).transpose(1, 2, 0)
+
     def test_image(self, index: int) -> torch.Tensor:
         """Test image ``index`` as uint8 (C, H, W) (its dataset's own size)."""
         n = self.test_count
@@ -120,7 +150,7 @@ class Workbench:
                 "classes": self.clf.classes, "image_size": list(meta.image_size),
                 "channels": meta.channels, "methods": list(self.methods),
                 "data": None if self.dataset is None else self.dataset.name,
-                "test_images": self.test_count}
+                "test_images": self.test_count, "scene_missing": self.scene_missing()}
 
     def test_page(self, start: int, count: int) -> dict:
         n = self.test_count
@@ -154,6 +184,84 @@ class Workbench:
         out.update(index=index, label=self.dataset.classes[int(self.dataset.test_labels[index])],
                    neighbours=self.neighbours(image))
         return out
+
+    # ---- a photo: faces, objects, pose, person mask and its description
+    def scene_missing(self) -> str | None:
+        """None when every network of the Photo view can open, else the sentence that
+        says which package to install (nothing is opened to find out)."""
+        c = self.describe_config
+        names = [c.faces, c.objects, POSE_NETWORK, MASK_NETWORK]
+        if c.classifier.lower() != "none":
+            names.append(c.classifier)
+        for name in names:
+            entry = pretrained_entry(name)
+            if entry is None:  # a torchvision classifier: opens with torchvision itself
+                continue
+            try:
+                entry.require()
+            except ConvscopeError as exc:
+                return str(exc)
+        return None
+
+    def describer(self) -> Describer:
+        """The face and object detectors and the ImageNet classifier the alt text is built
+        from, opened once (one sentence with the pip command when a package is missing)."""
+        return self.once("describer", lambda: Describer(self.describe_config, self.clf.device))
+
+    def scene_model(self, name: str):
+        """The scene network ``name`` (the pose or the person-mask network), opened once."""
+        return self.once(("scene", name), lambda: open_scene(name, device=self.clf.device))
+
+    def describe(self, photo) -> dict:
+        """The alt text of a photo (bytes or a decoded (H, W, 3) array) and its concepts."""
+        if isinstance(photo, bytes):
+            photo = self.decode_photo(photo)
+        with self.lock:
+            alt = self.describer()(photo)
+        out = alt.to_dict()
+        out.pop("image", None)
+        return out
+
+    def scene(self, photo) -> dict:
+        """Everything the scene models find in a photo (bytes or a decoded (H, W, 3)
+        array): the alt text and its concepts, the faces, objects, pose and person mask as
+        JSON (in the pixels of the photo as looked at, ``photo``), and PNG data URIs of
+        all of it on one picture and of each part on its own."""
+        if isinstance(photo, bytes):
+            photo = self.decode_photo(photo)
+        with self.lock:
+            describer = self.describer()
+            pose_net, mask_net = self.scene_model(POSE_NETWORK), self.scene_model(MASK_NETWORK)
+            alt = describer(photo)
+            poses, mask = pose_net(photo), mask_net(photo)
+        faces, objects = alt.faces, alt.objects
+        combined = draw("scene_image", photo, faces=faces, objects=objects, poses=poses,
+                        mask=mask, text=alt.text)
+        seen = int((poses.scores >= poses.min_score).sum())
+        found = ", ".join(count(n, label, plural(label)) for label, n in objects.counts().items())
+        parts = [
+            ("faces", faces, f"{count(len(faces), 'face')} ({faces.model}, score >= "
+                             f"{faces.min_score:g})"),
+            ("objects", objects, f"{found or 'no objects'} ({objects.model}, score >= "
+                                 f"{objects.min_score:g})"),
+            ("pose", poses, f"{seen} of {poses.scores.size} keypoints ({poses.model}, score "
+                            f">= {poses.min_score:g})"),
+            ("mask", mask, f"the person mask covers {mask.coverage:.0%} of the photo "
+                           f"({mask.model}, probability >= {mask.threshold:g})"),
+        ]
+        described = alt.to_dict()
+        h, w = photo.shape[:2]
+        return {
+            "text": alt.text, "concepts": described["concepts"],
+            "thresholds": described["thresholds"], "imagenet_top": described["imagenet_top"],
+            "photo": {"width": w, "height": h},
+            "faces": faces.to_dict(), "objects": objects.to_dict(),
+            "pose": poses.to_dict(), "mask": mask.to_dict(),
+            "picture": H.data_uri(image_png(combined)),
+            "parts": [{"name": name, "summary": summary,
+                       "src": H.data_uri(image_png(_at_most(result.render(), PART_SIDE)))}
+                      for name, result, summary in parts],
+        }
 
     # ---- neighbours
     def _database(self) -> dict:
@@ -250,3 +358,22 @@ class Workbench:
 
     def test_png(self, index: int) -> bytes:
         return image_png(self.test_image(index))
+
+
+def _quarter_turned(data: bytes) -> bool:
+    """Whether the photo's EXIF orientation turns it a quarter (its sides swap upright)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.getexif().get(0x0112) in (5, 6, 7, 8)
+    except (OSError, ValueError, SyntaxError):  # read by probe_image already; no EXIF here
+        return False
+
+
+def _at_most(picture: np.ndarray, side: int) -> np.ndarray:
+    """A picture with its longer side at most ``side`` px."""
+    h, w = picture.shape[:2]
+    if max(h, w) <= side:
+        return picture
+    s = side / max(h, w)
+    return np.asarray(Image.fromarray(picture).resize(
+        (max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS))
