@@ -56,7 +56,7 @@ from convscope.models.arithmetic import Volume
 from convscope.models.pretrained import list_pretrained, pretrained_entry
 from convscope.models.zoo import ZOO
 from convscope.registries import adds_to
-from convscope.scene.models import TASK_KINDS, open_scene, scene_names
+from convscope.scene.models import TASK_KINDS, MtcnnFaces, open_scene, scene_names
 
 FILE_SUFFIXES = (".safetensors", ".pt", ".pt2", ".pth", ".ts")
 
@@ -338,6 +338,19 @@ def _volume(input: str | Volume | None, default: Volume | None) -> Volume | None
     return Volume.parse(input, depth=default.depth if default else 3)
 
 
+def _scene_network(model, input) -> OpenedNetwork:
+    """A scene model's layer table: the PyTorch network inside it (MTCNN's last stage,
+    O-Net, at its 48x48 input); the others run in OpenCV or LiteRT, which have no layers
+    to trace."""
+    net = model.network
+    if isinstance(model, MtcnnFaces):
+        return OpenedNetwork(net.onet, _volume(input, Volume(48, 48, 3)),
+                             f"{model.name} (O-Net, its last stage)")
+    raise UsageError(f"{model.name} runs in {'LiteRT' if hasattr(net, 'interpreter') else 'OpenCV'}"
+                     ", not as a PyTorch network, so it has no layer table; `convscope info "
+                     f"{model.name}` describes it.")
+
+
 def refuse_program(path: Path) -> ConvscopeError:
     """The sentence for a .pt2 or TorchScript file opened without trust_code."""
     kind = program_kind(path)
@@ -383,6 +396,8 @@ def open_network(target, input: str | Volume | None = None, classes: int | None 
         return open_torchscript(path, _volume(input, None))
     model = open_model(target, weights, device, untrained=True, input=input,
                  classes=classes)
+    if not isinstance(model, Classifier):
+        return _scene_network(model, input)
     size, c = model.meta.input_size, model.channels
     if path is None:  # a model object
         name = model.meta.model

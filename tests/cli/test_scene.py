@@ -86,3 +86,14 @@ def test_a_bad_photo_among_good_ones_is_reported_and_the_rest_are_done(tmp_path)
     proc = call_cli("detect", str(bad), COFFEE, check=1)
     assert "bad.jpg: not a readable image" in proc.stderr
     assert "coffee.png: 3 objects" in proc.stdout
+
+
+def test_info_and_summary_of_the_scene_networks():
+    out = call_cli("info", "mtcnn").stdout
+    assert "task        faces" in out and "facenet-pytorch 2.6.0" in out
+    data = json.loads(call_cli("info", "ssd-mobilenet-v2", "--json").stdout)
+    assert data["description"]["task"] == "detect" and len(data["description"]["labels"]) == 80
+    out = call_cli("summary", "mtcnn").stdout
+    assert "O-Net" in out and "dense6_1" in out
+    proc = call_cli("summary", "blazeface", check=2)
+    assert "runs in LiteRT, not as a PyTorch network" in proc.stderr

@@ -131,7 +131,15 @@ def run_info(args) -> int:
     if is_file:  # the header only, never the weights
         meta = read_meta(args.model)
     else:
-        meta = open_model(args.model, args.weights, args.device, untrained=True).meta
+        model = open_model(args.model, args.weights, args.device, untrained=True)
+        if not hasattr(model, "meta"):  # a model object of another task: its description
+            description = model.describe()
+            if args.json:
+                print_json({"description": description.to_dict()})
+            else:
+                print(description.format())
+            return 0
+        meta = model.meta
     description = meta.describe()
     if args.json:
         print_json({**asdict(meta), "description": description.to_dict()})
