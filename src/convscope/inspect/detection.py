@@ -27,7 +27,7 @@ from torchvision.ops import box_iou
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError
 from convscope.inspect.hooks import model_mode
-from convscope.options import nonneg_int, option, positive_int
+from convscope.options import nonneg_float, nonneg_int, option, positive_int
 from convscope.progress import progress_bar
 from convscope.scene.models import Detector, MtcnnFaces, read_photo, shrunk
 
@@ -54,7 +54,7 @@ class BoxExplainConfig:
     stride: int | None = option(None, "occlusion: step between squares (default: half the "
                                       "window)", type=positive_int, metavar="PX")
     margin: float = option(0.5, "occlusion: how far round the box to look, in box sizes",
-                           type=float, metavar="F")
+                           type=nonneg_float, metavar="F")
 
 
 @dataclass
