@@ -48,11 +48,11 @@ class BoxExplainConfig:
                                type=nonneg_int, metavar="N", flag="--explain")
     method: str = option("occlusion", "how: occlusion (any detector) or gradcam (PyTorch "
                                       "detectors: mtcnn)", choices=BOX_METHODS)
-    window: int | None = option(None, "occlusion: side of the grey square (default: a third "
-                                      "of the box's shorter side)", type=positive_int,
-                                metavar="PX")
-    stride: int | None = option(None, "occlusion: step between squares (default: half the "
-                                      "window)", type=positive_int, metavar="PX")
+    window: int | None = option(None, "occlusion: side of the grey square (default: half the "
+                                      "box's shorter side, enough to hide a part of the "
+                                      "object)", type=positive_int, metavar="PX")
+    stride: int | None = option(None, "occlusion: step between squares (default: a quarter "
+                                      "of the window)", type=positive_int, metavar="PX")
     margin: float = option(0.5, "occlusion: how far round the box to look, in box sizes",
                            type=nonneg_float, metavar="F")
 
@@ -145,8 +145,8 @@ def _occlusion(model: Detector, photo: np.ndarray, box: np.ndarray, label: str,
 
     h, w = photo.shape[:2]
     side = max(1.0, float(min(box[2] - box[0], box[3] - box[1])))
-    window = config.window or max(4, round(side / 3))
-    stride = config.stride or max(1, window // 2)
+    window = config.window or max(4, round(side / 2))
+    stride = config.stride or max(1, window // 4)
     if stride > window:
         raise UsageError(f"the stride ({stride}) is larger than the window ({window}), which "
                          "would leave pixels never hidden; pass a `stride` no larger than the "
