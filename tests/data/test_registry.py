@@ -15,8 +15,14 @@ from tests.conftest import call_cli, write_image_folder
 
 
 def test_registry_lists_every_name():
-    assert list_datasets() == ["mnist5k", "digits", "fake[:OPTIONS]", "cifar10", "mnist",
-                               "folder:PATH"]
+    assert list_datasets("classify") == ["mnist5k", "digits", "fake[:OPTIONS]", "cifar10",
+                                         "mnist", "folder:PATH"]
+    assert list_datasets("detect") == ["digits-boxes[:OPTIONS]", "fake-boxes[:OPTIONS]",
+                                       "coco:PATH", "voc:PATH", "yolo:PATH"]
+    assert list_datasets("segment") == ["digits-masks[:OPTIONS]", "fake-masks[:OPTIONS]",
+                                        "masks:PATH"]
+    assert list_datasets() == [*list_datasets("classify"), *list_datasets("detect"),
+                               *list_datasets("segment")]
 
 
 def test_mnist5k_is_the_real_split():

@@ -21,9 +21,12 @@ import numpy as np
 from convscope.data.base import DataWarning
 from convscope.errors import ConvscopeError, ImageError
 from convscope.fileio import atomic_path, write_text_atomic
+from convscope.images import probe_image
 from convscope.progress import progress_bar
 
 CACHE_VERSION = 2
+#: Pillow modes read as one channel: a dataset of only these is decoded as grayscale
+GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
 def cache_root() -> Path:
@@ -48,6 +51,14 @@ def cache_key(root: Path, what: str, files: list[Path]) -> str:
 def image_failure(exc: ImageError) -> str:
     """The reason of an ImageError without the file name its message starts with."""
     return str(exc).split(": ", 1)[-1]
+
+
+def header(path: Path) -> tuple[int, int, str] | str:
+    """(width, height, mode) from the file header, or the reason it is unusable."""
+    try:
+        return probe_image(path)
+    except ImageError as exc:
+        return image_failure(exc)
 
 
 def decode_each(n: int, work: Callable[[int], None], progress: bool,

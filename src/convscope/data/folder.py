@@ -22,24 +22,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convscope.data.base import UNLABELLED, DataWarning, ImageDataset, stratified_split
+from convscope.data.base import (
+    UNLABELLED,
+    DataWarning,
+    ImageDataset,
+    listing,
+    stratified_split,
+)
 from convscope.data.cache import (
+    GRAY_MODES,
     cache_dir,
     cache_key,
     cache_root,
     decode_each,
-    image_failure,
+    header,
     load_cache,
     save_cache,
 )
 from convscope.data.registry import register_dataset
-from convscope.errors import ConvscopeError, ImageError
-from convscope.images import IMAGE_SUFFIXES, fit_image, open_image, probe_image
+from convscope.errors import ConvscopeError
+from convscope.images import IMAGE_SUFFIXES, fit_image, open_image
 from convscope.progress import progress_bar
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
-GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
@@ -208,14 +214,6 @@ def test_dir_name(root: Path) -> str:
     return next(n for n in ("test", "val") if (root / n).is_dir())
 
 
-def _header(path: Path) -> tuple[int, int, str] | str:
-    """(width, height, mode) from the file header, or the reason it is unusable."""
-    try:
-        return probe_image(path)
-    except ImageError as exc:
-        return image_failure(exc)
-
-
 def _choose_size(headers: list[tuple[int, int, str]]) -> int:
     sizes = {(w, h) for w, h, _ in headers}
     if len(sizes) == 1:
@@ -247,15 +245,9 @@ def _cache_fits(n_files: int):
     return fits
 
 
-def _listing(skipped: dict[str, str], first: int = 20) -> str:
-    listed = "; ".join(f"{f} ({r.rstrip('.')})" for f, r in list(skipped.items())[:first])
-    more = len(skipped) - first
-    return listed + (f"; and {more} more" if more > 0 else "")
-
-
 @register_dataset("folder", "your own images as PATH/<class>/<image>; uses train/ and "
                   "test/ (or val/) subfolders when present; PATH may be a .tar(.gz) or .zip",
-                  arg="PATH", arg_required=True)
+                  arg="PATH", arg_required=True, holdout=True)
 def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
                 **_) -> ImageDataset:
     given = Path(arg).expanduser()
@@ -282,7 +274,7 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
     files = [e[0] for e in entries]
     if not files:
         raise ConvscopeError(f"{root}: the class folders hold no image files"
-                             + (f" (skipped: {_listing(scan.skipped, 5)})" if scan.skipped else "")
+                             + (f" (skipped: {listing(scan.skipped, 5)})" if scan.skipped else "")
                              + f"; put images ({', '.join(sorted(IMAGE_SUFFIXES)[:6])}, ...) in "
                              "PATH/<class>/.")
 
@@ -294,14 +286,14 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
         headers = {}
         bad: dict[str, str] = {}
         for f in progress_bar(files, desc="scanning files", unit="file", enable=progress):
-            h = _header(f)
+            h = header(f)
             if isinstance(h, str):
                 bad[str(f.relative_to(root))] = h
             else:
                 headers[f] = h
         if not headers:
             raise ConvscopeError(f"{root}: none of the {len(files)} image files could be read "
-                                 f"({_listing(bad, 5)}).")
+                                 f"({listing(bad, 5)}).")
         size = image_size or _choose_size(list(headers.values()))
         channels = 1 if all(m in GRAY_MODES for _, _, m in headers.values()) else 3
         good = [i for i, f in enumerate(files) if f in headers]
@@ -335,7 +327,7 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
                 f"{root}: only {len(kept_classes)} class folder(s) hold a readable {where} "
                 f"({', '.join(kept_classes) or 'none'}) and a classifier needs at least two; "
                 f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''} had none"
-                + (f" (skipped: {_listing(skipped, 5)})" if skipped else "") + ".")
+                + (f" (skipped: {listing(skipped, 5)})" if skipped else "") + ".")
         rows = np.flatnonzero(trained[labels] > 0)
         lost = len(labels) - len(rows)
         remap = np.cumsum(trained > 0) - 1
@@ -369,7 +361,7 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
             notes.append(f"the test split has no image of class(es) {', '.join(untested[:10])}"
                          + (" ..." if len(untested) > 10 else ""))
     if skipped:
-        notes.append(f"skipped {len(skipped)} unreadable file(s): {_listing(skipped)}"
+        notes.append(f"skipped {len(skipped)} unreadable file(s): {listing(skipped)}"
                      + (f" (`convscope datasets folder:{given} --json` lists them all)"
                         if len(skipped) > 20 else ""))
     if scan.ignored:
