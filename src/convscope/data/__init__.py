@@ -4,7 +4,7 @@ and boxes and masks: ``load_dataset("coco:/my/boxes")``, ``load_dataset("digits-
 Importing this package registers the built-in datasets.
 """
 
-from convscope.data import builtin, downloads, folder, formats  # noqa: F401
+from convscope.data import builtin, canvases, downloads, folder, formats  # noqa: F401
 from convscope.data.annotated import IGNORE, AnnotatedDataset, AnnotatedSplit
 from convscope.data.base import DataWarning, ImageDataset, from_arrays
 from convscope.data.registry import (
