@@ -94,6 +94,17 @@ def coco_predictions(predictions: Sequence[dict], num_classes: int | None = None
 
 # --------------------------------------------------------------------------- detection
 
+def _pct(v: float | None) -> str:
+    return "    -" if v is None else f"{100 * v:6.2f}"
+
+
+def _per_class(classes: list[str], *columns: list[float | None]) -> list[str]:
+    """One line per class: its name and each column as a percentage ("-" for None)."""
+    width = max((len(c) for c in classes), default=5)
+    return [f"  {c:<{width}}  " + "  ".join(_pct(v) for v in values)
+            for c, *values in zip(classes, *columns)]
+
+
 @dataclass
 class DetectionEvaluation:
     """COCO box scores; an AP is None for a class without a ground-truth box in the split."""
@@ -122,20 +133,15 @@ class DetectionEvaluation:
         }
 
     def format(self) -> str:
-        def pct(v):
-            return "    -" if v is None else f"{100 * v:6.2f}"
         lines = [
             f"images      {self.images:,} ({self.objects:,} objects)",
-            f"mAP         {pct(self.map)}   (COCO: AP@[.5:.95])",
-            f"mAP@.5      {pct(self.map50)}",
-            f"mAP@.75     {pct(self.map75)}",
+            f"mAP         {_pct(self.map)}   (COCO: AP@[.5:.95])",
+            f"mAP@.5      {_pct(self.map50)}",
+            f"mAP@.75     {_pct(self.map75)}",
             "",
             "per-class AP@[.5:.95]  AP@.5",
         ]
-        width = max((len(c) for c in self.classes), default=5)
-        lines += [f"  {c:<{width}}  {pct(a)}  {pct(a50)}"
-                  for c, a, a50 in zip(self.classes, self.per_class, self.per_class50)]
-        return "\n".join(lines)
+        return "\n".join(lines + _per_class(self.classes, self.per_class, self.per_class50))
 
 
 def evaluate_boxes(predictions: Sequence[dict], dataset: AnnotatedDataset,
@@ -227,19 +233,15 @@ class SegmentationEvaluation:
         }
 
     def format(self) -> str:
-        def pct(v):
-            return "    -" if v is None else f"{100 * v:6.2f}"
         lines = [
             f"images      {self.images:,} ({self.pixels:,} pixels scored)",
-            f"mean IoU    {pct(self.miou)}",
-            f"pixel acc.  {pct(self.pixel_accuracy)}",
+            f"mean IoU    {_pct(self.miou)}",
+            f"pixel acc.  {_pct(self.pixel_accuracy)}",
             "",
             "per-class IoU  accuracy",
         ]
-        width = max((len(c) for c in self.classes), default=5)
-        lines += [f"  {c:<{width}}  {pct(iou)}  {pct(acc)}" for c, iou, acc
-                  in zip(self.classes, self.per_class_iou, self.per_class_accuracy)]
-        return "\n".join(lines)
+        return "\n".join(lines + _per_class(self.classes, self.per_class_iou,
+                                             self.per_class_accuracy))
 
 
 def confusion_matrix(predicted: torch.Tensor, true: torch.Tensor, num_classes: int
