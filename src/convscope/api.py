@@ -62,8 +62,10 @@ def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes
                 name = f"folder:{name}"
             else:
                 raise
+        # classification only until boxes and masks train: a detect or segment dataset is
+        # refused in one sentence rather than failing inside the loop
         return load_dataset(name, data_root=data_root, image_size=image_size, holdout=holdout,
-                            progress=progress)
+                            progress=progress, task="classify")
     if labels is None:
         raise ConvscopeError("train needs labels when given images: train(images, labels).")
     x = _train_images(data)

@@ -103,7 +103,7 @@ def evaluate_classifier(clf, data, labels=None, *, batch_size=256, data_root=Non
     model's own level)."""
     if isinstance(data, str) and labels is None:
         data = load_dataset(data, data_root=data_root, progress=progress,
-                            image_size=None)
+                            image_size=None, task="classify")
     if isinstance(data, ImageDataset):
         check_compatible(clf, data)
         images, labels = data.test_images, data.test_labels
@@ -186,7 +186,7 @@ def dataset_for_model(clf, name: str | None = None, *, data_root=None,
         size = clf.image_size[0]  # user folders take the model's size
     holdout = clf.meta.train_config.get("holdout") if own else None
     ds = load_dataset(name, data_root=data_root, image_size=size, holdout=holdout,
-                      progress=progress)
+                      progress=progress, task="classify")
     return ds, own
 
 

@@ -120,6 +120,18 @@ def open_image(
     return to_standard_mode(_decode(source, draft_size))
 
 
+def read_label_image(source: str | os.PathLike | bytes) -> np.ndarray:
+    """A label image (an indexed or grayscale PNG, as Pascal VOC's masks) as its ``(H, W)``
+    uint8 pixel values: palette indices as they are, never converted to colours.  The same
+    checks as :func:`open_image` (allow-list, pixel limit, EXIF orientation) apply."""
+    with _checked(source) as img:
+        if img.mode not in ("P", "L", "1"):
+            raise ImageError(f"{_describe(source)}: a mask must be an indexed (palette) or "
+                             f"grayscale image of class indices, not {img.mode}.", "format")
+        img.load()
+        return np.array(ImageOps.exif_transpose(img), dtype=np.uint8)
+
+
 def _decode(source: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None,
             limit: int | None = None) -> Image.Image:
     """Decode upright in the file's own mode (no conversion yet: deep and alpha images are

@@ -15,8 +15,14 @@ from tests.conftest import call_cli, write_image_folder
 
 
 def test_registry_lists_every_name():
-    assert list_datasets() == ["mnist5k", "digits", "fake[:OPTIONS]", "cifar10", "mnist",
-                               "folder:PATH"]
+    assert list_datasets("classify") == ["mnist5k", "digits", "fake[:OPTIONS]", "cifar10",
+                                         "mnist", "folder:PATH"]
+    assert list_datasets("detect") == ["digits-boxes[:OPTIONS]", "fake-boxes[:OPTIONS]",
+                                       "coco:PATH", "voc:PATH", "yolo:PATH"]
+    assert list_datasets("segment") == ["digits-masks[:OPTIONS]", "fake-masks[:OPTIONS]",
+                                        "masks:PATH"]
+    assert list_datasets() == [*list_datasets("classify"), *list_datasets("detect"),
+                               *list_datasets("segment")]
 
 
 def test_mnist5k_is_the_real_split():
@@ -228,7 +234,7 @@ def test_folder_damaged_cache_is_rebuilt_with_a_warning(tmp_path, monkeypatch, d
 
 
 def test_folder_cache_is_written_atomically(tmp_path, monkeypatch):
-    import convscope.data.folder as folder
+    import convscope.data.cache as cache
     import convscope.fileio as fileio
 
     monkeypatch.setenv("CONVSCOPE_CACHE", str(tmp_path / "cache"))
@@ -240,14 +246,14 @@ def test_folder_cache_is_written_atomically(tmp_path, monkeypatch):
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(folder, "atomic_path", spy)
+    monkeypatch.setattr(cache, "atomic_path", spy)
     load_dataset(f"folder:{root}", progress=False)
     assert [p.suffix for p in calls] == [".npy"]  # the metadata goes through write_text_atomic
 
     def interrupted(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(folder.np, "save", interrupted)
+    monkeypatch.setattr(cache.np, "save", interrupted)
     (tmp_path / "cache").rename(tmp_path / "old-cache")
     from convscope.data import DataWarning
 

@@ -27,7 +27,8 @@ SRC = ROOT / "src"
 #: third-party packages heavy enough to import only where they are used
 HEAVY = {"matplotlib", "captum", "sklearn", "scipy", "skimage", "openTSNE", "fastapi",
          "starlette", "uvicorn", "mlxtend", "playwright", "torch.utils.tensorboard",
-         "torch._export", "timm", "h5py", "onnxruntime", "cv2", "ai_edge_litert"}
+         "torch._export", "timm", "h5py", "onnxruntime", "cv2", "ai_edge_litert",
+         "pycocotools"}
 MARK = "# heavy optional dependency"
 
 

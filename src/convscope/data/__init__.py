@@ -1,9 +1,11 @@
-"""Datasets by name: ``load_dataset("mnist5k")``, ``load_dataset("folder:/my/images")``.
+"""Datasets by name: ``load_dataset("mnist5k")``, ``load_dataset("folder:/my/images")``,
+and boxes and masks: ``load_dataset("coco:/my/boxes")``, ``load_dataset("digits-masks")``.
 
 Importing this package registers the built-in datasets.
 """
 
-from convscope.data import builtin, downloads, folder  # noqa: F401  (registration)
+from convscope.data import builtin, canvases, downloads, folder, formats  # noqa: F401
+from convscope.data.annotated import IGNORE, AnnotatedDataset, AnnotatedSplit
 from convscope.data.base import DataWarning, ImageDataset, from_arrays
 from convscope.data.registry import (
     dataset_entries,
@@ -14,6 +16,9 @@ from convscope.data.registry import (
 )
 
 __all__ = [
+    "IGNORE",
+    "AnnotatedDataset",
+    "AnnotatedSplit",
     "DataWarning",
     "ImageDataset",
     "dataset_entries",

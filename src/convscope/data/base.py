@@ -151,6 +151,13 @@ def resized(ds: ImageDataset, size: int) -> ImageDataset:
                           f"to {size}x{size}"])
 
 
+def listing(skipped: dict[str, str], first: int = 20) -> str:
+    """The first entries of a skip list as "file (reason); ...", and how many more."""
+    listed = "; ".join(f"{f} ({r.rstrip('.')})" for f, r in list(skipped.items())[:first])
+    more = len(skipped) - first
+    return listed + (f"; and {more} more" if more > 0 else "")
+
+
 class DataWarning(UserWarning):
     """Something about a dataset a user should know: a dropped class, a rebuilt cache."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -18,34 +17,38 @@ import statistics
 import tarfile
 import warnings
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from convscope.data.base import UNLABELLED, DataWarning, ImageDataset, stratified_split
+from convscope.data.base import (
+    UNLABELLED,
+    DataWarning,
+    ImageDataset,
+    listing,
+    stratified_split,
+)
+from convscope.data.cache import (
+    GRAY_MODES,
+    cache_dir,
+    cache_key,
+    cache_root,
+    decode_each,
+    header,
+    load_cache,
+    save_cache,
+)
 from convscope.data.registry import register_dataset
-from convscope.errors import ConvscopeError, ImageError
-from convscope.fileio import atomic_path, write_text_atomic
-from convscope.images import IMAGE_SUFFIXES, fit_image, open_image, probe_image
+from convscope.errors import ConvscopeError
+from convscope.images import IMAGE_SUFFIXES, fit_image, open_image
 from convscope.progress import progress_bar
 
-CACHE_VERSION = 2
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
-GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("CONVSCOPE_CACHE") or Path.home() / ".cache" / "convscope")
-
-
-def cache_dir() -> Path:
-    return cache_root() / "folder"
 
 
 def is_archive(path: Path) -> bool:
@@ -211,14 +214,6 @@ def test_dir_name(root: Path) -> str:
     return next(n for n in ("test", "val") if (root / n).is_dir())
 
 
-def _header(path: Path) -> tuple[int, int, str] | str:
-    """(width, height, mode) from the file header, or the reason it is unusable."""
-    try:
-        return probe_image(path)
-    except ImageError as exc:
-        return str(exc).split(": ", 1)[-1]
-
-
 def _choose_size(headers: list[tuple[int, int, str]]) -> int:
     sizes = {(w, h) for w, h, _ in headers}
     if len(sizes) == 1:
@@ -229,83 +224,30 @@ def _choose_size(headers: list[tuple[int, int, str]]) -> int:
     return int(min(224, max(1, round(shorter))))  # the typical size, at most 224
 
 
-def _cache_key(root: Path, classes: list[str], files: list[Path], image_size: int | None) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{root.resolve()}|{image_size}|{classes}".encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"|{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:32]
-
-
 def _decode_all(files: list[Path], size: int, channels: int, progress: bool):
     """Decode files into one (N, C, size, size) uint8 array; returns it and the failures."""
     out = np.zeros((len(files), channels, size, size), dtype=np.uint8)
-    failed: dict[int, str] = {}
 
     def work(i: int) -> None:
-        try:
-            img = open_image(files[i], draft_size=(size, size))
-            out[i] = fit_image(img, (size, size), channels)
-        except ImageError as exc:
-            failed[i] = str(exc).split(": ", 1)[-1]
+        img = open_image(files[i], draft_size=(size, size))
+        out[i] = fit_image(img, (size, size), channels)
 
-    workers = min(8, 2 * (os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool, progress_bar(
-        total=len(files), desc="decoding images", unit="img", enable=progress
-    ) as bar:
-        for _ in pool.map(work, range(len(files))):
-            bar.update(1)
-    return out, failed
+    return out, decode_each(len(files), work, progress)
 
 
-def _load_cache(path: Path, n_files: int) -> tuple[np.ndarray, dict] | None:
-    """The cached images and their metadata, or None when missing or unreadable.
-
-    A damaged entry (truncated, half-written by an older version, edited) is never
-    fatal: it is reported once, and the caller decodes again and overwrites it.
-    """
-    npy, js = path.with_suffix(".npy"), path.with_suffix(".json")
-    if not (npy.is_file() and js.is_file()):
-        return None
-    try:
-        meta = json.loads(js.read_text())
-        images = np.load(npy, allow_pickle=False)
+def _cache_fits(n_files: int):
+    """Whether a cache entry holds one image, label and split per readable file."""
+    def fits(images: np.ndarray, meta: dict) -> bool:
         n = len(meta["files"])
-        if (images.dtype != np.uint8 or images.ndim != 4 or list(images.shape) != meta["shape"]
-                or not len(meta["labels"]) == len(meta["splits"]) == n == len(images)
-                or not isinstance(meta["skipped"], dict) or n + len(meta["skipped"]) != n_files):
-            raise ValueError("its contents do not match")
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
-        warnings.warn(f"the decoded-image cache {npy} could not be read ({exc}); decoding the "
-                      "images again and rewriting it.", DataWarning, stacklevel=3)
-        return None
-    return images, meta
-
-
-def _save_cache(path: Path, images: np.ndarray, meta: dict) -> None:
-    """Write the cache atomically (images first; the metadata, written last, completes it).
-
-    A cache that can't be written is only a lost speed-up: it is reported, not fatal.
-    """
-    try:
-        with atomic_path(path.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
-            np.save(f, images)
-        write_text_atomic(path.with_suffix(".json"), json.dumps({**meta,
-                                                                 "shape": list(images.shape)}))
-    except ConvscopeError as exc:
-        warnings.warn(f"the decoded images were not cached, so the next run decodes them "
-                      f"again: {exc}", DataWarning, stacklevel=3)
-
-
-def _listing(skipped: dict[str, str], first: int = 20) -> str:
-    listed = "; ".join(f"{f} ({r.rstrip('.')})" for f, r in list(skipped.items())[:first])
-    more = len(skipped) - first
-    return listed + (f"; and {more} more" if more > 0 else "")
+        return (images.ndim == 4 and len(meta["labels"]) == len(meta["splits"]) == n
+                == len(images) and isinstance(meta["skipped"], dict)
+                and n + len(meta["skipped"]) == n_files)
+    return fits
 
 
 @register_dataset("folder", "your own images as PATH/<class>/<image>; uses train/ and "
                   "test/ (or val/) subfolders when present; PATH may be a .tar(.gz) or .zip",
-                  arg="PATH", arg_required=True)
+                  arg="PATH", arg_required=True, holdout=True)
 def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
                 **_) -> ImageDataset:
     given = Path(arg).expanduser()
@@ -332,26 +274,26 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
     files = [e[0] for e in entries]
     if not files:
         raise ConvscopeError(f"{root}: the class folders hold no image files"
-                             + (f" (skipped: {_listing(scan.skipped, 5)})" if scan.skipped else "")
+                             + (f" (skipped: {listing(scan.skipped, 5)})" if scan.skipped else "")
                              + f"; put images ({', '.join(sorted(IMAGE_SUFFIXES)[:6])}, ...) in "
                              "PATH/<class>/.")
 
-    key_path = cache_dir() / _cache_key(root, classes, files, image_size)
-    cached = _load_cache(key_path, len(files))
+    key_path = cache_dir("folder") / cache_key(root, f"{image_size}|{classes}", files)
+    cached = load_cache(key_path, _cache_fits(len(files)))
     if cached is not None:
         images, meta = cached
     else:
         headers = {}
         bad: dict[str, str] = {}
         for f in progress_bar(files, desc="scanning files", unit="file", enable=progress):
-            h = _header(f)
+            h = header(f)
             if isinstance(h, str):
                 bad[str(f.relative_to(root))] = h
             else:
                 headers[f] = h
         if not headers:
             raise ConvscopeError(f"{root}: none of the {len(files)} image files could be read "
-                                 f"({_listing(bad, 5)}).")
+                                 f"({listing(bad, 5)}).")
         size = image_size or _choose_size(list(headers.values()))
         channels = 1 if all(m in GRAY_MODES for _, _, m in headers.values()) else 3
         good = [i for i, f in enumerate(files) if f in headers]
@@ -367,7 +309,7 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
             "files": [str(files[i].relative_to(root)) for i in kept],
             "skipped": bad,
         }
-        _save_cache(key_path, images, meta)
+        save_cache(key_path, images, meta)
     skipped = dict(sorted({**scan.skipped, **meta["skipped"]}.items()))
 
     labels = np.asarray(meta["labels"], dtype=np.int64)
@@ -385,7 +327,7 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
                 f"{root}: only {len(kept_classes)} class folder(s) hold a readable {where} "
                 f"({', '.join(kept_classes) or 'none'}) and a classifier needs at least two; "
                 f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''} had none"
-                + (f" (skipped: {_listing(skipped, 5)})" if skipped else "") + ".")
+                + (f" (skipped: {listing(skipped, 5)})" if skipped else "") + ".")
         rows = np.flatnonzero(trained[labels] > 0)
         lost = len(labels) - len(rows)
         remap = np.cumsum(trained > 0) - 1
@@ -419,7 +361,7 @@ def load_folder(arg, *, image_size=None, progress=True, holdout=TEST_FRACTION,
             notes.append(f"the test split has no image of class(es) {', '.join(untested[:10])}"
                          + (" ..." if len(untested) > 10 else ""))
     if skipped:
-        notes.append(f"skipped {len(skipped)} unreadable file(s): {_listing(skipped)}"
+        notes.append(f"skipped {len(skipped)} unreadable file(s): {listing(skipped)}"
                      + (f" (`convscope datasets folder:{given} --json` lists them all)"
                         if len(skipped) > 20 else ""))
     if scan.ignored:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from convscope.data.annotated import TASKS, AnnotatedDataset
 from convscope.data.base import ImageDataset, resized
 from convscope.errors import UsageError
 from convscope.registries import adds_to, look_up
@@ -15,11 +16,16 @@ from convscope.registries import adds_to, look_up
 class DatasetEntry:
     name: str
     summary: str
-    #: loader(arg, data_root=..., image_size=..., progress=...) -> ImageDataset
-    loader: Callable[..., ImageDataset]
+    #: loader(arg, data_root=..., image_size=..., progress=...) -> ImageDataset, or an
+    #: AnnotatedDataset for the tasks "detect" and "segment"
+    loader: Callable[..., ImageDataset | AnnotatedDataset]
     #: what follows "name:" (e.g. "PATH" for folder:PATH); None if nothing may follow
     arg: str | None = None
     arg_required: bool = False
+    #: what a model learns from it: "classify" (an ImageDataset), "detect" or "segment"
+    task: str = "classify"
+    #: whether the loader takes ``holdout`` (a user's files without a split of their own)
+    holdout: bool = False
 
     @property
     def usage(self) -> str:
@@ -31,19 +37,29 @@ class DatasetEntry:
 _REGISTRY: dict[str, DatasetEntry] = {}
 
 
-def register_dataset(name: str, summary: str, arg: str | None = None, arg_required: bool = False):
-    """Decorator adding a loader to the registry under ``name``."""
+def register_dataset(name: str, summary: str, arg: str | None = None, arg_required: bool = False,
+                     task: str = "classify", holdout: bool = False):
+    """Decorator adding a loader to the registry under ``name``; ``task`` is what its data
+    teaches ("classify": the loader returns an ImageDataset; "detect", "segment": an
+    AnnotatedDataset), ``holdout`` whether the loader takes ``holdout``."""
+    if task not in ("classify", *TASKS):
+        raise ValueError(f"dataset task must be classify, detect or segment, got {task!r}")
+    return adds_to(_REGISTRY, lambda loader: DatasetEntry(name, summary, loader, arg,
+                                                          arg_required, task, holdout))
 
-    return adds_to(_REGISTRY, lambda loader: DatasetEntry(name, summary, loader, arg, arg_required))
+
+def dataset_entries(task: str | None = None) -> list[DatasetEntry]:
+    """The registry's entries grouped by task (classify, detect, segment), in the order
+    they were registered within each; those of one ``task`` when given."""
+    order = ("classify", *TASKS)
+    return sorted((e for e in _REGISTRY.values() if task is None or e.task == task),
+                  key=lambda e: order.index(e.task))
 
 
-def dataset_entries() -> list[DatasetEntry]:
-    return list(_REGISTRY.values())
-
-
-def list_datasets() -> list[str]:
-    """The accepted dataset names, as a user would type them (``folder:PATH`` etc.)."""
-    return [e.usage for e in _REGISTRY.values()]
+def list_datasets(task: str | None = None) -> list[str]:
+    """The accepted dataset names, as a user would type them (``folder:PATH`` etc.), those of
+    one ``task`` ("classify", "detect", "segment") when given."""
+    return [e.usage for e in dataset_entries(task)]
 
 
 def parse_dataset_name(name: str) -> tuple[DatasetEntry, str | None]:
@@ -63,24 +79,34 @@ def load_dataset(
     image_size: int | None = None,
     holdout: float | None = None,
     progress: bool = True,
-) -> ImageDataset:
+    task: str | None = None,
+) -> ImageDataset | AnnotatedDataset:
     """Load a dataset by name.
 
-    ``holdout`` (folder datasets without a test/ subfolder) is the test split: a
-    fraction below 1, a number of images, or 0 to train on everything.
+    ``holdout`` (a user's files without a split of their own: ``folder:``, ``coco:``, ...) is
+    the test split: a fraction below 1, a number of images, or 0 to train on everything.
+    ``task`` ("classify", "detect", "segment"), when given, refuses a dataset of another task
+    in one sentence. A boxes or masks dataset keeps every image at its own size, so
+    ``image_size`` applies to classification datasets only.
 
     >>> ds = load_dataset("digits")
     >>> ds.image_size, ds.channels, len(ds.classes)
     ((8, 8), 1, 10)
     """
     entry, arg = parse_dataset_name(name)
+    if task is not None and entry.task != task:
+        raise UsageError(f"dataset {entry.name!r} is for the task {entry.task!r}, not {task!r}; "
+                         f"choose one of: {', '.join(list_datasets(task)) or 'none'}.")
+    if image_size is not None and entry.task != "classify":
+        raise UsageError(f"`image_size` applies to classification datasets; {entry.name} keeps "
+                         "each image at its own size with its boxes or masks.")
     if image_size is not None and not 1 <= int(image_size) <= 4096:
         raise UsageError(f"`image_size` must be between 1 and 4096, got {image_size}.")
     kwargs = {"data_root": data_root, "image_size": image_size, "progress": progress}
     if holdout is not None:
-        if entry.name != "folder":
-            raise UsageError(f"`holdout` applies to folder datasets; {entry.name} has a fixed "
-                             "test split.")
+        if not entry.holdout:
+            raise UsageError(f"`holdout` applies to datasets read from your files; "
+                             f"{entry.name} has a fixed test split.")
         if holdout < 0:
             raise UsageError(f"`holdout` must be >= 0, got {holdout}.")
         kwargs["holdout"] = holdout
