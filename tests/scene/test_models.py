@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, nms
 
 import convscope
 from convscope.errors import ImageError, UsageError
 from convscope.scene import Detections, PersonMask, Poses, scene_names
+from convscope.scene.models import _weighted_nms
 from tests.conftest import ASTRONAUT_FACE
 
 FACE_DETECTORS = ("mtcnn", "blazeface", "haar-cascade")
@@ -182,3 +183,27 @@ def test_the_mask_of_a_batch_is_the_mask_of_each(scene_model, photos):
     alone = model(photos["coffee"])
     np.testing.assert_allclose(many[1].probability, alone.probability, atol=1e-4)
     np.testing.assert_allclose(many[0].probability, many[2].probability, atol=1e-5)
+
+
+def test_blazefaces_weighted_suppression_matches_torchvisions_nms():
+    """OpenCV's NMSBoxes plus the score-weighted mean, against torchvision's nms and
+    box_iou as the oracle, on random overlapping boxes."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        centre, side = rng.uniform(0, 1, (n, 2)), rng.uniform(0.05, 0.3, (n, 2))
+        boxes = np.concatenate([centre - side / 2, centre + side / 2], 1).astype(np.float32)
+        scores = rng.uniform(0.5, 1, n).astype(np.float32)
+        points = rng.uniform(0, 1, (n, 6, 2)).astype(np.float32)
+        got_b, got_s, got_p = _weighted_nms(boxes, scores, points, 0.3)
+        b = torch.from_numpy(boxes)
+        keep = nms(b, torch.from_numpy(scores), 0.3).numpy()
+        rows = box_iou(b[keep], b).numpy() > 0.3
+        want_b = np.array([(boxes[r] * scores[r][:, None]).sum(0) / scores[r].sum()
+                           for r in rows])
+        want_p = np.array([(points[r] * scores[r][:, None, None]).sum(0) / scores[r].sum()
+                           for r in rows])
+        order, want = np.argsort(-got_s), np.argsort(-scores[keep])
+        np.testing.assert_allclose(got_s[order], scores[keep][want])
+        np.testing.assert_allclose(got_b[order], want_b[want], atol=1e-5)
+        np.testing.assert_allclose(got_p[order], want_p[want], atol=1e-5)
