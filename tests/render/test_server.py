@@ -13,6 +13,7 @@ from PIL import Image
 
 import convscope
 from convscope.render.server import ServeConfig, create_app
+from convscope.scene.describe import FACE_THRESHOLDS
 from tests.corpus import build_corpus
 
 pytest.importorskip("fastapi.testclient")
@@ -384,7 +385,7 @@ def test_a_photo_gets_its_faces_objects_pose_mask_and_description(photo_client, 
     person = out["concepts"][0]
     assert (person["name"], person["count"], person["words"]) == ("person", 1, "1 person")
     assert person["source"] and 0 < person["score"] <= 1
-    assert out["thresholds"]["faces"] == 0.9
+    assert out["thresholds"]["faces"] == FACE_THRESHOLDS["mtcnn"]
     faces = out["faces"]
     assert faces["count"] == 1 and faces["task"] == "faces"
     x0, y0, x1, y1 = faces["detections"][0]["box"]

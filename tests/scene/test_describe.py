@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import skimage.data
 
 from convscope.scene.describe import (
     CLASS_THRESHOLD,
     FACE_THRESHOLDS,
+    LONE_FACE_THRESHOLDS,
     OBJECT_THRESHOLD,
     DescribeConfig,
     Describer,
@@ -18,10 +20,11 @@ from convscope.scene.describe import (
 from convscope.scene.results import Concept, Detections
 
 
-def _found(labels, scores, model="m", kind="probability") -> Detections:
+def _found(labels, scores, model="m", kind="probability", boxes=None) -> Detections:
     n = len(labels)
+    boxes = np.zeros((n, 4), np.float32) if boxes is None else np.asarray(boxes, np.float32)
     return Detections("detect", model, np.zeros((10, 10, 3), np.uint8),
-                      np.zeros((n, 4), np.float32), np.asarray(scores, np.float32),
+                      boxes.reshape(n, 4), np.asarray(scores, np.float32),
                       tuple(labels), np.zeros((n, 0, 2), np.float32), score_kind=kind)
 
 
@@ -47,6 +50,25 @@ def test_people_are_the_larger_of_the_faces_and_the_person_boxes():
     assert people_concepts(_found([], []), _found(["cup"], [0.9])) == []
 
 
+def test_a_face_with_no_person_round_it_needs_the_lone_threshold():
+    faces = _found(["face"] * 2, [0.99, 0.93], "mtcnn", boxes=[[10, 10, 20, 20], [80, 80, 90, 90]])
+    people = _found(["person"], [0.8], "ssd", boxes=[[0, 0, 50, 60]])
+    [c] = people_concepts(faces, people, lone_threshold=0.95)
+    assert c.count == 1  # the 0.93 face far from the person box is not a person
+    [c] = people_concepts(faces, people, lone_threshold=0.9)
+    assert c.count == 2
+    inside = _found(["face"], [0.75], "mtcnn", boxes=[[10, 10, 20, 20]])
+    [c] = people_concepts(inside, _found(["person"], [0.8], "ssd", boxes=[[0, 0, 50, 60]]),
+                          lone_threshold=0.95)
+    assert c.count == 1 and c.score == pytest.approx(0.8)
+    assert people_concepts(inside, _found([], []), lone_threshold=0.95) == []
+
+
+def test_no_people_on_a_motorcycle(describer):
+    alt = describer(skimage.data.stereo_motorcycle()[0])
+    assert "motorcycle" in alt.text and "person" not in alt.text and "people" not in alt.text
+
+
 @pytest.fixture(scope="module")
 def describer():
     return Describer()
@@ -62,6 +84,7 @@ def test_the_three_photos(describer, photos):
     cup = next(c for c in d["concepts"] if c["name"] == "cup")
     assert cup["source"] == "ssd-mobilenet-v2" and cup["score"] >= OBJECT_THRESHOLD
     assert d["thresholds"] == {"faces": FACE_THRESHOLDS["mtcnn"],
+                               "lone faces": LONE_FACE_THRESHOLDS["mtcnn"],
                                "objects": OBJECT_THRESHOLD, "imagenet": CLASS_THRESHOLD}
     assert coffee.render().ndim == 3
 

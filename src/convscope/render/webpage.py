@@ -307,8 +307,9 @@ function showPhoto(target, res) {
     : el('p', {class: 'how', id: 'photo-concepts'}, 'No concept reached its threshold.');
   const t = res.thresholds;
   const side = [concepts, el('p', {class: 'how'}, 'A concept enters the description when ' +
-    'its score reaches a threshold chosen for precision: faces ' + t.faces + ', objects ' +
-    t.objects + ', the ImageNet class ' + t.imagenet + '.')];
+    'its score reaches a threshold chosen for precision: faces ' + t.faces + ' (' +
+    t['lone faces'] + ' with no person box round them), objects ' + t.objects +
+    ', the ImageNet class ' + t.imagenet + '.')];
   if (res.imagenet_top.length) side.push(el('p', {class: 'how', id: 'photo-imagenet'},
     'The ImageNet classifier\'s top 3: ' +
     res.imagenet_top.map(x => x.label.split(',')[0] + ' ' + pct(x.probability)).join(', ') + '.'));
