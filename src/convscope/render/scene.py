@@ -39,19 +39,29 @@ def _width(img: Image.Image) -> int:
     return max(2, round(max(img.size) / 250))
 
 
-def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill, size: int):
-    """A label on a filled tab above ``xy`` (inside the picture when there is no room)."""
+def _label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill, size: int,
+           taken: list | None = None):
+    """A label on a filled tab above ``xy`` (inside the picture when there is no room),
+    moved down past the tabs already drawn (``taken``) so that no two cover each other."""
     font = _font(size)
     x0, y0 = xy
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left + 6, bottom - top + 4
     y = y0 - h if y0 - h >= 0 else y0
+    taken = [] if taken is None else taken
+    while any(x0 < tx1 and tx0 < x0 + w and y < ty1 and ty0 < y + h
+              for tx0, ty0, tx1, ty1 in taken):
+        y += h
+    taken.append((x0, y, x0 + w, y + h))
     draw.rectangle((x0, y, x0 + w, y + h), fill=fill)
     dark = sum(fill) > 382
     draw.text((x0 + 3, y + 2 - top), text, fill=(0, 0, 0) if dark else (255, 255, 255), font=font)
 
 
-def draw_detections(img: Image.Image, factor: float, result) -> None:
+def draw_detections(img: Image.Image, factor: float, result, taken: list | None = None) -> None:
+    """Each box, its label tab and its landmarks; ``taken`` collects the tabs drawn, so
+    that the boxes of several results share it."""
+    taken = [] if taken is None else taken
     draw = ImageDraw.Draw(img)
     width, size = _width(img), max(11, round(max(img.size) / 55))
     for box, score, label, points in zip(result.boxes, result.scores, result.labels,
@@ -60,7 +70,7 @@ def draw_detections(img: Image.Image, factor: float, result) -> None:
         c = colour(label)
         draw.rectangle((x0, y0, x1, y1), outline=c, width=width)
         shown = f"{score:.2f}" if result.score_kind == "probability" else f"{score:.1f}"
-        _label(draw, (x0, y0), f"{label} {shown}", c, size)
+        _label(draw, (x0, y0), f"{label} {shown}", c, size, taken)
         r = width + 1
         for x, y in points:
             x, y = float(x) * factor, float(y) * factor
@@ -134,9 +144,10 @@ def scene_image(image, faces=None, objects=None, poses=None, mask=None,
     img, factor = _canvas(image)
     if mask is not None:
         img = draw_mask(img, mask)
+    taken: list = []
     for found in (objects, faces):
         if found is not None:
-            draw_detections(img, factor, found)
+            draw_detections(img, factor, found, taken)
     if poses is not None:
         draw_poses(img, factor, poses)
     return _caption([text], img)
