@@ -54,33 +54,29 @@ def _outputs(p, what: str) -> None:
 
 
 def register(sub) -> None:
-    p = add_command(sub, "faces", "find faces in photos: boxes, scores and landmarks",
-                    "Find the faces in each photo with a packaged face detector: MTCNN (the "
-                    "default, five landmarks), BlazeFace (six landmarks) or the Viola-Jones "
-                    "Haar cascade of a camera. --explain N shows which pixels keep detection "
-                    "N's score.",
-                    ("convscope faces group.jpg --out faces.png",
-                     "convscope faces *.jpg --detector blazeface --json",
-                     "convscope faces me.jpg --explain 0 --method gradcam --out why.png"),
-                    model=False, run=run_detect)
-    _model_flag(p, "--detector", "faces", "the face detector")
-    _outputs(p, "the boxes and landmarks")
-    add_options(p, DetectConfig)
-    _explain_args(p)
-    p.set_defaults(task="faces")
-
-    p = add_command(sub, "detect", "find objects in photos: COCO labels, boxes and scores",
-                    "Find the objects of COCO's 80 classes in each photo (SSD-MobileNetV2). "
-                    "--explain N shows which pixels keep detection N's score.",
-                    ("convscope detect street.jpg --out objects.png",
-                     "convscope detect kitchen.jpg --min-score 0.3 --json",
-                     "convscope detect coffee.jpg --explain 0 --out why-cup.png"),
-                    model=False, run=run_detect)
-    _model_flag(p, "--detector", "detect", "the object detector")
-    _outputs(p, "the boxes and labels")
-    add_options(p, DetectConfig)
-    _explain_args(p)
-    p.set_defaults(task="detect")
+    detectors = (
+        ("faces", "find faces in photos: boxes, scores and landmarks",
+         "Find the faces in each photo with a packaged face detector: MTCNN (the default, five "
+         "landmarks), BlazeFace (six landmarks) or the Viola-Jones Haar cascade of a camera.",
+         ("convscope faces group.jpg --out faces.png",
+          "convscope faces *.jpg --detector blazeface --json",
+          "convscope faces me.jpg --explain 0 --method gradcam --out why.png"),
+         "the face detector", "the boxes and landmarks"),
+        ("detect", "find objects in photos: COCO labels, boxes and scores",
+         "Find the objects of COCO's 80 classes in each photo (SSD-MobileNetV2).",
+         ("convscope detect street.jpg --out objects.png",
+          "convscope detect kitchen.jpg --min-score 0.3 --json",
+          "convscope detect coffee.jpg --explain 0 --out why-cup.png"),
+         "the object detector", "the boxes and labels"),
+    )
+    for task, short, description, examples, which, drawn in detectors:
+        p = add_command(sub, task, short, description + " --explain N shows which pixels keep "
+                        "detection N's score.", examples, model=False, run=run_detect)
+        _model_flag(p, "--detector", task, which)
+        _outputs(p, drawn)
+        add_options(p, DetectConfig)
+        _explain_args(p)
+        p.set_defaults(task=task)
 
     p = add_command(sub, "pose", "a person's 17 COCO keypoints and skeleton in photos",
                     "Find the pose of the main person in each photo (MoveNet Lightning): the "

@@ -265,19 +265,20 @@ def create_app(clf: Classifier, dataset: ImageDataset | None, config: ServeConfi
         del data
         return await on(model_thread, bench.analyze, batch)
 
-    @app.post("/api/scene")
-    async def scene(request: Request):
+    async def photo_job(request: Request, job):
+        """An uploaded photo, decoded on the pool, then ``job`` on the model thread."""
         data = await read_body(request, config.max_upload_bytes, config.read_timeout)
         photo = await on(decoders, bench.decode_photo, data)
         del data
-        return await on(model_thread, bench.scene, photo)
+        return await on(model_thread, job, photo)
+
+    @app.post("/api/scene")
+    async def scene(request: Request):
+        return await photo_job(request, bench.scene)
 
     @app.post("/api/describe")
     async def describe(request: Request):
-        data = await read_body(request, config.max_upload_bytes, config.read_timeout)
-        photo = await on(decoders, bench.decode_photo, data)
-        del data
-        return await on(model_thread, bench.describe, photo)
+        return await photo_job(request, bench.describe)
 
     @app.get("/api/test")
     def test_page(start: int = 0, count: int = 60):
