@@ -122,3 +122,11 @@ def test_packaged_weights_only_where_a_package_has_them():
         build_model("retinanet", inp, weights="pretrained", task="detect")
     with pytest.raises(UsageError, match="^ssdlite has no packaged weights"):
         build_model("ssdlite", inp, weights="pretrained", task="detect")
+
+
+def test_the_pyramid_width_is_an_option():
+    model = build_model("retinanet:fpn_channels=64", ModelInput(3, 2, (64, 64)), task="detect")
+    assert model.backbone.out_channels == 64
+    assert model.head.classification_head.conv[0][0].in_channels == 64
+    with pytest.raises(UsageError, match=r"^`fpn_channels` must be 8 to 1024, got 4\.$"):
+        build_model("fcos:fpn_channels=4", ModelInput(3, 2, (64, 64)), task="detect")

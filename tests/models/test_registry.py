@@ -158,3 +158,4 @@ def test_each_task_names_its_own_models():
         parse_model_name("convnet", task="segment")
     entry, options = parse_model_name("lraspp:backbone=resnet18", task=None)
     assert options == {"backbone": "resnet18", "trainable_layers": 5}
+    assert parse_model_name("fcos:fpn_channels=64", task="detect")[1]["fpn_channels"] == 64

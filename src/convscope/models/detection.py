@@ -4,14 +4,16 @@ task="detect")``).
 
 Each has ``inp.num_classes + 1`` outputs, 0 being the background, as torchvision's detectors
 count; :func:`detection_loss` adds 1 to a dataset's 0-based labels and :func:`detection_outputs`
-takes it off again.  The input is a list of ``(C, H, W)`` images in [0, 1] (or uint8, or one
-``(N, C, H, W)`` batch); the network's transform normalises them and resizes each so that its
+takes it off again.  The network takes a list of ``(C, H, W)`` float images in [0, 1] (the
+helpers also take uint8 images or one ``(N, C, H, W)`` batch, see ``backbones.as_images``);
+its transform normalises them and resizes each so that its
 shorter side is ``min(inp.image_size)`` and its longer at most ``max(inp.image_size)`` (96-128
 px canvases stay near their size instead of torchvision's 800 px).  Anchors suit objects of
 16-128 px, such as the 20-56 px digits of ``digits-boxes``.
 
 Faster R-CNN, RetinaNet and FCOS share one trunk (``backbone``: see :mod:`.backbones`) with a
-feature pyramid on its stride-8/16/32 maps; ``weights="pretrained"`` with
+feature pyramid on its stride-8/16/32 maps (``fpn_channels`` wide, 128 by default: half of
+torchvision's, for CPU training); ``weights="pretrained"`` with
 ``backbone=efficientnet-lite0`` starts the trunk from the packaged ImageNet weights, and
 ``weights=FILE`` loads a state dict saved from the same model (shapes checked).  SSDlite is
 torchvision's ``ssdlite320_mobilenet_v3_large`` with its transform and default boxes fitted
@@ -53,8 +55,9 @@ from convscope.models.backbones import (
 from convscope.models.registry import ModelInput
 from convscope.models.zoo import adapt_stem
 
-#: the pyramid's channels (torchvision's)
-PYRAMID_CHANNELS = 256
+#: the pyramid's channels by default: half of torchvision's 256, which made RetinaNet's and
+#: FCOS's heads (four 3x3 convs at the pyramid's width, per level) most of a CPU step
+PYRAMID_CHANNELS = 128
 #: the largest side the transform resizes to (the boxes formats scale images to 1024 px)
 MAX_SIDE = 1024
 
@@ -63,11 +66,12 @@ class Pyramid(nn.Module):
     """A trunk's maps at strides 8, 16, 32 through a feature pyramid (torchvision's
     ``BackboneWithFPN``, over a ``create_feature_extractor`` trunk): ``body``, ``fpn``."""
 
-    def __init__(self, body: nn.Module, in_channels: list[int], extra: nn.Module):
+    def __init__(self, body: nn.Module, in_channels: list[int], out_channels: int,
+                 extra: nn.Module):
         super().__init__()
         self.body = body
-        self.fpn = FeaturePyramidNetwork(in_channels, PYRAMID_CHANNELS, extra_blocks=extra)
-        self.out_channels = PYRAMID_CHANNELS
+        self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=extra)
+        self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         return self.fpn(self.body(x))
@@ -81,10 +85,12 @@ def _sizes(inp: ModelInput) -> dict:
 
 
 def _pyramid(inp: ModelInput, backbone: str, trainable_layers: int, pretrained: bool,
-             extra: nn.Module) -> Pyramid:
+             fpn_channels: int, extra: nn.Module) -> Pyramid:
+    if not 8 <= fpn_channels <= 1024:
+        raise UsageError(f"`fpn_channels` must be 8 to 1024, got {fpn_channels}.")
     body, channels = feature_trunk(backbone, inp.channels, {8: "0", 16: "1", 32: "2"},
                                    pretrained, trainable_layers)
-    return Pyramid(body, channels, extra)
+    return Pyramid(body, channels, fpn_channels, extra)
 
 
 def _finish(model: nn.Module, name: str, inp: ModelInput, weights: str | None) -> nn.Module:
@@ -96,9 +102,11 @@ def _finish(model: nn.Module, name: str, inp: ModelInput, weights: str | None) -
 @register_network("fasterrcnn", "Faster R-CNN (Ren et al. 2015): region proposals, then a box "
                 "head per region; trunk + feature pyramid (torchvision)", "detect")
 def fasterrcnn(inp: ModelInput, backbone: str = "mobilenet-v3-large",
-               trainable_layers: int = STAGES, weights: str | None = None) -> nn.Module:
+               trainable_layers: int = STAGES, fpn_channels: int = PYRAMID_CHANNELS,
+               weights: str | None = None) -> nn.Module:
     packaged = wants_packaged("fasterrcnn", backbone, weights)
-    pyramid = _pyramid(inp, backbone, trainable_layers, packaged, LastLevelMaxPool())
+    pyramid = _pyramid(inp, backbone, trainable_layers, packaged, fpn_channels,
+                       LastLevelMaxPool())
     # one size per level (strides 8, 16, 32, 64), three shapes each: 16-128 px objects
     anchors = AnchorGenerator(((16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 4)
     model = FasterRCNN(
@@ -110,18 +118,19 @@ def fasterrcnn(inp: ModelInput, backbone: str = "mobilenet-v3-large",
     return _finish(model, "fasterrcnn", inp, weights)
 
 
-def _five_levels(inp, backbone, trainable_layers, packaged) -> Pyramid:
+def _five_levels(inp, backbone, trainable_layers, packaged, fpn_channels) -> Pyramid:
     """Strides 8 to 128: P3-P5 from the trunk, P6 and P7 from P5 (RetinaNet's, FCOS's)."""
-    return _pyramid(inp, backbone, trainable_layers, packaged,
-                    LastLevelP6P7(PYRAMID_CHANNELS, PYRAMID_CHANNELS))
+    return _pyramid(inp, backbone, trainable_layers, packaged, fpn_channels,
+                    LastLevelP6P7(fpn_channels, fpn_channels))
 
 
 @register_network("retinanet", "RetinaNet (Lin et al. 2017): one stage, focal loss; trunk + "
                 "feature pyramid (torchvision)", "detect")
 def retinanet(inp: ModelInput, backbone: str = "mobilenet-v3-large",
-              trainable_layers: int = STAGES, weights: str | None = None) -> nn.Module:
+              trainable_layers: int = STAGES, fpn_channels: int = PYRAMID_CHANNELS,
+              weights: str | None = None) -> nn.Module:
     packaged = wants_packaged("retinanet", backbone, weights)
-    pyramid = _five_levels(inp, backbone, trainable_layers, packaged)
+    pyramid = _five_levels(inp, backbone, trainable_layers, packaged, fpn_channels)
     # three scales an octave apart per level, 16 px at stride 8 (torchvision's: 32 at 8)
     sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in (16, 32, 64, 128, 256))
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
@@ -132,9 +141,10 @@ def retinanet(inp: ModelInput, backbone: str = "mobilenet-v3-large",
 @register_network("fcos", "FCOS (Tian et al. 2019): anchor-free, one stage; trunk + feature "
                 "pyramid (torchvision)", "detect")
 def fcos(inp: ModelInput, backbone: str = "mobilenet-v3-large",
-         trainable_layers: int = STAGES, weights: str | None = None) -> nn.Module:
+         trainable_layers: int = STAGES, fpn_channels: int = PYRAMID_CHANNELS,
+         weights: str | None = None) -> nn.Module:
     packaged = wants_packaged("fcos", backbone, weights)
-    pyramid = _five_levels(inp, backbone, trainable_layers, packaged)
+    pyramid = _five_levels(inp, backbone, trainable_layers, packaged, fpn_channels)
     # one point per location, sized by its stride, as torchvision's fcos_resnet50_fpn
     anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
     model = FCOS(pyramid, inp.num_classes + 1, anchor_generator=anchors, **_sizes(inp))
