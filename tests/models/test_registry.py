@@ -71,7 +71,7 @@ def test_option_errors_are_clear():
         parse_model_name("convnet:n=two")
     with pytest.raises(UsageError, match="choose one of: linear, mlp"):
         parse_model_name("lenet")
-    with pytest.raises(UsageError, match="`weights` applies to the ILSVRC models"):
+    with pytest.raises(UsageError, match="`weights` applies to the pretrained models"):
         build_model("convnet", SHAPES[0], weights="DEFAULT")
 
 
@@ -141,3 +141,21 @@ def test_weights_with_the_wrong_shapes_are_named_or_adapted(tmp_path, caplog):
     assert err.count("\n") == 1
     with pytest.raises(ConvscopeError, match=r"layer1.0.conv1.weight \[64, 64, 1, 1\]"):
         build_model("resnet18", SHAPES[2], weights=str(tmp_path / "odd.pt"))
+
+
+def test_each_task_names_its_own_models():
+    """A detector or segmenter is never built where a classifier is asked for (train's
+    --model, a model file's rebuild), and the classifiers' list stays theirs."""
+    assert list_models("detect") == ["fasterrcnn", "retinanet", "fcos", "ssdlite"]
+    assert list_models("segment") == ["fcn", "deeplabv3", "lraspp"]
+    assert set(list_models(None)) == set(list_models()) | set(list_models("detect")) | \
+        set(list_models("segment"))
+    assert get_entry("fcos").task == "detect" and get_entry("convnet").task == "classify"
+    with pytest.raises(UsageError, match=r"^model fasterrcnn is a detector \(task detect\), not "
+                                         r"a classifier; choose one of: linear, mlp"):
+        build_model("fasterrcnn", ModelInput(3, 2, (64, 64)))
+    with pytest.raises(UsageError, match="model convnet is a classifier .*choose one of: fcn, "):
+        parse_model_name("convnet", task="segment")
+    entry, options = parse_model_name("lraspp:backbone=resnet18", task=None)
+    assert options == {"backbone": "resnet18", "trainable_layers": 5}
+    assert parse_model_name("fcos:fpn_channels=64", task="detect")[1]["fpn_channels"] == 64

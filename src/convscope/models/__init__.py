@@ -9,6 +9,9 @@ from convscope.models import pretrained  # noqa: F401  (after the zoo, so listed
 from convscope.models import scene  # noqa: F401  (the scene networks, after the classifiers)
 
 # isort: split
+from convscope.models import detection, segmentation  # noqa: F401  (family detect, segment)
+
+# isort: split
 from convscope.models.registry import (
     ModelEntry,
     ModelInput,

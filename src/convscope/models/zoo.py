@@ -116,24 +116,38 @@ def head_layer(model: nn.Module) -> tuple[str, nn.Module]:
     return _last(model, nn.Linear)
 
 
-def adapt(model: nn.Module, inp: ModelInput, pretrained: bool) -> nn.Module:
-    """Rebuild the first conv for ``inp.channels`` and the last Linear for its classes."""
+def _with_in_channels(conv: nn.Conv2d, channels: int) -> nn.Conv2d:
+    """A copy of ``conv`` taking ``channels`` inputs, freshly initialised: a copy keeps the
+    conv's own class and padding (EfficientNet's static "same" padding lives in a Conv2d
+    subclass); only its input channels change."""
+    new = copy.deepcopy(conv)
+    new.in_channels = channels
+    new.weight = nn.Parameter(conv.weight.new_empty(
+        conv.out_channels, channels // conv.groups, *conv.kernel_size))
+    new.reset_parameters()
+    return new
+
+
+def adapt_stem(model: nn.Module, channels: int, pretrained: bool) -> nn.Module:
+    """Rebuild ``model``'s first conv for ``channels`` inputs; pretrained filters become
+    their mean over the old input channels times old/new channels, so a grey image meets
+    the RGB filters as that grey repeated on every channel would."""
     name, conv = _first(model, nn.Conv2d)
-    if conv.in_channels != inp.channels:
-        # a copy keeps the conv's own class and padding (EfficientNet's static "same"
-        # padding lives in a Conv2d subclass); only its input channels change
-        new = copy.deepcopy(conv)
-        new.in_channels = inp.channels
-        new.weight = nn.Parameter(conv.weight.new_empty(
-            conv.out_channels, inp.channels // conv.groups, *conv.kernel_size))
-        new.reset_parameters()
+    if conv.in_channels != channels:
+        new = _with_in_channels(conv, channels)
         if pretrained:  # keep the learned filters: their mean over the old input channels
             with torch.no_grad():
                 mean = conv.weight.mean(dim=1, keepdim=True)
-                new.weight.copy_(mean.expand_as(new.weight) * conv.in_channels / inp.channels)
+                new.weight.copy_(mean.expand_as(new.weight) * conv.in_channels / channels)
                 if conv.bias is not None:
                     new.bias.copy_(conv.bias)
         model.set_submodule(name, new)
+    return model
+
+
+def adapt(model: nn.Module, inp: ModelInput, pretrained: bool) -> nn.Module:
+    """Rebuild the first conv for ``inp.channels`` and the last Linear for its classes."""
+    adapt_stem(model, inp.channels, pretrained)
     name, fc = _last(model, nn.Linear)
     if fc.out_features != inp.num_classes:
         model.set_submodule(name, nn.Linear(fc.in_features, inp.num_classes))
@@ -186,13 +200,17 @@ def _shape_list(model: nn.Module, sd: dict, keys: list[str]) -> str:
     return ", ".join(shown) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
 
-def fit_to_weights(model: nn.Module, sd: dict, name: str, weights: str) -> list[str]:
+def fit_to_weights(model: nn.Module, sd: dict, name: str, weights: str,
+                   head: bool = True) -> list[str]:
     """Load ``sd`` into torchvision's ``model``; when only its stem (first conv) and head
-    (last Linear) differ in shape, rebuild those to the weights' shapes first and return their
-    names.  Any other difference is a ConvscopeError naming the tensors and both shapes."""
+    (last Linear; with ``head=False``, as for a detector or segmenter, the stem alone)
+    differ in shape, rebuild those to the weights' shapes first and return their names.
+    Any other difference is a ConvscopeError naming the tensors and both shapes."""
     stem, conv = _first(model, nn.Conv2d)
-    head, fc = _last(model, nn.Linear)
-    ends = {f"{stem}.weight", f"{stem}.bias", f"{head}.weight", f"{head}.bias"}
+    last, fc = _last(model, nn.Linear) if head else ("", None)
+    ends = {f"{stem}.weight", f"{stem}.bias"}
+    if fc is not None:
+        ends |= {f"{last}.weight", f"{last}.bias"}
     wrong, missing = _mismatches(model, sd)
     if missing:
         listed = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4
@@ -206,14 +224,13 @@ def fit_to_weights(model: nn.Module, sd: dict, name: str, weights: str) -> list[
     rebuilt = []
     w = sd.get(f"{stem}.weight")
     if f"{stem}.weight" in wrong and w is not None and w.ndim == 4 and w.shape[0] == conv.out_channels:
-        model.set_submodule(stem, nn.Conv2d(w.shape[1], conv.out_channels, conv.kernel_size,
-                                            conv.stride, conv.padding, conv.dilation,
-                                            conv.groups, conv.bias is not None))
+        model.set_submodule(stem, _with_in_channels(conv, w.shape[1] * conv.groups))
         rebuilt.append(stem)
-    w = sd.get(f"{head}.weight")
-    if f"{head}.weight" in wrong and w is not None and w.ndim == 2 and w.shape[1] == fc.in_features:
-        model.set_submodule(head, nn.Linear(fc.in_features, w.shape[0], fc.bias is not None))
-        rebuilt.append(head)
+    w = sd.get(f"{last}.weight")
+    if fc is not None and f"{last}.weight" in wrong and w is not None and w.ndim == 2 \
+            and w.shape[1] == fc.in_features:
+        model.set_submodule(last, nn.Linear(fc.in_features, w.shape[0], fc.bias is not None))
+        rebuilt.append(last)
     wrong, _ = _mismatches(model, sd)
     if wrong:
         raise ConvscopeError(f"the weights in {weights} do not fit {name}: "
