@@ -51,7 +51,7 @@ from convscope.classifier import (
 )
 from convscope.errors import ConvscopeError, UsageError
 from convscope.modelfile import program_kind, read_meta
-from convscope.models import get_entry, list_models, parse_model_name
+from convscope.models import get_entry, list_models, model_entries, parse_model_name
 from convscope.models.arithmetic import Volume
 from convscope.models.pretrained import list_pretrained, pretrained_entry
 from convscope.models.zoo import ZOO
@@ -189,7 +189,13 @@ def open_model(spec, weights: str | None = None, device: str | torch.device = "a
         raise UsageError(f"{text} is a {entry.task} network, not a model a view opens"
                          + ("; use it with `convscope style --fast`." if entry.task == "stylize"
                             else "."))
-    if text.split(":", 1)[0] in _registry_names():
+    key = text.split(":", 1)[0]
+    other = next((e for e in model_entries() if e.name == key and e.task != "classify"), None)
+    if other is not None:
+        raise UsageError(f"{key} is a {other.task} model, which the commands do not train or "
+                         f"open yet; build it in Python with `convscope.models.build_model("
+                         f"\"{key}\", inp, task=\"{other.task}\")`.")
+    if key in _registry_names():
         parse_model_name(text)  # a bad option is named first
         raise ConvscopeError(
             f"{text} names an untrained architecture, not a model; train it with `convscope "

@@ -76,12 +76,26 @@ def run_datasets(args) -> int:
         return 0
     entries = dataset_entries()
     if args.json:
-        print_json([{"name": e.usage, "summary": e.summary} for e in entries])
+        print_json([{"name": e.usage, "task": e.task, "summary": e.summary} for e in entries])
         return 0
     width = max(len(e.usage) for e in entries)
-    for e in entries:
-        print(f"{e.usage:<{width}}  {e.summary}")
+    for task, title in TASK_TITLES.items():
+        rows = [e for e in entries if e.task == task]
+        if rows:
+            print(f"{title}:")
+        for e in rows:
+            print(f"  {e.usage:<{width}}  {e.summary}")
     return 0
+
+
+#: the headings of the listings, by task: what each task's entries are used by today
+TASK_TITLES = {
+    "classify": "classification (`convscope train` and every view)",
+    "detect": "detection, boxes (in Python for now: `convscope.load_dataset(NAME, "
+              "task=\"detect\")`, `convscope.models.build_model(NAME, inp, task=\"detect\")`; "
+              "the commands train and open classifiers only)",
+    "segment": "segmentation, masks (in Python for now, with task=\"segment\")",
+}
 
 
 def run_pretrained(args) -> int:
@@ -116,13 +130,17 @@ def run_models(args) -> int:
         return run_pretrained(args)
     entries = model_entries()
     if args.json:
-        print_json([{"name": e.usage, "family": e.family, "summary": e.summary,
+        print_json([{"name": e.usage, "family": e.family, "task": e.task, "summary": e.summary,
                      "options": e.defaults, "pretrained": e.pretrained} for e in entries])
         return 0
     width = max(len(e.usage) for e in entries)
-    for e in entries:
-        opts = ", ".join(f"{k}={v}" for k, v in e.defaults.items())
-        print(f"{e.usage:<{width}}  {e.summary}" + (f"  [{opts}]" if opts else ""))
+    for task, title in TASK_TITLES.items():
+        rows = [e for e in entries if e.task == task]
+        if rows:
+            print(f"{title}:")
+        for e in rows:
+            opts = ", ".join(f"{k}={v}" for k, v in e.defaults.items())
+            print(f"  {e.usage:<{width}}  {e.summary}" + (f"  [{opts}]" if opts else ""))
     return 0
 
 
