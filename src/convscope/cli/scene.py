@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from convscope.cli.common import add_command, add_device_arg, print_json
@@ -166,30 +166,42 @@ def _print_or_json(args, results: list[dict], lines: list[str], config) -> int:
     return 1 if failures else 0
 
 
+def _run(args, config, find, line, outputs=()) -> int:
+    """The loop every scene command makes: ``find(photo)`` on each photo, its ``line`` of
+    text and its JSON, and each of ``outputs`` (``save(result, path)``, the paths of
+    ``_places``) written; an unreadable photo is reported and the rest are done."""
+    results, lines = [], []
+    for i, (path, found) in enumerate(_each(args.command, args.images, find)):
+        if found is None:
+            results.append({"image": path, "error": "unreadable"})
+            continue
+        results.append({**found.to_dict(), "image": path})
+        lines.append(f"{path}: {line(found)}")
+        for save, places in outputs:
+            if places:
+                save(found, places[i])
+                lines.append(f"  wrote {places[i]}")
+    return _print_or_json(args, results, lines, config)
+
+
 def run_detect(args) -> int:
     if args.index is not None:
         return run_explain_box(args)
     targets = _targets(args)
     model = open_model(args.detector, device=args.device, task=args.task)
     config = config_from(DetectConfig, args)
-    results, lines = [], []
-    for i, (path, found) in enumerate(_each(args.command, args.images, lambda ph: model.predict(
-            [ph], min_score=config.min_score, max_side=config.max_side)[0])):
-        if found is None:
-            results.append({"image": path, "error": "unreadable"})
-            continue
-        d = found.to_dict()
-        d["image"] = path
-        results.append(d)
+    settings = {"detector": args.detector, **asdict(config)}
+
+    def line(found) -> str:
         fmt = "{:.2f}" if found.score_kind == "probability" else "{:.1f}"
         shown = ", ".join((fmt if args.task == "faces" else f"{lab} {fmt}").format(s)
                           for lab, s in zip(found.labels, found.scores))
-        lines.append(f"{path}: {len(found)} {'face' if args.task == 'faces' else 'object'}"
-                     f"{'' if len(found) == 1 else 's'}" + (f": {shown}" if shown else ""))
-        if targets:
-            found.save(targets[i], config={"detector": args.detector, **asdict(config)})
-            lines.append(f"  wrote {targets[i]}")
-    return _print_or_json(args, results, lines, replace(config))
+        return (f"{len(found)} {'face' if args.task == 'faces' else 'object'}"
+                f"{'' if len(found) == 1 else 's'}" + (f": {shown}" if shown else ""))
+
+    return _run(args, config, lambda ph: model.predict(
+        [ph], min_score=config.min_score, max_side=config.max_side)[0], line,
+        [(lambda found, path: found.save(path, config=settings), targets)])
 
 
 def run_explain_box(args) -> int:
@@ -216,22 +228,15 @@ def run_pose(args) -> int:
     targets = _targets(args)
     model = open_model(args.model, device=args.device, task="pose")
     config = config_from(PoseConfig, args)
-    results, lines = [], []
-    for i, (path, poses) in enumerate(_each(args.command, args.images, lambda ph: model.predict(
-            [ph], min_score=config.min_score)[0])):
-        if poses is None:
-            results.append({"image": path, "error": "unreadable"})
-            continue
-        d = poses.to_dict()
-        d["image"] = path
-        results.append(d)
+    settings = {"model": args.model, **asdict(config)}
+
+    def line(poses) -> str:
         seen = [n for n, s in zip(poses.names, poses.scores[0]) if s >= config.min_score]
-        lines.append(f"{path}: {len(seen)} of {len(poses.names)} keypoints visible"
-                     + (f" ({', '.join(seen)})" if seen else ""))
-        if targets:
-            poses.save(targets[i], config={"model": args.model, **asdict(config)})
-            lines.append(f"  wrote {targets[i]}")
-    return _print_or_json(args, results, lines, config)
+        return (f"{len(seen)} of {len(poses.names)} keypoints visible"
+                + (f" ({', '.join(seen)})" if seen else ""))
+
+    return _run(args, config, lambda ph: model.predict([ph], min_score=config.min_score)[0],
+                line, [(lambda poses, path: poses.save(path, config=settings), targets)])
 
 
 def run_segment(args) -> int:
@@ -239,40 +244,17 @@ def run_segment(args) -> int:
     masks = _places(args.mask_out, args.images, "--mask-out")
     model = open_model(args.model, device=args.device, task="segment")
     config = config_from(SegmentConfig, args)
-    results, lines = [], []
-    for i, (path, mask) in enumerate(_each(args.command, args.images, lambda ph: model.predict(
-            [ph], threshold=config.threshold)[0])):
-        if mask is None:
-            results.append({"image": path, "error": "unreadable"})
-            continue
-        d = mask.to_dict()
-        d["image"] = path
-        results.append(d)
-        lines.append(f"{path}: people cover {mask.coverage:.1%} of the photo")
-        settings = {"model": args.model, **asdict(config)}
-        if targets:
-            mask.save(targets[i], config=settings)
-            lines.append(f"  wrote {targets[i]}")
-        if masks:
-            mask.save_mask(masks[i], config=settings)
-            lines.append(f"  wrote {masks[i]}")
-    return _print_or_json(args, results, lines, config)
+    settings = {"model": args.model, **asdict(config)}
+    return _run(args, config, lambda ph: model.predict([ph], threshold=config.threshold)[0],
+                lambda mask: f"people cover {mask.coverage:.1%} of the photo",
+                [(lambda mask, path: mask.save(path, config=settings), targets),
+                 (lambda mask, path: mask.save_mask(path, config=settings), masks)])
 
 
 def run_describe(args) -> int:
     targets = _targets(args)
     config = config_from(DescribeConfig, args).resolve()
     describer = Describer(config, args.device)
-    results, lines = [], []
-    for i, (path, alt) in enumerate(_each(args.command, args.images, describer)):
-        if alt is None:
-            results.append({"image": path, "error": "unreadable"})
-            continue
-        d = alt.to_dict()
-        d["image"] = path
-        results.append(d)
-        lines.append(f"{path}: {alt.text}")
-        if targets:
-            save_image(alt.render(), targets[i], config=asdict(config))
-            lines.append(f"  wrote {targets[i]}")
-    return _print_or_json(args, results, lines, config)
+    return _run(args, config, describer, lambda alt: alt.text,
+                [(lambda alt, path: save_image(alt.render(), path, config=asdict(config)),
+                  targets)])
