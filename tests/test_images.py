@@ -168,3 +168,16 @@ def test_train_and_the_classifier_read_images_by_one_path():
     # a Classifier reads the same inputs the same way, at its own size and channels
     assert torch.equal(image_batch(u8 / 255.0, (5, 7), 3), nchw)
     assert image_batch(gray, (4, 4), 3).shape == (6, 3, 4, 4)
+
+
+def test_a_photo_stored_a_quarter_turned_is_drafted_upright():
+    """A phone's portrait JPEG is stored landscape with EXIF orientation 6: the reduced
+    decode must be worked out on the upright sides, or it decodes four times the pixels
+    (750,000 here instead of 187,500) and trips a per-upload pixel limit."""
+    stored = Image.new("RGB", (4000, 3000), (120, 60, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", quality=60, exif=exif.tobytes())
+    arr = load_image(buf.getvalue(), (400, 300), 3, limit=300_000)
+    assert arr.shape == (3, 400, 300)

@@ -44,6 +44,11 @@ DEFAULT_MAX_PIXELS = 50_000_000
 _RESIZE_FIRST = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F", "LA", "La", "RGBA",
                            "RGBa", "CMYK", "YCbCr"})
 
+#: the EXIF tag of a photo's orientation, and its values that turn it a quarter (the
+#: stored width is the upright height)
+_ORIENTATION = 0x0112
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]
 
 
@@ -109,6 +114,14 @@ def probe_image(source: str | os.PathLike | bytes) -> tuple[int, int, str]:
         return img.size[0], img.size[1], img.mode
 
 
+def upright_size(source: str | os.PathLike | bytes) -> tuple[int, int]:
+    """(width, height) the image will have decoded upright (its EXIF orientation applied),
+    from the header, after the same checks as open_image."""
+    with _checked(source) as img:
+        w, h = img.size
+        return (h, w) if img.getexif().get(_ORIENTATION) in _QUARTER_TURNS else (w, h)
+
+
 def open_image(
     source: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None
 ) -> Image.Image:
@@ -136,11 +149,15 @@ def _decode(source: str | os.PathLike | bytes, draft_size: tuple[int, int] | Non
             limit: int | None = None) -> Image.Image:
     """Decode upright in the file's own mode (no conversion yet: deep and alpha images are
     converted after the resize, so no full-size copy is made of them).  A JPEG is decoded
-    reduced (``draft``) to no less than ``draft_size`` (W, H) in either axis; ``limit``
-    bounds the pixels actually decoded."""
+    reduced (``draft``) to no less than ``draft_size`` (W, H) in either axis, upright (a
+    photo stored a quarter turned, EXIF orientation 5-8, is drafted with the sides
+    swapped); ``limit`` bounds the pixels actually decoded."""
     with _checked(source) as img:
         if draft_size is not None and img.format == "JPEG":
-            img.draft(img.mode, (max(1, draft_size[0]), max(1, draft_size[1])))
+            w, h = draft_size
+            if img.getexif().get(_ORIENTATION) in _QUARTER_TURNS:
+                w, h = h, w
+            img.draft(img.mode, (max(1, w), max(1, h)))
         w, h = img.size  # after draft: what will be decoded
         if limit is not None and w * h > limit:
             raise _too_large(_describe(source), w, h, limit)

@@ -13,7 +13,6 @@ HTTP status.  Model work runs under ``lock``.
 
 from __future__ import annotations
 
-import io
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,7 +25,7 @@ from convscope.classifier import Classifier
 from convscope.data import ImageDataset
 from convscope.display import draw
 from convscope.errors import ConvscopeError, UsageError
-from convscope.images import load_image, probe_image
+from convscope.images import load_image, upright_size
 from convscope.inspect.attribution import METHODS, explain_many
 from convscope.inspect.challenges import Challenges, challenges
 from convscope.inspect.embedding import Embedding, embed
@@ -122,9 +121,7 @@ class Workbench:
         """Uploaded bytes -> the photo upright as (H, W, 3) uint8, its longer side at most
         ``MAX_SIDE`` (a JPEG decoded reduced, so a large photo stays under
         ``max_upload_pixels``); a bad image is an ImageError with the reader's sentence."""
-        w, h, _ = probe_image(data)
-        if _quarter_turned(data):  # EXIF rotation swaps the sides once decoded upright
-            w, h = h, w
+        w, h = upright_size(data)
         s = min(1.0, MAX_SIDE / max(w, h))
         size = (max(1, round(h * s)), max(1, round(w * s)))
         return load_image(data, size, 3, limit=self.max_upload_pixels).transpose(1, 2, 0)
@@ -358,15 +355,6 @@ class Workbench:
 
     def test_png(self, index: int) -> bytes:
         return image_png(self.test_image(index))
-
-
-def _quarter_turned(data: bytes) -> bool:
-    """Whether the photo's EXIF orientation turns it a quarter (its sides swap upright)."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.getexif().get(0x0112) in (5, 6, 7, 8)
-    except (OSError, ValueError, SyntaxError):  # read by probe_image already; no EXIF here
-        return False
 
 
 def _at_most(picture: np.ndarray, side: int) -> np.ndarray:
