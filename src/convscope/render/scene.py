@@ -10,7 +10,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from convscope.display import drawing
+from convscope.models.coco import plural
 from convscope.render.views import _font, captioned
+from convscope.text import count
 
 #: the longer side of a drawn photo, at most / at least
 SHOWN, SMALLEST = 1280, 320
@@ -116,7 +118,8 @@ def _caption(lines: list[str], img: Image.Image) -> np.ndarray:
 def detections_image(result) -> np.ndarray:
     img, factor = _canvas(result.image)
     draw_detections(img, factor, result)
-    counts = ", ".join(f"{n} {lab}" for lab, n in result.counts().items()) or "nothing"
+    counts = ", ".join(count(n, lab, plural(lab)) for lab, n in result.counts().items())
+    counts = counts or "nothing"
     return _caption([f"{result.model}: {counts} at score >= {result.min_score:g}"], img)
 
 

@@ -11,7 +11,6 @@ from convscope.scene.describe import DescribeConfig, Describer, describe
 from convscope.scene.models import (
     SCENE,
     SceneModel,
-    default_for,
     detect,
     faces,
     open_scene,
@@ -24,5 +23,5 @@ from convscope.scene.models import (
 from convscope.scene.results import AltText, Concept, Detections, PersonMask, Poses
 
 __all__ = ["SCENE", "AltText", "Concept", "DescribeConfig", "Describer", "Detections",
-           "PersonMask", "Poses", "SceneModel", "default_for", "describe", "detect", "faces",
+           "PersonMask", "Poses", "SceneModel", "describe", "detect", "faces",
            "open_scene", "pose", "read_photo", "register_scene", "scene_names", "segment"]

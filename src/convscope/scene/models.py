@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from convscope.classifier import resolve_device
-from convscope.errors import ConvscopeError, ImageError, UsageError
+from convscope.errors import ImageError, UsageError
 from convscope.images import max_pixels, to_pil
 from convscope.modelfile import ModelDescription
 from convscope.models.coco import COCO_CLASSES, KEYPOINTS, SKELETON
@@ -482,16 +482,8 @@ def open_scene(name: str, weights: str | None = None,
     return SCENE[name].kind(entry, network, device)
 
 
-def default_for(task: str) -> str:
-    """The default network of a task (the first registered)."""
-    names = scene_names(task)
-    if not names:
-        raise ConvscopeError(f"no packaged network does {task!r}.")
-    return names[0]
-
-
 __all__ = ["SCENE", "BlazeFaces", "CascadeFaces", "Detector", "MoveNetPose", "MtcnnFaces",
-           "Photo", "SceneModel", "SelfieMask", "SsdObjects", "as_photos", "default_for",
+           "Photo", "SceneModel", "SelfieMask", "SsdObjects", "as_photos",
            "detect", "faces", "open_scene", "pose", "read_photo", "register_scene",
            "scene_names", "segment"]
 

@@ -7,6 +7,7 @@ and says itself as JSON (``to_dict()``).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,17 +50,7 @@ class Detections(MosaicDisplay):
 
     def counts(self) -> dict[str, int]:
         """How many of each label, most first."""
-        out: dict[str, int] = {}
-        for lab in self.labels:
-            out[lab] = out.get(lab, 0) + 1
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-    def top(self, n: int) -> Detections:
-        """The ``n`` best detections alone."""
-        keep = slice(0, n)
-        return Detections(self.task, self.model, self.image, self.boxes[keep],
-                          self.scores[keep], self.labels[keep], self.keypoints[keep],
-                          self.keypoint_names, self.min_score, self.score_kind, self.source)
+        return dict(Counter(self.labels).most_common())
 
     def to_dict(self) -> dict:
         h, w = self.size
