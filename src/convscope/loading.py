@@ -57,6 +57,13 @@ from convscope.models.pretrained import list_pretrained, pretrained_entry
 from convscope.models.zoo import ZOO
 from convscope.registries import adds_to
 from convscope.scene.models import TASK_KINDS, MtcnnFaces, open_scene, scene_names
+from convscope.scene.trained import (
+    TRAINED,
+    TrainedDetector,
+    TrainedSegmenter,
+    load_trained,
+    untrained_annotator,
+)
 
 FILE_SUFFIXES = (".safetensors", ".pt", ".pt2", ".pth", ".ts")
 
@@ -110,17 +117,18 @@ def _scene_opener(task: str):
 def _no_scene_files(task: str):
     def read(path: Path, device):
         raise ConvscopeError(f"{path} says it holds a {task} model, but convscope writes no "
-                             f"{task} model files yet; open a packaged network by name "
+                             f"{task} model files; open a packaged network by name "
                              f"({', '.join(scene_names(task))}).")
     return read
 
 
-for _task, _summary in (("faces", "face boxes and landmarks in a photo"),
-                        ("detect", "boxes, labels and scores of the objects in a photo"),
-                        ("pose", "the 17 COCO keypoints of a person"),
-                        ("segment", "a mask of the people in a photo")):
-    register_task(_task, TASK_KINDS[_task], _summary, _scene_opener(_task))(
-        _no_scene_files(_task))
+for _task, _summary, _read in (
+        ("faces", "face boxes and landmarks in a photo", _no_scene_files("faces")),
+        ("detect", "boxes, labels and scores of the objects in a photo", load_trained),
+        ("pose", "the 17 COCO keypoints of a person", _no_scene_files("pose")),
+        ("segment", "the class of every pixel of a photo (people, or your own classes)",
+         load_trained)):
+    register_task(_task, TASK_KINDS[_task], _summary, _scene_opener(_task))(_read)
 
 
 def is_model_object(obj) -> bool:
@@ -192,9 +200,11 @@ def open_model(spec, weights: str | None = None, device: str | torch.device = "a
     key = text.split(":", 1)[0]
     other = next((e for e in model_entries() if e.name == key and e.task != "classify"), None)
     if other is not None:
-        raise UsageError(f"{key} is a {other.task} model, which the commands do not train or "
-                         f"open yet; build it in Python with `convscope.models.build_model("
-                         f"\"{key}\", inp, task=\"{other.task}\")`.")
+        data = "digits-boxes" if other.task == "detect" else "digits-masks"
+        raise ConvscopeError(
+            f"{text} names an untrained {other.task} architecture, not a model; train it with "
+            f"`convscope train --data {data} --model '{text}' --out DIR` (or your own "
+            "labelled images) and pass DIR/model.safetensors.")
     if key in _registry_names():
         parse_model_name(text)  # a bad option is named first
         raise ConvscopeError(
@@ -215,13 +225,19 @@ def open_model(spec, weights: str | None = None, device: str | torch.device = "a
 
 
 def _registry_names() -> set[str]:
-    return set(list_models()) | {"spec"}
+    return set(list_models(None)) | {"spec"}
 
 
-def _open_untrained(text: str, device: torch.device, input, classes) -> Classifier | None:
+def _open_untrained(text: str, device: torch.device, input, classes):
     if text.startswith("torchvision:") or text.split(":", 1)[0] not in _registry_names():
         return None
     entry = get_entry(text.split(":", 1)[0])
+    if entry.task in TRAINED:  # a detector or segmenter: 128 px canvases, 10 classes
+        vol = _volume(input, Volume(128, 128, 3))
+        # a detector's postprocessing (torch.nonzero) has no meta kernel: built for real
+        dev = torch.device("cpu") if entry.task == "detect" and device.type == "meta" else device
+        return untrained_annotator(text, entry.task, vol.depth, classes or 10,
+                                   max(vol.height, vol.width), dev)
     ilsvrc = entry.family == "ilsvrc"
     vol = _volume(input, Volume(224, 224, 3) if ilsvrc else Volume(32, 32, 3))
     return untrained_classifier(text, vol.depth, classes or (1000 if ilsvrc else 10),
@@ -402,6 +418,11 @@ def open_network(target, input: str | Volume | None = None, classes: int | None 
         return open_torchscript(path, _volume(input, None))
     model = open_model(target, weights, device, untrained=True, input=input,
                  classes=classes)
+    if isinstance(model, (TrainedDetector, TrainedSegmenter)):
+        side = model.meta.image_size
+        name = model.name if path is None or not path.is_file() else f"{model.name} ({path})"
+        return OpenedNetwork(model.model, _volume(input, Volume(side[1], side[0],
+                                                                 model.channels)), name)
     if not isinstance(model, Classifier):
         return _scene_network(model, input)
     size, c = model.meta.input_size, model.channels

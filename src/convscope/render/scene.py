@@ -140,6 +140,58 @@ def mask_image(mask) -> np.ndarray:
                      f"(probability >= {mask.threshold:g})"], img)
 
 
+def class_colours(k: int) -> np.ndarray:
+    """(k, 3) uint8 colours of classes 0..k-1: Pascal VOC's palette (class 0, the background
+    in VOC-style masks, black), so a saved mask looks like VOC's own."""
+    out = np.zeros((k, 3), np.uint8)
+    for c in range(k):
+        v, r, g, b = c, 0, 0, 0
+        for shift in range(7, -1, -1):  # VOC's bit-interleaving colour map
+            r |= (v & 1) << shift
+            g |= ((v >> 1) & 1) << shift
+            b |= ((v >> 2) & 1) << shift
+            v >>= 3
+        out[c] = (r, g, b)
+    return out
+
+
+@drawing
+def indexed_mask(labels: np.ndarray, k: int) -> Image.Image:
+    """(H, W) class indices as a palette PNG image (VOC style: 255, ignore, in white)."""
+    img = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="P")
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:k] = class_colours(k)
+    palette[255] = (255, 255, 255)
+    img.putpalette(palette.ravel().tolist())
+    return img
+
+
+@drawing
+def class_mask_image(mask) -> np.ndarray:
+    """The photo with each class but the first tinted in its VOC colour, outlined, and a
+    caption naming the classes present with their shares."""
+    img, _ = _canvas(mask.image)
+    labels = Image.fromarray(mask.mask_image()).resize(img.size, Image.NEAREST)
+    lab = np.asarray(labels)
+    arr = np.asarray(img).astype(np.float32)
+    colours = class_colours(len(mask.classes)).astype(np.float32)
+    for k in np.unique(lab):
+        if k == 0 or k >= len(colours):
+            continue
+        on = lab == k
+        tint = colours[k] if colours[k].any() else np.array((0, 158, 115), np.float32)
+        arr[on] = arr[on] * 0.45 + tint * 0.55
+    edge = np.zeros(lab.shape, bool)
+    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+    edge[1:, :] |= lab[1:, :] != lab[:-1, :]
+    arr[edge] = (255, 255, 255)
+    shares = [f"{name} {share:.0%}" for name, share in mask.shares().items()
+              if name != mask.classes[0]]
+    text = ", ".join(shares[:12]) or f"only {mask.classes[0]}"
+    return _caption([f"{mask.model}: {text} of the pixels"], Image.fromarray(
+        arr.clip(0, 255).astype(np.uint8)))
+
+
 @drawing
 def scene_image(image, faces=None, objects=None, poses=None, mask=None,
                 text: str = "") -> np.ndarray:

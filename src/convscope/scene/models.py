@@ -391,7 +391,14 @@ class MoveNetPose(SceneModel):
 
 
 # --------------------------------------------------------------------------- person mask
-class SelfieMask(SceneModel):
+class Segmenter(SceneModel):
+    """A model object of the task "segment": ``predict(images)`` gives one mask per photo
+    (the packaged person mask, or a segmenter trained on a user's masks)."""
+
+    task = "segment"
+
+
+class SelfieMask(Segmenter):
     """MediaPipe's selfie segmentation: the probability that each pixel is a person, from
     a 256x256 letterboxed photo, brought back to the photo's size."""
 
@@ -459,7 +466,7 @@ for _name, _cls in (("mtcnn", MtcnnFaces), ("blazeface", BlazeFaces),
 
 #: the model object types, one per task (what loading.register_task names)
 TASK_KINDS = {"faces": Detector, "detect": Detector, "pose": MoveNetPose,
-              "segment": SelfieMask}
+              "segment": Segmenter}
 
 
 def scene_names(task: str | None = None) -> list[str]:
@@ -483,7 +490,7 @@ def open_scene(name: str, weights: str | None = None,
 
 
 __all__ = ["SCENE", "BlazeFaces", "CascadeFaces", "Detector", "MoveNetPose", "MtcnnFaces",
-           "Photo", "SceneModel", "SelfieMask", "SsdObjects", "as_photos",
+           "Photo", "SceneModel", "Segmenter", "SelfieMask", "SsdObjects", "as_photos",
            "detect", "faces", "open_scene", "pose", "read_photo", "register_scene",
            "scene_names", "segment"]
 

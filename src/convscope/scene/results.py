@@ -210,3 +210,50 @@ class AltText(MosaicDisplay):
                 "thresholds": self.thresholds,
                 "imagenet_top": [{"label": lab, "probability": round(p, 4)}
                                  for lab, p in self.top]}
+
+
+@dataclass
+class ClassMask(MosaicDisplay):
+    """The class of every pixel of one photo, from a segmenter trained on a user's masks:
+    ``labels`` (H, W) uint8 indices into ``classes`` at the photo's size, and ``confidence``
+    (H, W) float32, the winning class's probability."""
+
+    model: str
+    image: np.ndarray
+    labels: np.ndarray
+    confidence: np.ndarray
+    classes: tuple[str, ...]
+    source: str = ""
+
+    def shares(self) -> dict[str, float]:
+        """Each class present and the share of the photo's pixels it covers, most first."""
+        counts = np.bincount(self.labels.ravel(), minlength=len(self.classes))
+        total = max(int(counts.sum()), 1)
+        order = np.argsort(-counts, kind="stable")
+        return {self.classes[k]: float(counts[k] / total) for k in order if counts[k]}
+
+    def mask_image(self) -> np.ndarray:
+        """The class indices as an (H, W) uint8 picture (Pascal VOC's indexed PNG, palette
+        added when saved with :meth:`save_mask`)."""
+        return np.asarray(self.labels, dtype=np.uint8)
+
+    def to_dict(self) -> dict:
+        h, w = self.labels.shape
+        return {"image": self.source, "width": w, "height": h, "model": self.model,
+                "task": "segment", "classes": list(self.classes),
+                "shares": {k: round(v, 4) for k, v in self.shares().items()},
+                "boxes": {self.classes[k]: _mask_box(self.labels == k)
+                          for k in np.unique(self.labels) if k < len(self.classes)}}
+
+    def render(self) -> np.ndarray:
+        """The photo with each class's pixels tinted in its colour and a legend above."""
+        return draw("class_mask_image", self)
+
+    def save(self, path, config=None):
+        return draw("save_image", self.render(), path, config)
+
+    def save_mask(self, path, config=None):
+        """The mask as an indexed PNG (one palette colour per class, as Pascal VOC's), which
+        ``masks:`` datasets read back."""
+        return draw("save_image", draw("indexed_mask", self.mask_image(), len(self.classes)),
+                    path, config)
