@@ -94,6 +94,8 @@ def _pyramid(inp: ModelInput, backbone: str, trainable_layers: int, pretrained: 
 
 
 def _finish(model: nn.Module, name: str, inp: ModelInput, weights: str | None) -> nn.Module:
+    # where the (possibly pretrained) trunk is: fine-tuning trains it at a lower rate
+    model.trunk_name = "backbone.features" if name == "ssdlite" else "backbone.body"
     if weights and not is_packaged(weights):
         load_weights_file(model, name, weights, inp.channels)
     return model

@@ -77,6 +77,7 @@ class SegmentLRASPP(_Normalising, LRASPP):
 def _finish(model, name: str, inp: ModelInput, weights: str | None,
             packaged: bool) -> nn.Module:
     model.normalising(inp.channels)
+    model.trunk_name = "backbone"  # where the (possibly pretrained) trunk is
     if weights and not packaged:
         load_weights_file(model, name, weights, inp.channels)
     return model

@@ -21,7 +21,7 @@ from convscope.classifier import rebuild, resolve_device
 from convscope.errors import ConvscopeError
 from convscope.metrics import evaluate_boxes, evaluate_masks
 from convscope.modelfile import ModelDescription, ModelMeta, load_weights, save_model, with_versions
-from convscope.models import ModelInput, build_model, parse_model_name
+from convscope.models import ModelInput, build_model, canonical_name, get_entry, parse_model_name
 from convscope.models.backbones import INPUT_MEAN, INPUT_STD
 from convscope.models.detection import detection_outputs
 from convscope.scene.models import MAX_SIDE, Detector, Segmenter, as_photos, shrunk
@@ -51,8 +51,9 @@ class _Trained:
 
     @property
     def name(self) -> str:
-        options = ",".join(f"{k}={v}" for k, v in self.meta.options.items())
-        return self.meta.model + (f":{options}" if options else "")
+        """The network with the options that differ from its defaults (``fcos:
+        backbone=resnet18``)."""
+        return canonical_name(get_entry(self.meta.model), self.meta.options)
 
     @property
     def classes(self) -> list[str]:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from convscope.errors import ConvscopeError, UsageError, unknown_name
 from convscope.models import list_models
 from convscope.options import fraction, nonneg_float, option, positive_int, seed_option
-from convscope.train.recipes import RECIPES
+from convscope.train.recipes import RECIPES, recipe_for
 
 OPTIMIZERS = ("sgd", "adamw", "muon")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -47,8 +47,11 @@ class TrainConfig:
     data: str = "mnist5k"
     recipe: str = option("default", "; ".join(f"{n}: {r.summary}" for n, r in RECIPES.items()),
                          choices=tuple(RECIPES))
-    model: str | None = option(None, "model: " + ", ".join(list_models()) + "; options as "
-                                     "NAME:key=value,... (`convscope models` lists them)",
+    model: str | None = option(None, "classifiers: " + ", ".join(list_models()) + "; "
+                                     "detectors: " + ", ".join(list_models("detect")) + "; "
+                                     "segmenters: " + ", ".join(list_models("segment")) +
+                                     "; options as NAME:key=value,... (`convscope models` "
+                                     "lists them)",
                                shown=_recipe_default("model"), metavar="NAME[:OPTS]")
     weights: str | None = option(None, "start from pretrained weights (transfer learning): "
                                        "pretrained (or DEFAULT) loads an EfficientNet-Lite's "
@@ -144,13 +147,15 @@ class TrainConfig:
             if not ok:
                 raise UsageError(message + ".")
 
-    def resolve(self) -> TrainConfig:
+    def resolve(self, task: str = "classify") -> TrainConfig:
         """A new config with the recipe's defaults and the defaults that depend on other
         options filled in (this one is left as it is); ``resolved["from_recipe"]`` names
-        the options the recipe supplied (a config resolved before keeps its list)."""
+        the options the recipe supplied (a config resolved before keeps its list).
+        ``task`` is the data's: recipe "default" means that task's own default recipe."""
         if self.recipe not in RECIPES:
             raise unknown_name("recipe", self.recipe, list(RECIPES))
-        values = {key: value for key, value in RECIPES[self.recipe].defaults.items()
+        recipe = recipe_for(self.recipe, task)
+        values = {key: value for key, value in recipe.defaults.items()
                   if getattr(self, key) is None}
         from_recipe = list(values)
         optimizer = values.get("optimizer", self.optimizer)

@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from convscope import distributed
 from convscope.classifier import Classifier, resolve_device
 from convscope.data import ImageDataset
+from convscope.data.annotated import AnnotatedDataset
 from convscope.errors import ConvscopeError
 from convscope.evaluate import evaluate_logits, sharded_logits
 from convscope.fileio import append_text, remove_stale_temps, write_error, write_text_atomic
@@ -42,6 +43,7 @@ from convscope.train.checkpoint import (
     restore,
     save_checkpoint,
 )
+from convscope.train.annotated import AnnotatedObjective
 from convscope.train.config import TrainConfig
 from convscope.train.optim import make_optimizer
 
@@ -110,6 +112,58 @@ def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.float16 if config.amp == "fp16" else torch.bfloat16
 
 
+class ClassifyObjective:
+    """Classification: a Classifier, batches of whole images (tensor augmentation), cross
+    entropy with label smoothing, top-1 and top-5 on the test split."""
+
+    #: whether a training step counts correct answers (shown as train accuracy)
+    has_accuracy = True
+
+    def __init__(self, dataset: ImageDataset, config: TrainConfig, device: torch.device):
+        self.dataset, self.device, self.config = dataset, device, config
+        self.n = len(dataset.train_labels)
+        self.augment = resolve_augment(config.augment, dataset.natural)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        #: altflip-translate's fixed random side of each image (set by the trainer)
+        self.flip_bits: torch.Tensor | None = None
+        self.clf: Classifier | None = None
+
+    @property
+    def test_count(self) -> int:
+        return len(self.dataset.test_labels)
+
+    def build(self, config: TrainConfig) -> Classifier:
+        self.clf = make_classifier(self.dataset, config, self.device)
+        return self.clf
+
+    def batch(self, generator: torch.Generator, idx: torch.Tensor, total: int, part: slice,
+              epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's ``part`` of a global batch: normalised, augmented images (B, C, H,
+        W) and their labels, on the device."""
+        ds = self.dataset
+        x = self.clf.preprocess(ds.train_images[idx].to(self.device, non_blocking=True))
+        y = ds.train_labels[idx].to(self.device, non_blocking=True)
+        if self.augment == "altflip-translate":
+            x = alternating_flip(x, self.flip_bits[idx] ^ (epoch % 2 == 0))
+        x = augment_batch(x, self.augment, generator, total, part)
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def loss(self, forward, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        logits = forward(x)
+        return self.loss_fn(logits.float(), y), float((logits.argmax(1) == y).sum())
+
+    def evaluate(self, clf: Classifier, tta: int) -> tuple[dict, str]:
+        ds = self.dataset
+        if not len(ds.test_labels):
+            return {"test_acc": None, "test_top5": None}, "no test split"
+        ev = evaluate_logits(sharded_logits(clf, ds.test_images, self.config.eval_batch_size,
+                                            tta=tta), ds.test_labels, ds.classes)
+        return ({"test_acc": round(ev.top1, 6), "test_top5": round(ev.top5, 6)},
+                f"test {100 * ev.top1:6.2f}%  top-{ev.k} {100 * ev.top5:6.2f}%")
+
+
 class Interrupted(ConvscopeError):
     """Ctrl-C during training: a checkpoint was saved first."""
 
@@ -143,11 +197,12 @@ class Trainer:
     >>> clf = Trainer(load_dataset("digits"), TrainConfig(model="linear")).run()  # doctest: +SKIP
     """
 
-    def __init__(self, dataset: ImageDataset, config: TrainConfig, *, progress: bool = True,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(self, dataset: ImageDataset | AnnotatedDataset, config: TrainConfig, *,
+                 progress: bool = True, log: Callable[[str], None] = print) -> None:
+        task = getattr(dataset, "task", "classify")
         # the trainer's own resolved copy: the caller's config is never written into
-        config = config.resolve()
-        if len(dataset.classes) < 2:
+        config = config.resolve(task)
+        if task == "classify" and len(dataset.classes) < 2:
             raise ConvscopeError(
                 f"{dataset.name} has {len(dataset.classes)} class ({', '.join(dataset.classes)})"
                 ", and a classifier learns to tell at least two apart; put the images in one "
@@ -161,27 +216,30 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.saved = dict(config.resolved)  # on resume: what the run recorded at its start
-        self.clf = make_classifier(dataset, config, self.device)
+        #: what the task decides: the model object, batches, loss and scores
+        self.objective = (ClassifyObjective(dataset, config, self.device) if task == "classify"
+                          else AnnotatedObjective(dataset, config, self.device))
+        self.clf = self.objective.build(config)
         from_recipe = list(config.resolved["from_recipe"])
         if config.max_grad_norm is None and weight_layers(self.clf.model) >= DEEP_LAYERS:
             config = replace(config, max_grad_norm=DEEP_MAX_GRAD_NORM)  # deep nets: a limit
             from_recipe.append("max_grad_norm")
-        self.n = len(dataset.train_labels)
+        self.n = self.objective.n
         if self.n == 0:
             raise ConvscopeError(f"{dataset.name} has no training images.")
         if "batch_size" in from_recipe:  # keep >= 10 steps per epoch
             config = replace(config, batch_size=min(config.batch_size, max(32, self.n // 10)))
         self.batch = min(config.batch_size, self.n)
         self.steps = math.ceil(self.n / self.batch)
-        self.augment = resolve_augment(config.augment, dataset.natural)
+        self.augment = self.objective.augment
         model = self.clf.model
         #: a linear probe: the one module that trains (None: all of them)
         self.head = freeze_backbone(model) if config.freeze else None
-        init_from_data(model, dataset, self.clf.preprocess)
-        if config.channels_last:
+        if task == "classify":
+            init_from_data(model, dataset, self.clf.preprocess)
+        if config.channels_last and task == "classify":
             model.to(memory_format=torch.channels_last)
         self.optimizer, self.scheduler = make_optimizer(model, config, self.steps)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.amp = amp_dtype(config, self.device)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         if config.sync_bn:
@@ -197,18 +255,19 @@ class Trainer:
             self.forward = CompiledWithFallback(self.forward, self.log)
         self.generator = torch.Generator().manual_seed(config.seed)
         # alternating flip: each image gets a fixed random side, swapped every other epoch
-        self.flip_bits = torch.rand(self.n, generator=torch.Generator().manual_seed(
+        self.objective.flip_bits = torch.rand(self.n, generator=torch.Generator().manual_seed(
             config.seed + 1)) < 0.5
         self.state = LoopState()
         self.out = Path(config.out) if config.out else None
         #: the run's config as it trains: resolved, with what the run used in ``resolved``
         self.config = replace(config, resolved={
-            "model": canonical_name(*parse_model_name(config.model)),
+            "model": canonical_name(*parse_model_name(config.model, task)),
             "model_options": self.clf.meta.options,
             "device": str(self.device),
             "augment": self.augment,
             "steps_per_epoch": self.steps,
-            "input_size": self.clf.meta.input_size,
+            "input_size": list(self.clf.meta.input_size),
+            "task": task,
             "parameters": sum(p.numel() for p in self.clf.model.parameters()),
             "dataset": {k: v for k, v in dataset.describe().items() if k != "notes"},
             "threads": torch.get_num_threads(),
@@ -312,7 +371,7 @@ class Trainer:
             return self.finish()
         r = cfg.resolved
         self.log(f"training {r['model']} ({r['parameters']:,} parameters) on "
-                 f"{self.dataset.name}: {self.n:,} train / {len(self.dataset.test_labels):,} "
+                 f"{self.dataset.name}: {self.n:,} train / {self.objective.test_count:,} "
                  f"test images, {cfg.epochs} epochs, {cfg.optimizer} lr {cfg.lr:g}, augment "
                  f"{self.augment}, {self.device}"
                  + (f"; resuming at epoch {st.epoch}, step {st.step}" if st.global_step else ""))
@@ -335,7 +394,6 @@ class Trainer:
 
     def train_epoch(self, flag: dict) -> None:
         cfg, st, model = self.config, self.state, self.clf.model
-        images, labels = self.dataset.train_images, self.dataset.train_labels
         model.train()
         if self.head is not None:
             keep_frozen(model, self.head)
@@ -353,17 +411,16 @@ class Trainer:
                     break
                 part = self.dist.part(len(batch))  # this process's share of it
                 idx = batch[part]
-                loss_sum, correct, stop = self.train_step(images[idx], labels[idx], idx,
-                                                          len(batch), part, flag["stop"])
+                loss_sum, correct, stop = self.train_step(idx, len(batch), part, flag["stop"])
                 st.step, st.global_step = i + 1, st.global_step + 1
                 st.seen += len(batch)
                 st.loss_sum += loss_sum
                 st.correct += int(correct)
                 st.elapsed = time.perf_counter() - start
                 bar.update(len(batch))
-                bar.set_postfix(loss=f"{st.loss_sum / st.seen:.3f}",
-                                acc=f"{st.correct / st.seen:.3f}",
-                                img_s=f"{st.seen / max(st.elapsed, 1e-9):.0f}", refresh=False)
+                shown = {"acc": f"{st.correct / st.seen:.3f}"} if self.objective.has_accuracy else {}
+                bar.set_postfix(loss=f"{st.loss_sum / st.seen:.3f}", **shown,
+                                img_s=f"{st.seen / max(st.elapsed, 1e-9):.1f}", refresh=False)
                 if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0:
                     self.checkpoint()
                 if stop:
@@ -372,29 +429,23 @@ class Trainer:
                     raise Interrupted(f"interrupted at epoch {st.epoch}, step {st.step}"
                                       + (" (checkpoint saved)" if self.out else "") + where + ".")
 
-    def train_step(self, x_uint8: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-                   total: int, part: slice, stop: bool) -> tuple[float, float, bool]:
-        """One optimisation step on this process's ``part`` of a global batch of ``total``.
+    def train_step(self, idx: torch.Tensor, total: int, part: slice,
+                   stop: bool) -> tuple[float, float, bool]:
+        """One optimisation step on this process's ``part`` (training images ``idx``) of a
+        global batch of ``total``.
 
         Returns the global batch's summed loss and correct count, and whether any
         process was asked to stop.
         """
         cfg, st = self.config, self.state
-        x = self.clf.preprocess(x_uint8.to(self.device, non_blocking=True))  # (B, C, H, W)
-        y = y.to(self.device, non_blocking=True)
-        if self.augment == "altflip-translate":
-            x = alternating_flip(x, self.flip_bits[idx] ^ (st.epoch % 2 == 0))
-        x = augment_batch(x, self.augment, self.generator, total, part)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = self.objective.batch(self.generator, idx, total, part, st.epoch)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
                             enabled=self.amp is not None):
-            logits = self.forward(x)
-            loss = self.loss_fn(logits.float(), y)
+            loss, correct = self.objective.loss(self.forward, x, y)
         # one collective per step: the batch's loss and accuracy, divergence, Ctrl-C
         loss_sum, correct, bad, stop = self.dist.all_sum(
-            loss.item() * len(y), float((logits.argmax(1) == y).sum()),
-            float(not torch.isfinite(loss)), float(stop))
+            loss.item() * len(idx), float(correct), float(not torch.isfinite(loss)),
+            float(stop))
         if bad:
             kept = (f"; the last good checkpoint is kept in {self.out}"
                     if self.out and (self.out / CHECKPOINT_NAME).exists() else "")
@@ -403,7 +454,7 @@ class Trainer:
                 f"step {st.step + 1} (learning rate {self.scheduler.get_last_lr()[0]:.3g}); "
                 f"lower `lr` or set `max_grad_norm`{kept}.")
         if self.dist.enabled:  # DDP averages gradients over processes: weight by share
-            loss = loss * (len(y) * self.dist.world / total)
+            loss = loss * (len(idx) * self.dist.world / total)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.max_grad_norm:
@@ -421,16 +472,13 @@ class Trainer:
         t = time.perf_counter()
         last = st.epoch == cfg.epochs
         tta = cfg.tta if last else 0  # test-time augmentation for the final score
-        ev = None
-        if len(ds.test_labels):
-            ev = evaluate_logits(sharded_logits(self.clf, ds.test_images, cfg.eval_batch_size,
-                                                tta=tta), ds.test_labels, ds.classes)
+        scores, test = self.objective.evaluate(self.clf, tta)
         row = {
             "epoch": st.epoch,
             "train_loss": round(st.loss_sum / st.seen, 6),
-            "train_acc": round(st.correct / st.seen, 6),
-            "test_acc": round(ev.top1, 6) if ev else None,
-            "test_top5": round(ev.top5, 6) if ev else None,
+            **({"train_acc": round(st.correct / st.seen, 6)} if self.objective.has_accuracy
+               else {}),
+            **scores,
             "lr": self.scheduler.get_last_lr()[0],
             "seconds": round(train_seconds + time.perf_counter() - t, 3),
             "train_seconds": round(train_seconds, 3),
@@ -438,11 +486,10 @@ class Trainer:
             "tta": tta,
         }
         st.history.append(row)
-        test = (f"test {100 * ev.top1:6.2f}%  top-{ev.k} {100 * ev.top5:6.2f}%" if ev
-                else "no test split")
+        train = (f"train {100 * row['train_acc']:6.2f}%  " if self.objective.has_accuracy
+                 else "")
         self.log(f"epoch {st.epoch:>3}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
-                 f"train {100 * row['train_acc']:6.2f}%  {test}  {row['seconds']:.1f}s  "
-                 f"{row['images_per_sec']:.0f} img/s")
+                 f"{train}{test}  {row['seconds']:.1f}s  {row['images_per_sec']:.1f} img/s")
         if self.out and self.dist.is_main:
             append_text(self.out / "metrics.jsonl", json.dumps(row) + "\n")
         st.epoch += 1

@@ -88,6 +88,17 @@ def split_decay(model: torch.nn.Module) -> tuple[list, list]:
     return [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
 
 
+def new_layers(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The layers a fine-tuning run adds to pretrained ones, which train at the full rate:
+    a classifier's head (its last Linear), or all but a detector's or segmenter's trunk
+    (the module its builder names in ``trunk_name``)."""
+    trunk = getattr(model, "trunk_name", None)
+    if trunk:
+        inside = {id(p) for p in model.get_submodule(trunk).parameters()}
+        return [p for p in model.parameters() if id(p) not in inside]
+    return list(head_layer(model)[1].parameters())
+
+
 def default_optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int):
     """SGD (Nesterov) or AdamW; no weight decay on biases and norm layers.  Fine-tuning
     pretrained weights (``weights`` without ``freeze``), the new head (the last Linear)
@@ -95,7 +106,7 @@ def default_optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epo
     head's first, large corrections do not wash out the features being transferred."""
     decay, no_decay = split_decay(model)
     tuning = bool(config.weights) and not config.freeze
-    head = {id(p) for p in head_layer(model)[1].parameters()} if tuning else set()
+    head = {id(p) for p in new_layers(model)} if tuning else set()
     groups = []
     for params, wd in ((decay, config.weight_decay), (no_decay, 0.0)):
         for lr, part in ((config.lr * (config.backbone_lr if tuning else 1.0),

@@ -15,6 +15,8 @@ class Recipe:
     name: str
     summary: str
     defaults: dict = field(default_factory=dict)
+    #: what it trains: "classify", "detect" or "segment"
+    task: str = "classify"
 
 
 RECIPES = {
@@ -35,7 +37,42 @@ RECIPES = {
          "label_smoothing": 0.2, "augment": "altflip-translate", "warmup_epochs": 0.0,
          "schedule": "linear", "tta": 2, "channels_last": True, "optimizer": "muon"},
     ),
+    "detect": Recipe(
+        "detect",
+        "boxes (the default for detection data): FCOS on MobileNetV3, AdamW, warm-up then "
+        "cosine decay, scale and shift jitter (plus mirroring for natural photos)",
+        {"model": "fcos", "epochs": 12, "batch_size": 8, "optimizer": "adamw", "lr": 1e-3,
+         "label_smoothing": 0.0, "augment": "auto", "warmup_epochs": 1.0,
+         "schedule": "cosine", "tta": 0, "channels_last": False},
+        task="detect",
+    ),
+    "segment": Recipe(
+        "segment",
+        "masks (the default for segmentation data): LR-ASPP on MobileNetV3, AdamW, warm-up "
+        "then cosine decay, scale and shift jitter (plus mirroring for natural photos)",
+        {"model": "lraspp", "epochs": 15, "batch_size": 16, "optimizer": "adamw", "lr": 2e-3,
+         "label_smoothing": 0.0, "augment": "auto", "warmup_epochs": 1.0,
+         "schedule": "cosine", "tta": 0, "channels_last": False},
+        task="segment",
+    ),
 }
+
+
+def recipe_for(name: str, task: str) -> Recipe:
+    """The recipe ``name`` for data of ``task``: "default" means the task's own default
+    (``detect``, ``segment``); a recipe of another task is refused in one sentence."""
+    from convscope.errors import UsageError
+
+    if name == "default" and task != "classify":
+        name = task
+    recipe = RECIPES[name]
+    if recipe.task != task:
+        what = {"classify": "classification", "detect": "detection",
+                "segment": "segmentation"}
+        raise UsageError(f"recipe {name} trains {what[recipe.task]} models, and this data is "
+                         f"for {what[task]}; leave --recipe out (its default recipe is "
+                         f"{'default' if task == 'classify' else task}).")
+    return recipe
 
 
 def list_recipes() -> list[str]:
