@@ -47,6 +47,14 @@ def _labels(labels, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
         raise ConvscopeError(f"label {exc.args[0]!r} is not among the classes.") from None
 
 
+def _load(name: str, data_root, image_size, holdout, progress):
+    """A dataset by name; ``image_size`` resizes a classification dataset's images, while
+    boxes and masks keep theirs (the trainer reads it as the network's side)."""
+    entry, _ = parse_dataset_name(name)
+    return load_dataset(name, data_root=data_root, holdout=holdout, progress=progress,
+                        image_size=image_size if entry.task == "classify" else None)
+
+
 def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes=None,
                holdout: float | None = None, data_root=None, image_size=None, natural=None,
                progress: bool = True) -> ImageDataset:
@@ -62,10 +70,7 @@ def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes
                 name = f"folder:{name}"
             else:
                 raise
-        # classification only until boxes and masks train: a detect or segment dataset is
-        # refused in one sentence rather than failing inside the loop
-        return load_dataset(name, data_root=data_root, image_size=image_size, holdout=holdout,
-                            progress=progress, task="classify")
+        return _load(name, data_root, image_size, holdout, progress)
     if labels is None:
         raise ConvscopeError("train needs labels when given images: train(images, labels).")
     x = _train_images(data)
@@ -89,12 +94,17 @@ def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes
 
 def train(data="mnist5k", labels=None, *, model: str | None = None, test_images=None,
           test_labels=None, classes: list[str] | None = None, progress: bool = True,
-          verbose: bool = True, **options) -> Classifier:
-    """Train a classifier and return it.
+          verbose: bool = True, **options):
+    """Train a classifier, a detector or a segmenter (as the data's task says) and return
+    it: a :class:`Classifier`, or a ``TrainedDetector`` / ``TrainedSegmenter`` whose
+    ``predict`` gives boxes or masks.
 
-    ``model`` defaults to the recipe's (``convnet``; ``fastnet`` for ``recipe="fast"``).
-    ``data`` is a dataset name (``"mnist5k"``, ``"cifar10"``, ``"folder:PATH"``), a
-    folder of ``<class>/<image>`` files, or images with ``labels``.  Images given as
+    ``model`` defaults to the recipe's (``convnet``; ``fastnet`` for ``recipe="fast"``;
+    ``fcos`` for boxes, ``lraspp`` for masks).  ``data`` is a dataset name
+    (``"mnist5k"``, ``"cifar10"``, ``"folder:PATH"``, ``"digits-boxes"``, ``"coco:PATH"``,
+    ``"voc:PATH"``, ``"yolo:PATH"``, ``"masks:PATH"``), a folder of ``<class>/<image>``
+    files, or images with ``labels``.  For boxes and masks ``image_size`` is the longest
+    side the network reads (default: the largest image side, at most 512).  Images given as
     arrays hold out ``holdout`` (default 0.1) for testing unless ``test_images`` are
     given; folder datasets hold out 0.2 unless they have a test/ subfolder.
     Any :class:`TrainConfig` field (``epochs``, ``lr``, ``out``, ...) is accepted.
@@ -102,10 +112,12 @@ def train(data="mnist5k", labels=None, *, model: str | None = None, test_images=
     >>> import convscope
     >>> clf = convscope.train("digits", model="linear", epochs=2, progress=False)  # doctest: +SKIP
     >>> clf.predict(images)  # doctest: +SKIP
+    >>> det = convscope.train("digits-boxes", epochs=1, progress=False)  # doctest: +SKIP
+    >>> det.predict(canvas)[0].boxes  # doctest: +SKIP
     """
     config = TrainConfig(model=model, **options)
     if model:
-        parse_model_name(model)  # a bad name or spec fails before any data is loaded
+        parse_model_name(model, None)  # a bad name or spec fails before any data is loaded
     d = distributed.init_from_env(config.device)  # a no-op outside torchrun
     with distributed.main_first():  # rank 0 decodes and caches a folder; the others read it
         dataset = as_dataset(data, labels, test_images=test_images, test_labels=test_labels,
@@ -120,7 +132,7 @@ def train(data="mnist5k", labels=None, *, model: str | None = None, test_images=
 
 
 def resume(out: str | os.PathLike, *, progress: bool = True, verbose: bool = True,
-           data_root=None) -> Classifier:
+           data_root=None):
     """Continue the training run in folder ``out`` from its last checkpoint, exactly.
 
     The run's own ``config.json`` says what to train on; with the same seed on the CPU,
@@ -147,9 +159,8 @@ def resume(out: str | os.PathLike, *, progress: bool = True, verbose: bool = Tru
                              "convscope.train.fit(dataset, config, resume=True).")
     d = distributed.init_from_env(config.device)
     with distributed.main_first():
-        dataset = load_dataset(config.data, data_root=config.data_root,
-                               image_size=config.image_size, holdout=config.holdout,
-                               progress=progress and d.is_main)
+        dataset = _load(config.data, config.data_root, config.image_size, config.holdout,
+                        progress and d.is_main)
     log = print if verbose and d.is_main else (lambda _m: None)
     return fit(dataset, config, progress=progress, log=log, resume=True)
 

@@ -178,16 +178,27 @@ def dataset_for_model(clf, name: str | None = None, *, data_root=None,
         except UsageError:
             raise UsageError(f"this model was trained on {name}, which convscope cannot "
                              "load; pass a dataset as `data`.") from None
-    own = name == clf.meta.dataset or (
-        name.startswith("folder:") and str(clf.meta.dataset).startswith("folder:")
-        and Path(name[7:]).expanduser().resolve() == Path(clf.meta.dataset[7:]))
+    own = name == clf.meta.dataset or _same_files(name, str(clf.meta.dataset))
+    task = getattr(clf, "task", "classify")
     size = image_size
     if size is None and name.startswith("folder:") and (fit_folder or own):
         size = clf.image_size[0]  # user folders take the model's size
+    if task != "classify":
+        size = None  # boxes and masks keep their images' own sizes
     holdout = clf.meta.train_config.get("holdout") if own else None
     ds = load_dataset(name, data_root=data_root, image_size=size, holdout=holdout,
-                      progress=progress, task="classify")
+                      progress=progress, task=task)
     return ds, own
+
+
+def _same_files(name: str, own: str) -> bool:
+    """Whether dataset ``name`` reads the files of ``own`` (``folder:``, ``coco:``, ... with
+    paths written differently)."""
+    kind, sep, path = name.partition(":")
+    own_kind, _, own_path = own.partition(":")
+    if not sep or kind != own_kind or kind not in ("folder", "coco", "voc", "yolo", "masks"):
+        return False
+    return Path(path).expanduser().resolve() == Path(own_path)
 
 
 def resolve_split(split: str, own: bool) -> str:

@@ -82,13 +82,16 @@ npy_file = output_file(".npy")
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = False, default=None) -> None:
     p.add_argument("--data", required=required, default=default, metavar="NAME",
-                   help="dataset: " + ", ".join(list_datasets())
+                   help="dataset: " + ", ".join(list_datasets("classify"))
+                   + "; boxes: " + ", ".join(list_datasets("detect"))
+                   + "; masks: " + ", ".join(list_datasets("segment"))
                    + (f" (default: {default})" if default else ""))
     p.add_argument("--data-root", metavar="DIR",
                    help="where cifar10/mnist live or are downloaded to "
                         "(default ~/.cache/convscope/data)")
     p.add_argument("--image-size", type=positive_int, metavar="PX",
-                   help="resize the dataset's images to PX x PX")
+                   help="resize the dataset's images to PX x PX (boxes and masks: the longest "
+                        "side the network reads, default the largest image side up to 512)")
 
 
 def add_model_arg(p: argparse.ArgumentParser, default: str = "convnet") -> None:

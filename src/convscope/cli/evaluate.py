@@ -11,20 +11,30 @@ from convscope.cli.common import (
 )
 from convscope.evaluate import dataset_for_model, resolve_split
 from convscope.loading import open_model
-from convscope.render.figures import confusion_figure, save_figure
+from convscope.classifier import Classifier
+from convscope.errors import UsageError
+from convscope.render.figures import class_scores_figure, confusion_figure, save_figure
+from convscope.scene.trained import TrainedDetector, TrainedSegmenter
 
 
 def register(sub) -> None:
-    p = add_command(sub, "evaluate", "accuracy, per-class accuracy and confusion matrix of a model",
+    p = add_command(sub, "evaluate", "accuracy and confusion matrix, COCO mAP, or mean IoU of "
+                    "a model",
                     "Evaluate a model file (or a torchvision classifier, with --weights) on a "
-                    "dataset's test split.",
-                    ("convscope evaluate runs/demo/model.safetensors --out confusion.png",),
+                    "dataset's test split: a classifier's top-1/top-5 and confusion matrix, a "
+                    "detector's COCO mAP@[.5:.95], mAP@.5 and per-class AP (pycocotools), a "
+                    "segmenter's mean IoU, pixel accuracy and per-class IoU.",
+                    ("convscope evaluate runs/demo/model.safetensors --out confusion.png",
+                     "convscope evaluate runs/boxes/model.safetensors --json",
+                     "convscope evaluate runs/roads/model.safetensors --data masks:~/roads2 "
+                     "--out iou.png"),
                     data=True, run=run)
     p.add_argument("--split", choices=("auto", "test", "all", "train"), default="auto",
                    help="which images: auto = the test split of the model's own training "
                         "dataset, every image of any other dataset (default auto)")
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--out", type=figure_file, metavar="PNG", help="also draw the confusion matrix to this PNG")
+    p.add_argument("--out", type=figure_file, metavar="PNG", help="also draw the confusion matrix (a detector's or segmenter's "
+                   "per-class scores) to this PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -37,8 +47,31 @@ def dataset_for(clf, args):
     return ds.as_evaluation_split(resolve_split(args.split, own))
 
 
+def run_annotated(args, model) -> int:
+    """A detector's COCO mAP or a segmenter's mean IoU, per-class table and bars."""
+    data = dataset_for(model, args)
+    ev = model.evaluate(data)
+    if args.out:
+        save_figure(class_scores_figure(ev), args.out,
+                    config={"command": "evaluate", "model": args.model, "data": data.name})
+    if args.json:
+        print_json({"model": args.model, "data": data.name, "task": model.task,
+                    **ev.to_dict()})
+    else:
+        print(f"model       {args.model}\ndata        {data.name}")
+        print(ev.format())
+        if args.out:
+            print(f"\nwrote {args.out}")
+    return 0
+
+
 def run(args) -> int:
     clf = open_model(args.model, args.weights, args.device)
+    if isinstance(clf, (TrainedDetector, TrainedSegmenter)):
+        return run_annotated(args, clf)
+    if not isinstance(clf, Classifier):
+        raise UsageError(f"{args.model} is a packaged {clf.task} network; evaluate scores "
+                         "classifiers and the detectors and segmenters convscope trains.")
     data = dataset_for(clf, args)
     ev = clf.evaluate(data, batch_size=args.batch_size)
     if not distributed.current().is_main:  # under torchrun one process writes and prints

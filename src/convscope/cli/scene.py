@@ -17,6 +17,7 @@ from convscope.render.figures import save_image
 from convscope.scene.config import DetectConfig, PoseConfig, SegmentConfig
 from convscope.scene.describe import DescribeConfig, Describer
 from convscope.scene.models import read_photo, scene_names
+from convscope.scene.trained import TrainedSegmenter
 
 #: names a user may type for a catalogue name
 ALIASES = {"cascade": "haar-cascade", "ssd": "ssd-mobilenet-v2", "movenet": "movenet-lightning",
@@ -24,14 +25,19 @@ ALIASES = {"cascade": "haar-cascade", "ssd": "ssd-mobilenet-v2", "movenet": "mov
 
 
 def network(task: str):
-    """An argparse type: a packaged network of ``task`` (or an alias of one)."""
+    """An argparse type: a packaged network of ``task`` (or an alias of one), or a model
+    file (a detector or segmenter trained by convscope; its task is checked when opened)."""
     names = scene_names(task)
 
     def parse(text: str) -> str:
         name = ALIASES.get(text, text)
+        if Path(name).expanduser().is_file():
+            return str(Path(name).expanduser())
         if name not in names:
+            trained = (" or a model file you trained (DIR/model.safetensors)"
+                       if task in ("detect", "segment") else "")
             raise argparse.ArgumentTypeError(f"{text!r} is not a {task} network; choose one "
-                                             f"of: {', '.join(names)}")
+                                             f"of: {', '.join(names)}{trained}")
         return name
 
     parse.__name__ = f"{task}_network"
@@ -40,8 +46,9 @@ def network(task: str):
 
 def _model_flag(p, flag: str, task: str, help_text: str) -> None:
     names = scene_names(task)
+    trained = ", or a model file you trained" if task in ("detect", "segment") else ""
     p.add_argument(flag, default=names[0], type=network(task), metavar="NAME",
-                   help=f"{help_text}: {', '.join(names)} (default {names[0]}; "
+                   help=f"{help_text}: {', '.join(names)}{trained} (default {names[0]}; "
                         "`convscope models --pretrained` says where each comes from)")
     add_device_arg(p)
 
@@ -187,16 +194,21 @@ def _run(args, config, find, line, outputs=()) -> int:
 def run_detect(args) -> int:
     if args.index is not None:
         return run_explain_box(args)
-    targets = _targets(args)
     model = open_model(args.detector, device=args.device, task=args.task)
-    config = config_from(DetectConfig, args)
-    settings = {"detector": args.detector, **asdict(config)}
+    return detect_with(args, model, config_from(DetectConfig, args), args.detector)
+
+
+def detect_with(args, model, config: DetectConfig, name: str) -> int:
+    """``detect`` (and ``predict`` with a detector file): each photo's boxes, as text or
+    JSON, drawn into ``args.out``."""
+    targets = _targets(args)
+    settings = {"detector": name, **asdict(config)}
 
     def line(found) -> str:
         fmt = "{:.2f}" if found.score_kind == "probability" else "{:.1f}"
-        shown = ", ".join((fmt if args.task == "faces" else f"{lab} {fmt}").format(s)
+        shown = ", ".join((fmt if model.task == "faces" else f"{lab} {fmt}").format(s)
                           for lab, s in zip(found.labels, found.scores))
-        return (f"{len(found)} {'face' if args.task == 'faces' else 'object'}"
+        return (f"{len(found)} {'face' if model.task == 'faces' else 'object'}"
                 f"{'' if len(found) == 1 else 's'}" + (f": {shown}" if shown else ""))
 
     return _run(args, config, lambda ph: model.predict(
@@ -240,13 +252,29 @@ def run_pose(args) -> int:
 
 
 def run_segment(args) -> int:
+    model = open_model(args.model, device=args.device, task="segment")
+    return segment_with(args, model, config_from(SegmentConfig, args), args.model)
+
+
+def segment_with(args, model, config: SegmentConfig, name: str) -> int:
+    """``segment`` (and ``predict`` with a segmenter file): each photo's mask, as text or
+    JSON, drawn into ``args.out`` and written as a PNG into ``args.mask_out``."""
     targets = _targets(args)
     masks = _places(args.mask_out, args.images, "--mask-out")
-    model = open_model(args.model, device=args.device, task="segment")
-    config = config_from(SegmentConfig, args)
-    settings = {"model": args.model, **asdict(config)}
-    return _run(args, config, lambda ph: model.predict([ph], threshold=config.threshold)[0],
-                lambda mask: f"people cover {mask.coverage:.1%} of the photo",
+    if isinstance(model, TrainedSegmenter):  # every pixel its likeliest class
+        find = lambda ph: model.predict([ph])[0]  # noqa: E731
+        settings = {"model": name}
+
+        def line(mask) -> str:
+            shares = [f"{k} {v:.1%}" for k, v in mask.shares().items()]
+            return ", ".join(shares[:8]) + " of the pixels"
+    else:
+        find = lambda ph: model.predict([ph], threshold=config.threshold)[0]  # noqa: E731
+        settings = {"model": name, **asdict(config)}
+
+        def line(mask) -> str:
+            return f"people cover {mask.coverage:.1%} of the photo"
+    return _run(args, config, find, line,
                 [(lambda mask, path: mask.save(path, config=settings), targets),
                  (lambda mask, path: mask.save_mask(path, config=settings), masks)])
 

@@ -15,8 +15,9 @@ from convscope.train.config import TrainConfig
 
 def register(sub) -> None:
     p = add_command(
-        sub, "train", "train a classifier on a dataset",
-        "Train a classifier. Writes DIR/model.safetensors (weights plus metadata), "
+        sub, "train", "train a classifier, detector or segmenter on a dataset",
+        "Train a classifier, or a detector (boxes: COCO, VOC or YOLO folders) or segmenter "
+        "(masks) as the data's task says. Writes DIR/model.safetensors (weights plus metadata), "
         "DIR/metrics.jsonl (one line per epoch) and DIR/config.json. Options left out take the "
         "--recipe's defaults.",
         ("convscope train --data mnist5k --model convnet --out runs/mnist",
@@ -27,6 +28,9 @@ def register(sub) -> None:
          "--out runs/whales",
          "convscope train --data folder:~/whales --model efficientnet-lite0 --weights pretrained "
          "--freeze --out runs/probe",
+         "convscope train --data digits-boxes --out runs/boxes",
+         "convscope train --data coco:~/lab/annotations.json --model fasterrcnn --out runs/lab",
+         "convscope train --data masks:~/roads --model deeplabv3 --out runs/roads",
          "convscope train --resume runs/photos"), model=False, run=run)
     add_data_args(p, default=TrainConfig.data)
     add_options(p, TrainConfig)
@@ -70,5 +74,11 @@ def _report(clf, out) -> int:
     m = clf.meta.metrics
     if m.get("test_acc") is not None:
         print(f"\ntest top-1 {100 * m['test_acc']:.2f}%, top-5 {100 * m['test_top5']:.2f}%")
+    if m.get("test_map50") is not None:
+        print(f"\ntest mAP@.5 {100 * m['test_map50']:.1f}%, mAP@[.5:.95] "
+              f"{100 * m['test_map']:.1f}% (pycocotools)")
+    if m.get("test_miou") is not None:
+        print(f"\ntest mean IoU {100 * m['test_miou']:.1f}%, pixel accuracy "
+              f"{100 * m['test_pixel_acc']:.1f}%")
     print(f"wrote {out}/model.safetensors, {out}/metrics.jsonl, {out}/config.json")
     return 0

@@ -14,7 +14,7 @@ A segmentation dataset holds one ``(H, W)`` uint8 mask per image, each pixel a c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -91,6 +91,13 @@ class AnnotatedSplit:
         return AnnotatedSplit([self.images[r] for r in rows], [self.files[r] for r in rows],
                               pick(self.boxes), pick(self.labels), pick(self.masks))
 
+    def __add__(self, other: AnnotatedSplit) -> AnnotatedSplit:
+        def join(a, b):
+            return None if a is None or b is None else list(a) + list(b)
+        return AnnotatedSplit(self.images + other.images, self.files + other.files,
+                              join(self.boxes, other.boxes), join(self.labels, other.labels),
+                              join(self.masks, other.masks))
+
     def objects(self) -> int:
         return sum(len(b) for b in self.boxes) if self.boxes is not None else 0
 
@@ -130,6 +137,13 @@ class AnnotatedDataset:
         channels = {int(x.shape[0]) for s in (self.train, self.test) for x in s.images}
         if len(channels) > 1:
             raise ValueError(f"every image needs the same channels, got {sorted(channels)}")
+
+    def as_evaluation_split(self, split: str) -> AnnotatedDataset:
+        """The dataset with ``split`` ("test", "train" or "all") as its test images."""
+        if split == "test":
+            return self
+        part = self.train if split == "train" else self.train + self.test
+        return replace(self, name=f"{self.name} ({split} images)", test=part)
 
     @property
     def channels(self) -> int:

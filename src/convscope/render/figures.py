@@ -124,6 +124,40 @@ def confusion_figure(evaluation, title: str = ""):
 
 
 @drawing
+def class_scores_figure(evaluation, title: str = ""):
+    """A detector's or segmenter's per-class scores as horizontal bars: AP@.5 and AP@[.5:.95]
+    (boxes) or IoU and pixel accuracy (masks), with the mean as a dashed line; a class
+    absent from the data is marked "no data"."""
+    plt = _plt()
+    boxes = hasattr(evaluation, "per_class50")
+    first, second = ((evaluation.per_class50, evaluation.per_class) if boxes
+                     else (evaluation.per_class_iou, evaluation.per_class_accuracy))
+    names = ("AP@.5", "AP@[.5:.95]") if boxes else ("IoU", "pixel accuracy")
+    mean = evaluation.map50 if boxes else evaluation.miou
+    k = len(evaluation.classes)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.38 * k))
+    y = np.arange(k)
+    for offset, values, name, c in ((-0.2, first, names[0], "#0072B2"),
+                                    (0.2, second, names[1], "#E69F00")):
+        ax.barh(y + offset, [v or 0 for v in values], height=0.38, color=c, label=name)
+        for yi, v in zip(y, values):
+            ax.text((v or 0) + 0.01, yi + offset, "no data" if v is None else f"{v:.2f}",
+                    va="center", fontsize=8)
+    if mean is not None:
+        ax.axvline(mean, color="#333333", ls="--", lw=1)
+        ax.text(mean, -0.9, f" mean {names[0]} {mean:.2f}", fontsize=8, va="bottom")
+    ax.set_yticks(y, [str(c) for c in evaluation.classes])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.15)
+    ax.set_xlabel("score (1 = perfect)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or ("per-class average precision (pycocotools)" if boxes
+                           else "per-class intersection over union"))
+    fig.tight_layout()
+    return fig
+
+
+@drawing
 def image_grid(images, titles=(), cols: int | None = None, cell: float = 1.8, title: str = ""):
     """Images (PIL, or HWC uint8 arrays) in a grid with a caption under each, drawn with
     nearest-neighbour pixels so that small (32x32) images stay sharp."""

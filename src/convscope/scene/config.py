@@ -14,8 +14,9 @@ class DetectConfig:
 
     min_score: float | None = option(
         None, "keep detections scored at least this (default: the detector's own: mtcnn 0.9, "
-              "blazeface 0.6, ssd-mobilenet-v2 0.5; haar-cascade's scores are stage margins, "
-              "0 keeps all)", type=nonneg_float, metavar="S")
+              "blazeface 0.6, ssd-mobilenet-v2 0.5 and a detector you trained 0.5; "
+              "haar-cascade's scores are stage margins, 0 keeps all)", type=nonneg_float,
+        metavar="S")
     max_side: int = option(MAX_SIDE, "photos with a longer side than this are looked at "
                                      "downscaled (boxes stay in the photo's pixels)",
                            type=positive_int, metavar="PX")
@@ -33,5 +34,6 @@ class PoseConfig:
 class SegmentConfig:
     """The options of ``segment``."""
 
-    threshold: float = option(0.5, "a pixel is in the mask at this probability",
-                              type=fraction, metavar="P")
+    threshold: float = option(0.5, "a pixel is in the person mask at this probability (a "
+                                   "segmenter you trained gives each pixel its likeliest "
+                                   "class)", type=fraction, metavar="P")

@@ -31,7 +31,7 @@ from convscope.scene.results import ClassMask
 def _as_model_input(array: np.ndarray, channels: int) -> torch.Tensor:
     """An (H, W, 3) uint8 RGB photo as the (C, H, W) uint8 tensor a model of ``channels``
     channels reads (ITU-R 601 luma for one channel, as Pillow's "L")."""
-    x = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    x = torch.tensor(np.asarray(array, dtype=np.uint8)).permute(2, 0, 1)  # a copy: writable
     if channels == 1:
         grey = (x.float() * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0)
         return grey.round().clamp(0, 255).to(torch.uint8)[None]
