@@ -50,6 +50,7 @@ from convscope.models.backbones import (
     is_packaged,
     load_weights_file,
     register_network,
+    usual_norm_momentum,
     wants_packaged,
 )
 from convscope.models.registry import ModelInput
@@ -163,6 +164,7 @@ def ssdlite(inp: ModelInput, weights: str | None = None) -> nn.Module:
     model: SSD = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
                                                num_classes=inp.num_classes + 1)
     adapt_stem(model.backbone, inp.channels, pretrained=False)
+    usual_norm_momentum(model)
     h, w = (min(s, MAX_SIDE) for s in inp.image_size)
     sizes = _sizes(inp)
     model.transform = GeneralizedRCNNTransform(min(h, w), max(h, w), sizes["image_mean"],
