@@ -23,7 +23,7 @@ from convscope.version import __version__
 
 #: modules under convscope.cli, each with register(subparsers); order is the --help order
 COMMAND_MODULES = ("train", "evaluate", "predict", "views", "explain", "challenges",
-                   "visualize", "style", "scene", "report", "catalog", "arith")
+                   "visualize", "style", "scene", "mistakes", "report", "catalog", "arith")
 
 
 def build_parser() -> argparse.ArgumentParser:

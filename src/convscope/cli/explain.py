@@ -16,11 +16,15 @@ from convscope.cli.common import (
     print_json,
 )
 from convscope.cli.options import add_options, config_from
+from convscope.errors import UsageError
+from convscope.inspect.annotated import MASK_METHODS, MaskExplainConfig, explain_mask_class
 from convscope.inspect.attribution import ExplainConfig, explain_many, list_methods
 from convscope.inspect.faithfulness import FaithfulnessConfig, faithfulness
 from convscope.loading import open_model
 from convscope.render.attribution import explanation_figure, faithfulness_figure
-from convscope.render.figures import save_figure
+from convscope.render.figures import save_figure, save_image
+from convscope.render.views import vstack
+from convscope.scene.trained import TrainedDetector, TrainedSegmenter
 
 #: the map options faithfulness shares with explain (target, channel, position: explain's)
 MAP_OPTIONS = ("window", "stride", "baseline", "perturbations_per_eval", "layer", "batch_size")
@@ -49,7 +53,9 @@ def register(sub) -> None:
          "convscope explain resnet18 --weights DEFAULT dog.jpg --method occlusion --window 32 "
          "--stride 16 --out occ.png",
          "convscope explain resnet18 dog.jpg --method guided-backprop --layer layer3 "
-         "--channel 7 --out neuron.png"), run=run_explain)
+         "--channel 7 --out neuron.png",
+         "convscope explain runs/masks/model.safetensors road.png --target car --method gradcam "
+         "--out why-car.png"), run=run_explain)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--method", choices=[*methods, "all"], default="all",
                    help="the map (default all: one panel per method)")
@@ -75,6 +81,12 @@ def register(sub) -> None:
 
 def run_explain(args) -> int:
     clf = open_model(args.model, args.weights, args.device)
+    if isinstance(clf, TrainedSegmenter):
+        return run_explain_mask(args, clf)
+    if isinstance(clf, TrainedDetector):
+        raise UsageError(f"{args.model} is a detector; explain one of its boxes with "
+                         f"`convscope detect IMAGE --detector {args.model} --explain 0 "
+                         "--method gradcam --out why.png`.")
     config = config_from(ExplainConfig, args, method=args.method)
     methods = list_methods() if args.method == "all" else [args.method]
     results = explain_many(clf, args.images, methods, config, progress=not args.quiet)
@@ -96,6 +108,33 @@ def run_explain(args) -> int:
         np.save(args.npy, maps if args.method == "all" else maps[0])
         print(f"wrote {args.npy}" + (f" (axes: method [{', '.join(methods)}], image, y, x)"
                                      if args.method == "all" else " (axes: image, y, x)"))
+    return 0
+
+
+def run_explain_mask(args, model) -> int:
+    """A segmenter: which pixels make it call pixels --target (Grad-CAM, occlusion or
+    both, one picture per image and method, stacked in --out)."""
+    methods = list(MASK_METHODS) if args.method == "all" else [args.method]
+    if any(m not in MASK_METHODS for m in methods):
+        raise UsageError(f"a segmenter's class is explained by {' or '.join(MASK_METHODS)}, not "
+                         f"--method {args.method}.")
+    if not str(args.out).lower().endswith(".png"):
+        raise UsageError(f"--out {args.out} must be a .png for a segmenter's maps.")
+    if args.npy:
+        raise UsageError("--npy saves a classifier's maps; a segmenter's are in --out.")
+    pictures, results = [], []
+    for path in args.images:
+        for method in methods:
+            config = MaskExplainConfig(target=args.target, method=method,
+                                       window=args.window, stride=args.stride)
+            expl = explain_mask_class(model, path, config, progress=not args.quiet)
+            pictures.append(expl.render())
+            results.append(expl.to_dict() | {"image": path})
+            print(f"{path}: {expl.label} on {int(expl.mask.sum())} pixels (mean probability "
+                  f"{expl.score:.2f}), {method}: {expl.inside_share():.0%} of the map on them")
+    save_image(vstack(pictures, gap=8), args.out,
+               config={"command": "explain", "model": str(args.model), "results": results})
+    print(f"wrote {args.out}")
     return 0
 
 

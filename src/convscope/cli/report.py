@@ -78,7 +78,7 @@ def run_report(args) -> int:
                           model_path=args.model)
     if distributed.current().is_main:  # under torchrun every process has the same page
         path = report.save(out)
-        print(f"wrote {path} ({len(sections)} sections, {report.seconds['total']:.0f} s)")
+        print(f"wrote {path} ({len(report.seconds) - 2} sections, {report.seconds['total']:.0f} s)")
     return 0
 
 

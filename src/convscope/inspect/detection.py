@@ -6,10 +6,14 @@
   ``Occlusion``, with the detector wrapped as its forward function).  The box's score on
   a masked photo is the best score of a detection with the same label that overlaps the
   box by IoU >= 0.5, 0 when none does (the box is lost).
-- **Grad-CAM** where the detector is a PyTorch network (MTCNN): O-Net, MTCNN's last stage,
+- **Grad-CAM** where the detector is a PyTorch network.  MTCNN: O-Net, its last stage,
   is run on the box's square crop at 48x48 as MTCNN runs it, and captum's ``LayerGradCam``
-  weights its last 8x8 convolutional map by the gradient of the face probability; the
-  map is laid back over the box.
+  weights its last 8x8 convolutional map by the gradient of the face log-odds; the map is
+  laid back over the box.  A detector convscope trained (``TrainedDetector``): the network
+  runs on the whole photo in eval mode with gradients on, and the target is the log-odds
+  of the score of the detection it gives for the box (the same label, IoU >= 0.5, the best
+  score: the box occlusion follows); ``LayerGradCam`` weights the trunk's last map
+  (:func:`convscope.inspect.annotated.cam_layer`) by its gradient.
 
 Nothing of the detector is changed: captum removes its hooks, the network's mode is
 restored (:func:`convscope.inspect.hooks.model_mode`).
@@ -26,10 +30,12 @@ from torchvision.ops import box_iou
 
 from convscope.display import MosaicDisplay, draw
 from convscope.errors import UsageError
+from convscope.inspect.annotated import cam_layer, layer_grad_cam, resized
 from convscope.inspect.hooks import model_mode
 from convscope.options import nonneg_float, nonneg_int, option, positive_int
 from convscope.progress import progress_bar
 from convscope.scene.models import Detector, MtcnnFaces, read_photo, shrunk
+from convscope.scene.trained import TrainedDetector, _as_model_input
 
 #: the box-explaining methods
 BOX_METHODS = ("occlusion", "gradcam")
@@ -47,7 +53,8 @@ class BoxExplainConfig:
                                      "keep its score (drawn to --out)",
                                type=nonneg_int, metavar="N", flag="--explain")
     method: str = option("occlusion", "how: occlusion (any detector) or gradcam (PyTorch "
-                                      "detectors: mtcnn)", choices=BOX_METHODS)
+                                      "detectors: mtcnn and the detectors you train)",
+                         choices=BOX_METHODS)
     window: int | None = option(None, "occlusion: side of the grey square (default: half the "
                                       "box's shorter side, enough to hide a part of the "
                                       "object)", type=positive_int, metavar="PX")
@@ -124,7 +131,9 @@ def explain_detection(model: Detector, image, config: BoxExplainConfig | None = 
                          f"{len(found)}" + (" or a lower `min_score`." if found.min_score else
                                             "."))
     box, label, score = found.boxes[index], found.labels[index], float(found.scores[index])
-    if config.method == "gradcam":
+    if config.method == "gradcam" and isinstance(model, TrainedDetector):
+        heat, settings = _gradcam_trained(model, small, box, label)
+    elif config.method == "gradcam":
         heat, settings = _gradcam_mtcnn(model, small, box)
     else:
         heat, settings = _occlusion(model, small, box, label, config, progress)
@@ -183,7 +192,8 @@ def _occlusion(model: Detector, photo: np.ndarray, box: np.ndarray, label: str,
 
 def _gradcam_mtcnn(model: Detector, photo: np.ndarray, box: np.ndarray):
     if not isinstance(model, MtcnnFaces):
-        raise UsageError(f"Grad-CAM needs a PyTorch detector (mtcnn); {model.name} is not "
+        raise UsageError(f"Grad-CAM needs a PyTorch detector (mtcnn, or one you trained); "
+                         f"{model.name} is not "
                          "one, so use `method` occlusion, which works for any detector.")
     from captum.attr import LayerAttribution, LayerGradCam  # heavy optional dependency
 
@@ -224,4 +234,55 @@ def _gradcam_mtcnn(model: Detector, photo: np.ndarray, box: np.ndarray):
                   "target": "face log-odds (O-Net's logits)"}
 
 
-__all__ = ["BOX_METHODS", "BoxExplainConfig", "BoxExplanation", "explain_detection"]
+def box_target(model: TrainedDetector, box, label: str):
+    """The function Grad-CAM differentiates for one box of a trained detector: ``f(x)``, x
+    (N, C, H, W) floats in [0, 1], gives (N, 1) the log-odds of the score of the detection
+    the network makes for the box on each image.
+
+    torchvision's detectors keep, in eval mode, the graph from the input to each kept
+    detection's score (the top-k, the suppression and the decoding only select), so the
+    score of the same detection, found again as occlusion finds it (the same label, IoU
+    >= 0.5 with the box, the best score), is a differentiable function of the pixels and
+    of the trunk's map; it is what Grad-CAM of that box means.  The log-odds rather than
+    the score: a confident score (a sigmoid, or FCOS's square root of two) saturates near
+    1 and would leave no gradient; the log-odds rank the same and do not saturate.  An
+    image on which the box is lost gives 0 with no gradient."""
+    net = model.model
+    wanted = torch.as_tensor(np.asarray(box, np.float32))[None]
+    k = model.classes.index(label) + 1  # torchvision's labels: 0 is the background
+
+    def log_odds(x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for found in net(list(x)):
+            same = found["labels"] == k
+            boxes = found["boxes"].detach()
+            iou = box_iou(wanted.to(boxes.device), boxes)[0]
+            # the box itself counts even when it is degenerate (no area, so no IoU)
+            alike = (boxes - wanted.to(boxes.device)).abs().amax(1) < 1e-3
+            ok = same & ((iou >= SAME_BOX_IOU) | alike)
+            if not bool(ok.any()):
+                out.append(x.sum() * 0)
+                continue
+            s = found["scores"][ok].max().clamp(1e-6, 1 - 1e-6)
+            out.append(torch.log(s) - torch.log1p(-s))
+        return torch.stack(out)[:, None]
+
+    return log_odds
+
+
+def _gradcam_trained(model: TrainedDetector, photo: np.ndarray, box: np.ndarray, label: str):
+    net = model.model
+    h, w = photo.shape[:2]
+    x = _as_model_input(photo, model.channels).float()[None].to(model.device) / 255
+    with torch.no_grad():  # where the transform puts the photo: resized, then padded
+        batch, _ = net.transform([x[0]])
+    (rh, rw), (ph, pw) = batch.image_sizes[0], batch.tensors.shape[-2:]
+    cam = layer_grad_cam(box_target(model, box, label), net, x)
+    # the map covers the padded, resized photo: cut the padding off, back to the photo
+    full = resized(cam, (ph, pw))[:rh, :rw]
+    heat = resized(torch.from_numpy(np.ascontiguousarray(full)), (h, w))
+    return heat, {"layer": cam_layer(net)[2], "map": list(cam.shape),
+                  "target": f"log-odds of the {label} detection's score"}
+
+
+__all__ = ["BOX_METHODS", "BoxExplainConfig", "BoxExplanation", "box_target", "explain_detection"]

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from convscope.display import drawing
 from convscope.models.coco import plural
-from convscope.render.views import _font, captioned
+from convscope.render.views import _font, captioned, centred, fit, grid, hstack, text_block, vstack
 from convscope.text import count
 
 #: the longer side of a drawn photo, at most / at least
@@ -234,7 +234,145 @@ def box_explanation_image(expl) -> np.ndarray:
     if expl.method == "occlusion":
         what = (f"occlusion: where hiding a {expl.settings['window']}-px grey square lowers "
                 f"the box's score (red: most, a drop of {float(expl.heat.max()):.3f})")
+    elif "map" in expl.settings:  # a detector convscope trained
+        h, w = expl.settings["map"]
+        what = (f"Grad-CAM of the box's score (log-odds) on {expl.settings['layer']}, a "
+                f"{h}x{w} map (red: most)")
     else:
         what = "Grad-CAM of O-Net's face log-odds on the box's crop (red: most)"
     return captioned(both, [f"{expl.model}: {expl.label} {expl.score:.2f}", what,
                             f"{expl.inside_share():.0%} of the map is inside the box"])
+
+
+#: the colours of the truth and of the model's answer in the mistakes' pictures
+TRUTH, ANSWER = (0, 158, 115), (213, 94, 0)
+#: the names of Pascal VOC's first colours (class_colours), for legends
+VOC_NAMES = ("black", "dark red", "green", "olive", "navy", "purple", "teal", "grey")
+#: the side of one picture in the mistakes' grids
+TILE = 160
+
+
+def _outline(img: Image.Image, box, factor: float, fill, dashed: bool = False) -> None:
+    draw = ImageDraw.Draw(img)
+    x0, y0, x1, y1 = (float(v) * factor for v in box)
+    draw.rectangle((x0, y0, max(x0, x1), max(y0, y1)), outline=fill,
+                   width=max(2, round(max(img.size) / 80)))
+
+
+def _crop(image: np.ndarray, boxes, margin: float = 0.6, least: int = 32):
+    """The region round ``boxes`` (x0, y0, x1, y1), ``margin`` box sizes each side and at
+    least ``least`` px a side, clipped to the image: ``(crop, (left, top))``."""
+    h, w = image.shape[:2]
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    x0, y0 = b[:, 0].min(), b[:, 1].min()
+    x1, y1 = b[:, 2].max(), b[:, 3].max()
+    mx, my = max(margin * (x1 - x0), (least - (x1 - x0)) / 2, 0), \
+        max(margin * (y1 - y0), (least - (y1 - y0)) / 2, 0)
+    left, top = max(0, int(x0 - mx)), max(0, int(y0 - my))
+    right, bottom = min(w, int(np.ceil(x1 + mx))), min(h, int(np.ceil(y1 + my)))
+    return image[top:max(bottom, top + 1), left:max(right, left + 1)], (left, top)
+
+
+def _rgb(image) -> np.ndarray:
+    a = np.asarray(image.permute(1, 2, 0) if hasattr(image, "permute") else image)
+    return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
+
+
+def mistake_tile(image, mistake, side: int = TILE) -> np.ndarray:
+    """One false positive or missed object: the region round it with the truth's box in
+    green and the detection's in orange, and a caption."""
+    boxes = [mistake.box] + ([mistake.other[0]] if mistake.other else [])
+    crop, (left, top) = _crop(_rgb(image), boxes)
+    img = Image.fromarray(np.ascontiguousarray(crop))
+    factor = side / max(img.size)
+    img = img.resize((max(1, round(img.width * factor)), max(1, round(img.height * factor))),
+                     Image.NEAREST if factor >= 1 else Image.BILINEAR)
+
+    def shifted(box):
+        return (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
+
+    false = mistake.kind == "false positive"
+    if mistake.other and mistake.other[3] > 0:  # the nearest box of the other side
+        _outline(img, shifted(mistake.other[0]), factor, ANSWER if not false else TRUTH)
+    _outline(img, shifted(mistake.box), factor, ANSWER if false else TRUTH)
+    head = (f"#{mistake.image} {mistake.label} {mistake.score:.2f}" if false else
+            f"#{mistake.image} missed {mistake.label}")
+    body = np.asarray(img)
+    return vstack([text_block([head, mistake.why], side, size=11), centred(body, side, side)],
+                  gap=0)
+
+
+@drawing
+def worst_detections_image(worst) -> np.ndarray:
+    """The false positives (highest score first) and the missed objects, each in the region
+    round it: truth green, detections orange."""
+    parts, cols = [], 6
+    head = (f"{worst.model} on {worst.data} ({worst.split}): {worst.found} of "
+            f"{count(worst.objects, 'object')} found, "
+            f"{count(worst.detections - worst.found, 'false positive')} at score >= "
+            f"{worst.min_score:g} (IoU >= {worst.iou:g}). Green: the truth; orange: the "
+            "detector's box.")
+    for title, items in (("False positives, highest score first", worst.false_positives),
+                         ("Missed objects, largest first", worst.missed)):
+        if not items:
+            parts.append(text_block([f"{title.split(',')[0]}: none."], cols * (TILE + 2)))
+            continue
+        parts.append(text_block([f"{title}:"], cols * (TILE + 2)))
+        parts.append(grid([mistake_tile(worst.images[m.image], m) for m in items], cols))
+    return captioned(vstack(parts, gap=6), [head])
+
+
+@drawing
+def worst_masks_image(worst) -> np.ndarray:
+    """Each of the worst images: the image, the true mask and the predicted one, in the
+    classes' VOC colours (white: not scored)."""
+    k = len(worst.classes)
+    colours = np.zeros((256, 3), np.uint8)
+    colours[:k] = class_colours(k)
+    colours[255] = (255, 255, 255)
+    side = TILE
+    rows = []
+    for m, image, truth, pred in zip(worst.worst, worst.images, worst.truths,
+                                     worst.predictions):
+        panels = [fit(np.ascontiguousarray(_rgb(image)), side),
+                  fit(colours[np.asarray(truth, np.uint8)], side),
+                  fit(colours[np.asarray(pred, np.uint8)], side)]
+        caption = text_block([f"#{m.image} {m.file}: IoU {m.iou:.2f}, pixels right "
+                              f"{m.accuracy:.0%}", "image · truth · prediction"],
+                             3 * side + 8, size=11)
+        rows.append(vstack([caption, hstack(panels)], gap=0))
+    legend = ", ".join(f"{name} {VOC_NAMES[i]}" for i, name in enumerate(worst.classes[:8]))
+    body = grid(rows, 2, gap=8) if rows else text_block(["no images"], 320)
+    return captioned(body, [f"{worst.model} on {worst.data} ({worst.split}): the "
+                            f"{len(worst.worst)} images with the lowest IoU (mean per image "
+                            f"{worst.mean_iou:.2f}); classes: {legend}"])
+
+
+@drawing
+def mask_explanation_image(expl) -> np.ndarray:
+    """The photo with the class's predicted pixels outlined, beside the map over it."""
+    plain, factor = _canvas(expl.image)
+    over, _ = _canvas(heat_overlay(expl.image, expl.heat))
+    m = Image.fromarray(expl.mask.astype(np.uint8) * 255).resize(plain.size, Image.NEAREST)
+    on = np.asarray(m) > 127
+    edge = np.zeros_like(on)
+    edge[:, 1:] |= on[:, 1:] != on[:, :-1]
+    edge[1:, :] |= on[1:, :] != on[:-1, :]
+    arrays = []
+    for img in (plain, over):
+        a = np.asarray(img).copy()
+        a[edge] = (255, 255, 255)
+        arrays.append(a)
+    both = np.concatenate([arrays[0], np.full((plain.height, 8, 3), 255, np.uint8),
+                           arrays[1]], axis=1)
+    if expl.method == "occlusion":
+        what = (f"occlusion: where hiding a {expl.settings['window']}-px grey square lowers "
+                f"the class's mean probability over its pixels (red: most, a drop of "
+                f"{float(expl.heat.max()):.3f})")
+    else:
+        h, w = expl.settings["map"]
+        what = (f"Grad-CAM of the {expl.label} logits summed over its pixels, on "
+                f"{expl.settings['layer']}, a {h}x{w} map (red: most)")
+    return captioned(both, [f"{expl.model}: {expl.label} on {int(expl.mask.sum())} pixels "
+                            f"(outlined), mean probability {expl.score:.2f}", what,
+                            f"{expl.inside_share():.0%} of the map is on those pixels"])

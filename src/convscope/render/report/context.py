@@ -12,6 +12,7 @@ import torch
 
 from convscope.classifier import Classifier
 from convscope.data import ImageDataset
+from convscope.data.annotated import AnnotatedDataset
 from convscope.errors import ConvscopeError
 from convscope.evaluate import Evaluation, evaluate_logits, resolve_split, sharded_logits
 from convscope.inspect.sources import open_dataset, sample
@@ -79,9 +80,49 @@ class ReportContext:
         return self.dataset.classes[int(self.labels[i])]
 
     @property
+    def test_count(self) -> int:
+        return len(self.images)
+
+    @property
     def tile_side(self) -> int:
         """Thumbnail width: small images enlarged (pixelated), big ones shrunk."""
         return int(min(128, max(64, 4 * max(self.clf.image_size))))
+
+
+@dataclass
+class AnnotatedContext:
+    """What the sections of a detector's or segmenter's report read: the model (``clf``, as
+    in :class:`ReportContext`), its boxes or masks dataset (``source``; its test split is
+    the one looked at), the config, and the model's outputs on the test images, computed
+    once."""
+
+    clf: object             # a TrainedDetector or TrainedSegmenter
+    source: AnnotatedDataset
+    config: ReportConfig
+    model_path: Path | None = None
+    facts: dict = field(default_factory=dict)
+    split: str = "test"
+
+    @property
+    def task(self) -> str:
+        return self.clf.task
+
+    @property
+    def dataset(self) -> AnnotatedDataset:
+        return self.source
+
+    @property
+    def test_count(self) -> int:
+        return len(self.source.test)
+
+    @cached_property
+    def evaluation(self):
+        """COCO mAP (detector) or mean IoU (segmenter) on the test images."""
+        return self.clf.evaluate(self.source)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """Sorted positions of a seeded sample of ``n`` test images."""
+        return sample(self.test_count, n, self.config.seed)
 
 
 def open_report_data(clf: Classifier, data, *, data_root=None, image_size: int | None = None,

@@ -92,7 +92,7 @@ def assemble(ctx: ReportContext, sections: Sequence[Section], cards: Sequence[st
     toc = "".join(f'<a href="#sec-{s.name}">{H.esc(s.title)}</a>' for s in sections)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     record = {"job": "report", **asdict(ctx.config), "dataset": ds.name,
-              "test_images": len(ds.test_images), "seconds": seconds, "facts": ctx.facts,
+              "test_images": ctx.test_count, "seconds": seconds, "facts": ctx.facts,
               "created": when}
     footer = (f'<footer class="page">Made by convscope report on {when} in '
               f"{seconds['total']:.1f} s. Settings: <code>{H.esc(_settings(ctx.config))}</code>"
@@ -101,7 +101,7 @@ def assemble(ctx: ReportContext, sections: Sequence[Section], cards: Sequence[st
     name = H.model_label(ctx.config.model or clf.meta.model)
     subtitle = (f"{clf.meta.model} · {count(len(clf.classes), 'class', 'classes')} · "
                 f"{h}x{w}x{clf.channels} images · scored on {ds.name} "
-                f"({count(len(ds.test_images), 'test image')})")
+                f"({count(ctx.test_count, 'test image')})")
     return H.page(f"convscope report: {name}", body, subtitle)
 
 

@@ -22,13 +22,16 @@ class Section:
     costly: bool = False
     #: share of the progress bar
     weight: int = 1
+    #: the tasks of the models it applies to (classify; detect and segment: a detector or
+    #: segmenter convscope trained); a report leaves the others out
+    tasks: tuple[str, ...] = ("classify",)
 
 
 SECTIONS: dict[str, Section] = {}
 
 
 def register_section(name: str, title: str, how: str | None = None, costly: bool = False,
-                     weight: int = 1):
+                     weight: int = 1, tasks: tuple[str, ...] = ("classify",)):
     """Add a section: ``fn(ctx) -> Card``, placed after the ones registered before it; the
     line under its title (``how``) is, by default, the function's docstring."""
 
@@ -36,7 +39,7 @@ def register_section(name: str, title: str, how: str | None = None, costly: bool
         about = how if how is not None else " ".join((fn.__doc__ or "").split())
         if not about:
             raise TypeError(f"section {name!r} says how to read it: give it a docstring.")
-        return Section(name, title, about, fn, costly, weight)
+        return Section(name, title, about, fn, costly, weight, tuple(tasks))
 
     return adds_to(SECTIONS, section)
 

@@ -10,8 +10,9 @@ import importlib
 import pkgutil
 
 #: the page order of the built-in sections' modules
-ORDER = ("model", "training", "accuracy", "mistakes", "filters", "neighbours", "tsne",
-         "patches", "explanations", "faithfulness", "classes", "challenges")
+ORDER = ("model", "training", "accuracy", "mistakes", "scores", "predictions", "worst",
+         "look_inside", "filters", "neighbours", "tsne", "patches", "explanations",
+         "faithfulness", "classes", "challenges")
 
 
 def section_modules() -> list[str]:

@@ -8,7 +8,7 @@ from convscope.render.report.context import ReportContext
 from convscope.render.report.registry import register_section
 
 
-@register_section("model", "Model")
+@register_section("model", "Model", tasks=("classify", "detect", "segment"))
 def model_section(ctx: ReportContext) -> Card:
     """The network layer by layer: K filters of size F, stride S and padding P, the output
     volume WxHxD, weights, receptive field (RF) on the input and multiply-adds; the

@@ -26,10 +26,27 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-@register_section("training", "Training curves")
+#: the scores a metrics.jsonl may hold (a classifier's, a detector's, a segmenter's)
+SCORES = (("train_acc", "training top-1"), ("test_acc", "test top-1"),
+          ("test_top5", "test top-5"), ("test_map", "test mAP@[.5:.95]"),
+          ("test_map50", "test mAP@.5"), ("test_miou", "test mean IoU"),
+          ("test_pixel_acc", "test pixel accuracy"))
+
+
+def _headline(rows: list[dict]) -> tuple[str, str]:
+    """The test score the text names: top-1, mAP@[.5:.95] or mean IoU."""
+    for key, label in (("test_acc", "test top-1"), ("test_map", "test mAP@[.5:.95]"),
+                       ("test_miou", "test mean IoU")):
+        if any(key in r for r in rows):
+            return key, label
+    return "test_acc", "test top-1"
+
+
+@register_section("training", "Training curves", tasks=("classify", "detect", "segment"))
 def training_section(ctx: ReportContext) -> Card:
-    """Loss and accuracy after every epoch, from the metrics.jsonl written next to the
-    model: a test accuracy that stalls while the training accuracy climbs is overfitting."""
+    """Loss and test score after every epoch (accuracy; a detector's mAP, a segmenter's mean
+    IoU), from the metrics.jsonl written next to the model: a test score that stalls while
+    the training loss keeps falling is overfitting."""
     path = Path(ctx.config.metrics) if ctx.config.metrics else (
         ctx.model_path.parent / "metrics.jsonl" if ctx.model_path else None)
     if path is None:
@@ -51,20 +68,20 @@ def training_section(ctx: ReportContext) -> Card:
     ax1.set_ylabel("loss")
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
-    for key, label in (("train_acc", "training top-1"), ("test_acc", "test top-1"),
-                       ("test_top5", "test top-5")):
+    for key, label in SCORES:
         if any(key in r for r in rows):
             ax2.plot(epochs, [r.get(key) for r in rows], "o-", label=label)
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("accuracy")
+    ax2.set_ylabel({"test_map": "mAP", "test_miou": "IoU"}.get(_headline(rows)[0], "accuracy"))
     ax2.set_ylim(0, 1.02)
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
     fig.tight_layout()
     last = rows[-1]
-    test = last.get("test_acc")
+    key, label = _headline(rows)
+    test = last.get(key)
     return Card([para(f"{count(len(rows), 'epoch')}; last: training loss "
                       f"{last.get('train_loss', '?')}, "
-                      + (f"test top-1 {100 * test:.2f}%" if test is not None else "no test split")
+                      + (f"{label} {100 * test:.2f}%" if test is not None else "no test split")
                       + f" (from {path})."),
                  Figure(fig, "training curves")])
