@@ -65,7 +65,7 @@ def test_explain_a_mask_class(trained, tmp_path):
 def test_report_of_a_detector_and_a_segmenter(trained, tmp_path, model):
     page = tmp_path / "r.html"
     out = call_cli("report", trained[model] / "model.safetensors", "--out", page, "--quiet")
-    assert "wrote" in out.stdout and "(7 sections" in out.stdout
+    assert "wrote" in out.stdout and "(6 sections" in out.stdout
     html = page.read_text()
     shown = re.findall(r'data-section="([^"]+)"', html)
     assert shown == ["left-out", "model", "training", "scores", "predictions", "worst",

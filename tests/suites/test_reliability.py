@@ -343,3 +343,35 @@ def test_resume_with_a_damaged_config(tmp_path, damage, message):
     (out / "config.json").write_text(damage((out / "config.json").read_text()))
     err = run_cli("train", "--resume", out, check=1).stderr
     assert message in err and err.count("\n") == 1, err
+
+
+# a detector: 2 epochs of 6 steps on tiny canvases, with the scale-and-shift jitter on
+TRAIN_BOXES = ["train", "--data", "fake-boxes:n=24,test=4,size=40", "--model",
+               "fcos:fpn_channels=64", "--epochs", "2", "--batch-size", "4", "--seed", "5",
+               "--augment", "flip-crop", "--quiet"]
+
+
+def test_a_detector_killed_mid_epoch_then_resumed_gives_identical_weights(tmp_path):
+    straight = tmp_path / "straight"
+    run_cli(*TRAIN_BOXES, "--out", straight)
+    out = tmp_path / "killed"
+    proc = python_cli(*TRAIN_BOXES, "--out", out, "--checkpoint-every", "2")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        where = checkpoint_step(out)
+        if where and where[0] == 1 and where[1] >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    where = checkpoint_step(out)
+    assert where[0] == 1 and 0 < where[1] < 6  # resumed from the middle of epoch 1
+    proc = run_cli("train", "--resume", out, "--quiet")
+    assert "resuming at epoch 1" in proc.stdout
+    a = load_file(straight / "model.safetensors")
+    b = load_file(out / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert metrics(out) == metrics(straight)

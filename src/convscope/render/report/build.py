@@ -84,6 +84,7 @@ def build_report(model, data=None, config: ReportConfig | None = None, *,
     chosen = [SECTIONS[name] for name in config.sections]
     sections = [s for s in chosen if task in s.tasks]
     left_out = [s.name for s in chosen if task not in s.tasks]
+    config = replace(config, sections=tuple(s.name for s in sections))
     if not sections:
         raise UsageError(f"none of the sections chosen applies to a {_kind(task)}; choose "
                          "from: " + ", ".join(n for n, s in SECTIONS.items() if task in s.tasks)

@@ -44,6 +44,8 @@ def register_section(name: str, title: str, how: str | None = None, costly: bool
     return adds_to(SECTIONS, section)
 
 
-def list_sections(costly: bool | None = None) -> list[str]:
-    """Section names in page order; ``costly`` True/False keeps only those (not) costly."""
-    return [s.name for s in SECTIONS.values() if costly is None or s.costly == costly]
+def list_sections(costly: bool | None = None, task: str | None = None) -> list[str]:
+    """Section names in page order; ``costly`` True/False keeps only those (not) costly,
+    ``task`` those that apply to a model of that task."""
+    return [s.name for s in SECTIONS.values() if (costly is None or s.costly == costly)
+            and (task is None or task in s.tasks)]
