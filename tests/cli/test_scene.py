@@ -99,10 +99,11 @@ def test_info_and_summary_of_the_scene_networks():
     assert "runs in LiteRT, not as a PyTorch network" in proc.stderr
 
 
-def test_detection_and_segmentation_names_are_listed_apart_and_refused_in_one_sentence():
+def test_detection_and_segmentation_names_are_listed_apart_and_named_in_one_sentence():
     out = call_cli("models").stdout
     assert out.index("classification") < out.index("detection") < out.index("fasterrcnn")
     assert "digits-boxes" in call_cli("datasets").stdout.split("detection")[1]
-    proc = call_cli("summary", "fasterrcnn", check=2)
-    assert "fasterrcnn is a detect model, which the commands do not train or open yet" in \
-        proc.stderr
+    assert "backbone.body" in call_cli("summary", "fasterrcnn").stdout  # its layer table
+    proc = call_cli("predict", "fcos", "x.png", check=1)
+    assert ("fcos names an untrained detect architecture, not a model; train it with "
+            "`convscope train --data digits-boxes --model 'fcos' --out DIR`") in proc.stderr

@@ -91,10 +91,10 @@ def run_datasets(args) -> int:
 #: the headings of the listings, by task: what each task's entries are used by today
 TASK_TITLES = {
     "classify": "classification (`convscope train` and every view)",
-    "detect": "detection, boxes (in Python for now: `convscope.load_dataset(NAME, "
-              "task=\"detect\")`, `convscope.models.build_model(NAME, inp, task=\"detect\")`; "
-              "the commands train and open classifiers only)",
-    "segment": "segmentation, masks (in Python for now, with task=\"segment\")",
+    "detect": "detection, boxes (`convscope train --data digits-boxes|coco:|voc:|yolo:PATH`, "
+              "then evaluate, predict, detect, report)",
+    "segment": "segmentation, masks (`convscope train --data digits-masks|masks:PATH`, then "
+               "evaluate, predict, segment, report)",
 }
 
 
