@@ -47,8 +47,9 @@ def test_mistakes_of_a_segmenter_and_errors(trained, tmp_path):
 
 
 def test_explain_a_mask_class(trained, tmp_path):
-    from convscope.data import load_dataset
     from PIL import Image
+
+    from convscope.data import load_dataset
 
     data = load_dataset("fake-masks:n=12,test=4,size=48", task="segment")
     Image.fromarray(data.test.images[0].permute(1, 2, 0).numpy()).save(tmp_path / "a.png")
