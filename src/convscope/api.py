@@ -13,6 +13,7 @@ import torch
 from convscope import distributed
 from convscope.classifier import Classifier
 from convscope.data import ImageDataset, from_arrays, load_dataset, parse_dataset_name
+from convscope.data.annotated import AnnotatedDataset
 from convscope.errors import ConvscopeError
 from convscope.images import image_batch
 from convscope.loading import as_classifier
@@ -57,9 +58,10 @@ def _load(name: str, data_root, image_size, holdout, progress):
 
 def as_dataset(data, labels=None, *, test_images=None, test_labels=None, classes=None,
                holdout: float | None = None, data_root=None, image_size=None, natural=None,
-               progress: bool = True) -> ImageDataset:
-    """Turn whatever ``train`` was given into an ImageDataset."""
-    if isinstance(data, ImageDataset):
+               progress: bool = True) -> ImageDataset | AnnotatedDataset:
+    """Turn whatever ``train`` was given into an ImageDataset (or boxes and masks, as the
+    named dataset holds)."""
+    if isinstance(data, (ImageDataset, AnnotatedDataset)):
         return data
     if isinstance(data, (str, os.PathLike)) and labels is None:
         name = str(data)

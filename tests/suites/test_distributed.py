@@ -210,3 +210,20 @@ def test_report_under_torchrun_matches_one_process(tmp_path, digits_model):
     assert one["top1"] == two["top1"] and one["wrong"] == two["wrong"]
     assert one["neighbour_agreement"] == two["neighbour_agreement"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.html", "two.html"]
+
+
+def test_a_detector_and_a_segmenter_train_under_torchrun(tmp_path):
+    """Boxes and masks under DDP: each process augments its share as one process would
+    (tests/train/test_annotated.py), gradients are averaged, one process writes the files."""
+    for data, model in (("fake-boxes:n=16,test=4,size=40", "fcos:fpn_channels=64"),
+                        ("fake-masks:n=16,test=4,size=40", "lraspp")):
+        out = tmp_path / model.split(":")[0]
+        torchrun("-m", "convscope", "train", "--data", data, "--model", model, "--epochs", "1",
+                 "--batch-size", "4", "--out", out, "--quiet")
+        config = json.loads((out / "config.json").read_text())
+        assert config["resolved"]["processes"] == 2
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert len(rows) == 1 and rows[0]["train_loss"] > 0
+        assert not (out / ".pending").exists()
+        ev = json.loads(run_cli("evaluate", out / "model.safetensors", "--json").stdout)
+        assert ev["images"] == 4
