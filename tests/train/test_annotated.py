@@ -277,3 +277,17 @@ def test_detection_options_are_checked_in_one_sentence(tmp_path):
         fit(ds, TrainConfig(model="lraspp"), progress=False)
     with pytest.raises(UsageError, match="not a classifier"):
         fit(load_dataset("digits"), TrainConfig(model="fcos"), progress=False)
+
+
+def test_info_layers_and_summary_describe_a_trained_detector_and_segmenter(detector, segmenter):
+    from tests.conftest import call_cli
+
+    det_file, seg_file = detector[1] / "model.safetensors", segmenter[1] / "model.safetensors"
+    info = call_cli("info", det_file).stdout
+    assert "task        detect" in info and "test mAP@.5" in info and "top-1" not in info
+    assert "test mean IoU" in call_cli("info", seg_file).stdout
+    layers = call_cli("layers", det_file).stdout
+    assert "backbone.body.features.0.0" in layers and "filters" in layers
+    table = json.loads(call_cli("layers", seg_file, "--json").stdout)
+    assert table["defaults"]["filters"].startswith("backbone.")
+    assert "backbone.body" in call_cli("summary", det_file).stdout

@@ -169,8 +169,18 @@ def run_info(args) -> int:
         print(f"dataset     {meta.dataset}")
     if meta.metrics:
         m = meta.metrics
-        print(f"metrics     epoch {m.get('epoch')}: test top-1 {100 * m.get('test_acc', 0):.2f}%, "
-              f"top-5 {100 * m.get('test_top5', 0):.2f}%, train loss {m.get('train_loss')}")
+        if m.get("test_map50") is not None:
+            test = (f"test mAP@.5 {100 * m['test_map50']:.1f}%, mAP "
+                    f"{100 * (m.get('test_map') or 0):.1f}%")
+        elif m.get("test_miou") is not None:
+            test = (f"test mean IoU {100 * m['test_miou']:.1f}%, pixel accuracy "
+                    f"{100 * (m.get('test_pixel_acc') or 0):.1f}%")
+        elif m.get("test_acc") is not None:
+            test = (f"test top-1 {100 * m['test_acc']:.2f}%, top-5 "
+                    f"{100 * (m.get('test_top5') or 0):.2f}%")
+        else:
+            test = "no test split"
+        print(f"metrics     epoch {m.get('epoch')}: {test}, train loss {m.get('train_loss')}")
     cfg = meta.train_config
     if cfg.get("epochs") is not None:
         epochs = cfg.get('epochs')

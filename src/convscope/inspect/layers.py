@@ -24,7 +24,8 @@ from convscope.inspect.hooks import (
     trace_layers,
 )
 from convscope.inspect.summary import volume_text
-from convscope.loading import as_classifier
+from convscope.loading import as_classifier, open_model
+from convscope.scene.trained import TrainedDetector, TrainedSegmenter
 
 #: activation functions: the first one after the first convolution is what `activations`
 #: shows by default (the rectified conv1 maps)
@@ -157,7 +158,10 @@ def list_layers(model, weights: str | None = None, device="cpu") -> LayerList:
     """Every named module of ``model`` (a Classifier, model file or torchvision name): type,
     output shape (C, H, W) for one image at the model's size, calls per forward pass, and
     each view's default layer."""
-    clf = as_classifier(model, weights, device)
+    obj = open_model(model, weights, device)
+    if isinstance(obj, (TrainedDetector, TrainedSegmenter)):
+        return _annotator_layers(obj)
+    clf = as_classifier(obj)
     calls = traced_calls(clf)
     shapes, counts = {}, {}
     for c in calls:
@@ -168,3 +172,20 @@ def list_layers(model, weights: str | None = None, device="cpu") -> LayerList:
             for name, m in clf.model.named_modules() if name]
     return LayerList(clf.meta.model, (clf.channels, *clf.meta.input_size), rows,
                      default_layers(calls))
+
+
+def _annotator_layers(model) -> LayerList:
+    """A detector's or segmenter's layers, traced on one blank image at its size; the views
+    that read whole-image classes (neighbours, embeddings, patches) have no default."""
+    x = torch.zeros(1, model.channels, *model.image_size, device=model.device)
+    calls = trace_layers(model.model, x)
+    shapes, counts = {}, {}
+    for c in calls:
+        shapes.setdefault(c.name, c.output_shape)
+        counts[c.name] = counts.get(c.name, 0) + 1
+    rows = [LayerInfo(name, type(m).__name__, shapes.get(name), counts.get(name, 0),
+                      sum(p.numel() for p in m.parameters()))
+            for name, m in model.model.named_modules() if name]
+    return LayerList(model.name, (model.channels, *model.image_size), rows,
+                     {"filters": first_conv_layer(calls),
+                      "activations": default_activation_layer(calls)})

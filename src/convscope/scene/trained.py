@@ -270,6 +270,8 @@ def load_trained(path: str | os.PathLike, device="cpu"):
         raise ConvscopeError(f"{path} holds a {meta.task} model, not a detector or segmenter.")
     model = rebuild(meta, str(path))
     load_weights(model, path)
+    if resolve_device(device).type == "meta" and meta.task == "detect":
+        device = "cpu"  # a detector's postprocessing (torch.nonzero) has no meta kernel
     return TRAINED[meta.task](model, meta, device)
 
 
