@@ -117,6 +117,8 @@ def train(data="mnist5k", labels=None, *, model: str | None = None, test_images=
     >>> det = convscope.train("digits-boxes", epochs=1, progress=False)  # doctest: +SKIP
     >>> det.predict(canvas)[0].boxes  # doctest: +SKIP
     """
+    if options.get("out") is not None:  # a Path is fine; config.json holds its text
+        options["out"] = str(options["out"])
     config = TrainConfig(model=model, **options)
     if model:
         parse_model_name(model, None)  # a bad name or spec fails before any data is loaded

@@ -24,7 +24,7 @@ from convscope.inspect.annotated import (
 from convscope.inspect.detection import BoxExplainConfig, box_target, explain_detection
 from convscope.loading import open_model
 from convscope.render.figures import read_config
-from convscope.scene.trained import _as_model_input
+from convscope.scene.trained import as_model_input
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_box_gradcam_target_is_the_box_score(boxes):
     det, data, _ = boxes
     photo = _photo(data.test)
     found = det.predict([photo], min_score=0.0)[0]
-    x = _as_model_input(photo, det.channels).float()[None] / 255
+    x = as_model_input(photo, det.channels).float()[None] / 255
     for i in range(min(3, len(found))):  # each box maps to its own detection's score
         log_odds = box_target(det, found.boxes[i], found.labels[i])(x)
         assert float(torch.sigmoid(log_odds.detach())) == pytest.approx(float(found.scores[i]), abs=1e-4)
@@ -121,8 +121,8 @@ def test_mask_gradcam_is_captums(masks):
     photo = _photo(data.test)
     e = explain_mask_class(seg, photo, MaskExplainConfig(method="gradcam"), progress=False)
     k = seg.classes.index(e.label)
-    x = _as_model_input(photo, seg.channels).float()[None] / 255
-    on = seg.probabilities(_as_model_input(photo, seg.channels)).argmax(0) == k
+    x = as_model_input(photo, seg.channels).float()[None] / 255
+    on = seg.probabilities(as_model_input(photo, seg.channels)).argmax(0) == k
     assert (on.numpy() == e.mask).all()
 
     def target(inp):

@@ -39,7 +39,7 @@ from convscope.inspect.hooks import model_mode
 from convscope.options import option, positive_int
 from convscope.progress import progress_bar
 from convscope.scene.models import read_photo, shrunk
-from convscope.scene.trained import TrainedDetector, TrainedSegmenter, _as_model_input
+from convscope.scene.trained import TrainedDetector, TrainedSegmenter, as_model_input
 
 #: the overlap at which a detection finds a true box (COCO's mAP@.5)
 MATCH_IOU = 0.5
@@ -473,7 +473,7 @@ def explain_mask_class(model: TrainedSegmenter, image, config: MaskExplainConfig
                          f"{', '.join(MASK_METHODS)}.")
     photo = read_photo(image)
     small, _ = shrunk(photo, EXPLAIN_SIDE)
-    pixels = _as_model_input(small, model.channels)
+    pixels = as_model_input(small, model.channels)
     probs = model.probabilities(pixels)
     pred = probs.argmax(0)
     if config.target is None:

@@ -35,7 +35,7 @@ from convscope.inspect.hooks import model_mode
 from convscope.options import nonneg_float, nonneg_int, option, positive_int
 from convscope.progress import progress_bar
 from convscope.scene.models import Detector, MtcnnFaces, read_photo, shrunk
-from convscope.scene.trained import TrainedDetector, _as_model_input
+from convscope.scene.trained import TrainedDetector, as_model_input
 
 #: the box-explaining methods
 BOX_METHODS = ("occlusion", "gradcam")
@@ -273,7 +273,7 @@ def box_target(model: TrainedDetector, box, label: str):
 def _gradcam_trained(model: TrainedDetector, photo: np.ndarray, box: np.ndarray, label: str):
     net = model.model
     h, w = photo.shape[:2]
-    x = _as_model_input(photo, model.channels).float()[None].to(model.device) / 255
+    x = as_model_input(photo, model.channels).float()[None].to(model.device) / 255
     with torch.no_grad():  # where the transform puts the photo: resized, then padded
         batch, _ = net.transform([x[0]])
     (rh, rw), (ph, pw) = batch.image_sizes[0], batch.tensors.shape[-2:]

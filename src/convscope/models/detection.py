@@ -154,7 +154,10 @@ def fcos(inp: ModelInput, backbone: str = "mobilenet-v3-large",
     pyramid = _five_levels(inp, backbone, trainable_layers, packaged, fpn_channels)
     # one point per location, sized by its stride, as torchvision's fcos_resnet50_fpn
     anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
-    model = FCOS(pyramid, inp.num_classes + 1, anchor_generator=anchors, **_sizes(inp))
+    # score_thresh 0.05 as the other detectors' (torchvision's FCOS keeps only >= 0.2): COCO's
+    # mAP counts low-scored boxes too, and predict's min_score filters what is shown
+    model = FCOS(pyramid, inp.num_classes + 1, anchor_generator=anchors, score_thresh=0.05,
+                 **_sizes(inp))
     return _finish(model, "fcos", inp, weights)
 
 

@@ -20,7 +20,14 @@ from torch import nn
 from convscope.classifier import rebuild, resolve_device
 from convscope.errors import ConvscopeError
 from convscope.metrics import evaluate_boxes, evaluate_masks
-from convscope.modelfile import ModelDescription, ModelMeta, load_weights, save_model, with_versions
+from convscope.modelfile import (
+    ModelDescription,
+    ModelMeta,
+    load_weights,
+    read_meta,
+    save_model,
+    with_versions,
+)
 from convscope.models import ModelInput, build_model, canonical_name, get_entry, parse_model_name
 from convscope.models.backbones import INPUT_MEAN, INPUT_STD
 from convscope.models.detection import detection_outputs
@@ -28,7 +35,7 @@ from convscope.scene.models import MAX_SIDE, Detector, Segmenter, as_photos, shr
 from convscope.scene.results import ClassMask
 
 
-def _as_model_input(array: np.ndarray, channels: int) -> torch.Tensor:
+def as_model_input(array: np.ndarray, channels: int) -> torch.Tensor:
     """An (H, W, 3) uint8 RGB photo as the (C, H, W) uint8 tensor a model of ``channels``
     channels reads (ITU-R 601 luma for one channel, as Pillow's "L")."""
     x = torch.tensor(np.asarray(array, dtype=np.uint8)).permute(2, 0, 1)  # a copy: writable
@@ -91,7 +98,7 @@ class _Trained:
                 isinstance(x, torch.Tensor) and x.ndim == 3 and x.dtype == torch.uint8
                 and x.shape[0] == self.channels for x in images):
             return list(images)
-        return [_as_model_input(p.array, self.channels) for p in as_photos(images)]
+        return [as_model_input(p.array, self.channels) for p in as_photos(images)]
 
 
 class TrainedDetector(_Trained, Detector):
@@ -125,7 +132,7 @@ class TrainedDetector(_Trained, Detector):
 
     def _detect(self, arrays, min_score):
         out = []
-        for d in self.outputs([_as_model_input(a, self.channels) for a in arrays]):
+        for d in self.outputs([as_model_input(a, self.channels) for a in arrays]):
             keep = d["scores"] >= min_score
             out.append((d["boxes"][keep].numpy(), d["scores"][keep].numpy(),
                         [self.classes[int(k)] for k in d["labels"][keep]],
@@ -189,7 +196,7 @@ class TrainedSegmenter(_Trained, Segmenter):
         out = []
         for photo in as_photos(images):
             array, factor = shrunk(photo, max_side)
-            p = self.probabilities(_as_model_input(array, self.channels))
+            p = self.probabilities(as_model_input(array, self.channels))
             if factor != 1:
                 h, w = photo.size
                 p = nn.functional.interpolate(p[None], size=(h, w), mode="bilinear",
@@ -263,8 +270,6 @@ def untrained_annotator(name: str, task: str, channels: int, classes: int, side:
 
 def load_trained(path: str | os.PathLike, device="cpu"):
     """A detector or segmenter model file as its model object."""
-    from convscope.modelfile import read_meta
-
     meta = read_meta(path)
     if meta.task not in TRAINED:
         raise ConvscopeError(f"{path} holds a {meta.task} model, not a detector or segmenter.")

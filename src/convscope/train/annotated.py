@@ -18,11 +18,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from convscope.data.annotated import IGNORE, AnnotatedDataset, AnnotatedSplit
 from convscope.errors import UsageError
 from convscope.models import ModelInput, build_model
 from convscope.models.detection import detection_loss
+from convscope.models.segmentation import AUX_WEIGHT
 from convscope.scene.trained import TRAINED, annotator_meta
 
 #: the longest side the network reads by default: a dataset's largest image side, at most
@@ -43,9 +46,6 @@ def resolve_annotated_augment(augment: str, natural: bool) -> str:
 
 
 def _transform(augment: str, task: str):
-    from torchvision.transforms import v2  # heavy optional dependency
-    from torchvision import tv_tensors  # heavy optional dependency
-
     steps = []
     if augment in ("flip", "flip-crop"):
         steps.append(v2.RandomHorizontalFlip())
@@ -101,7 +101,7 @@ class AnnotatedObjective:
         if config.freeze:
             raise UsageError("`freeze` trains a classifier's head alone; for a detector or "
                              "segmenter freeze its trunk with the model option "
-                             "trainable_layers=0 (e.g. --model fcos:trainable_layers=0).")
+                             "trainable_layers=0 (e.g. model fcos:trainable_layers=0).")
         self.dataset, self.device, self.task = dataset, device, dataset.task
         sizes = [max(x.shape[1:]) for x in dataset.train.images + dataset.test.images]
         self.side = int(config.image_size or min(DEFAULT_SIDE, max(sizes, default=128)))
@@ -141,8 +141,6 @@ class AnnotatedObjective:
             else:
                 target["mask"] = s.masks[i]
             return x, target
-        from torchvision import tv_tensors  # heavy optional dependency
-
         sample = {"image": tv_tensors.Image(x), **target}
         if self.task == "detect":
             sample["boxes"] = tv_tensors.BoundingBoxes(s.boxes[i], format="XYXY",
@@ -182,8 +180,6 @@ class AnnotatedObjective:
         target = targets.long()
         loss = F.cross_entropy(out["out"], target, ignore_index=IGNORE)
         if "aux" in out:
-            from convscope.models.segmentation import AUX_WEIGHT
-
             loss = loss + AUX_WEIGHT * F.cross_entropy(out["aux"], target,
                                                        ignore_index=IGNORE)
         return loss, 0.0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from convscope.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -61,8 +63,6 @@ RECIPES = {
 def recipe_for(name: str, task: str) -> Recipe:
     """The recipe ``name`` for data of ``task``: "default" means the task's own default
     (``detect``, ``segment``); a recipe of another task is refused in one sentence."""
-    from convscope.errors import UsageError
-
     if name == "default" and task != "classify":
         name = task
     recipe = RECIPES[name]
@@ -70,7 +70,7 @@ def recipe_for(name: str, task: str) -> Recipe:
         what = {"classify": "classification", "detect": "detection",
                 "segment": "segmentation"}
         raise UsageError(f"recipe {name} trains {what[recipe.task]} models, and this data is "
-                         f"for {what[task]}; leave --recipe out (its default recipe is "
+                         f"for {what[task]}; leave `recipe` out (its default recipe is "
                          f"{'default' if task == 'classify' else task}).")
     return recipe
 
