@@ -76,7 +76,7 @@ def test_augmentation_moves_boxes_and_masks_with_the_pixels(augment):
 def test_digits_are_never_mirrored_and_classifier_augments_are_refused():
     det, _ = bright_rectangles(natural=False)
     obj = AnnotatedObjective(det, TrainConfig().resolve("detect"), torch.device("cpu"))
-    assert obj.augment == "crop"
+    assert obj.augment == "none"  # digit canvases: no jitter, never mirrored
     with pytest.raises(UsageError, match="altflip-translate is for classifiers"):
         AnnotatedObjective(det, TrainConfig(augment="altflip-translate").resolve("detect"),
                            torch.device("cpu"))

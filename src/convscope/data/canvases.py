@@ -30,7 +30,7 @@ CLUTTER_MAX = 110
 CANVAS_SIDES = (96, 128)
 DIGIT_SIDES = (20, 56)  # 28 px digits at 0.7x to 2x
 SHAPES = ["rectangle", "ellipse"]
-DIGITS_DEFAULTS = {"n": 1000, "test": 200, "seed": 0}
+DIGITS_DEFAULTS = {"n": 4000, "test": 200, "seed": 0}
 FAKE_DEFAULTS = {"n": 24, "test": 8, "size": 64, "seed": 0}
 
 #: one canvas: image (C, H, W) uint8, boxes [(x0, y0, x1, y1)], labels [class], mask (H, W)

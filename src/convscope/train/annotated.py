@@ -37,8 +37,8 @@ JITTER_SCALE, JITTER_SHIFT = (0.75, 1.25), 0.1
 
 
 def resolve_annotated_augment(augment: str, natural: bool) -> str:
-    if augment == "auto":
-        return "flip-crop" if natural else "crop"  # a mirrored digit is not a digit
+    if augment == "auto":  # digit canvases already vary in scale and place; and a
+        return "flip-crop" if natural else "none"  # mirrored digit is not a digit
     if augment not in ANNOTATED_AUGMENTS:
         raise UsageError(f"augment {augment} is for classifiers; boxes and masks take "
                          f"{', '.join(ANNOTATED_AUGMENTS)} or auto.")
@@ -89,6 +89,9 @@ class AnnotatedObjective:
 
     #: whether a training step counts correct answers (classification's accuracy)
     has_accuracy = False
+    #: batch norm learns the data's statistics even from a pretrained trunk: measured on the
+    #: digit canvases, where ImageNet's statistics do not fit grey digits (see the recipe)
+    keeps_pretrained_norms = False
 
     def __init__(self, dataset: AnnotatedDataset, config, device: torch.device) -> None:
         need = 1 if dataset.task == "detect" else 2

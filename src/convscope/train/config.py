@@ -58,9 +58,10 @@ class TrainConfig:
                                        "packaged ImageNet weights and downloads torchvision's "
                                        "for the ILSVRC models; FILE reads a local state dict",
                                  metavar="pretrained|FILE")
-    backbone_lr: float = option(0.1, "fine-tuning --weights: the pretrained layers' learning "
-                                     "rate as a fraction of --lr (the new head trains at --lr)",
-                                type=fraction, metavar="FRACTION")
+    backbone_lr: float | None = option(None, "fine-tuning --weights: the pretrained layers' "
+                                             "learning rate as a fraction of --lr (the new "
+                                             "head trains at --lr)", type=fraction,
+                                       metavar="FRACTION", shown=_recipe_default("backbone_lr"))
     freeze: bool = option(False, "train only the new head on the frozen pretrained features "
                                  "(a linear probe); needs --weights", switch=True)
     epochs: int | None = option(None, "passes over the training set", type=positive_int,
@@ -157,6 +158,8 @@ class TrainConfig:
         recipe = recipe_for(self.recipe, task)
         values = {key: value for key, value in recipe.defaults.items()
                   if getattr(self, key) is None}
+        if self.model is not None:  # the recipe's weights go with its model only
+            values.pop("weights", None)
         from_recipe = list(values)
         optimizer = values.get("optimizer", self.optimizer)
         if values.get("lr", self.lr) is None:

@@ -118,6 +118,9 @@ class ClassifyObjective:
 
     #: whether a training step counts correct answers (shown as train accuracy)
     has_accuracy = True
+    #: fine-tuning keeps the pretrained batch-norm statistics (a small folder's batches
+    #: would replace them with noisy ones)
+    keeps_pretrained_norms = True
 
     def __init__(self, dataset: ImageDataset, config: TrainConfig, device: torch.device):
         self.dataset, self.device, self.config = dataset, device, config
@@ -397,8 +400,8 @@ class Trainer:
         model.train()
         if self.head is not None:
             keep_frozen(model, self.head)
-        elif cfg.weights:  # fine-tuning: the pretrained batch-norm statistics stay
-            keep_norm_statistics(model)
+        elif cfg.weights and self.objective.keeps_pretrained_norms:
+            keep_norm_statistics(model)  # fine-tuning a classifier: the pretrained statistics stay
         if st.order is None:  # a fresh epoch (a resumed one keeps its saved order)
             st.order = torch.randperm(self.n, generator=self.generator)
         start = time.perf_counter() - st.elapsed
