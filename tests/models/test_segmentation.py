@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from convscope.data import load_dataset
+from convscope.errors import UsageError
 from convscope.models import ModelInput, build_model
 from convscope.models.pretrained import PRETRAINED
 from convscope.models.segmentation import segmentation_loss, segmentation_outputs
@@ -78,3 +79,17 @@ def test_the_packaged_backbone_carries_its_weights():
                        lite.blocks[10].depthwise_bn.running_var)
     layers = dict(model.backbone.named_modules())
     assert "blocks.10" in layers and "blocks.11" not in layers  # stride 16 is the last map
+
+
+def test_lraspp_reads_its_low_level_branch_at_stride_4_or_8():
+    x = torch.rand(1, 1, 64, 96)
+    for backbone in ("mobilenet-v3-large", "resnet18"):
+        for stride in (4, 8):
+            model = build_model(f"lraspp:backbone={backbone},low_stride={stride}",
+                                ModelInput(1, 3, (96, 96)), task="segment").eval()
+            maps = model.backbone(x)
+            assert maps["low"].shape[-2:] == (64 // stride, 96 // stride)
+            assert maps["high"].shape[-2:] == (4, 6)
+            assert model(x)["out"].shape == (1, 3, 64, 96)
+    with pytest.raises(UsageError, match="`low_stride` must be 4 or 8"):
+        build_model("lraspp:low_stride=16", ModelInput(1, 3, (96, 96)), task="segment")

@@ -223,7 +223,10 @@ def _why_missed(box, label, out, min_score, iou_thr, names) -> tuple[str, float,
     same = (labels == label) & (iou >= iou_thr)
     best = float(scores[same].max()) if bool(same.any()) else 0.0
     if bool(same.any()) and best < min_score:
-        return f"scored too low: {best:.2f} < {min_score:g}", best, other
+        # 0.496 shown as "0.50 < 0.5" would contradict itself: digits until it reads below
+        shown = next(f"{best:.{d}f}" for d in (2, 3, 4, 6) if float(f"{best:.{d}f}") < min_score
+                     or d == 6)
+        return f"scored too low: {shown} < {min_score:g}", best, other
     if bool(same.any()):
         return "taken: its detection was matched to a neighbouring object", best, other
     wrong = (labels != label) & (iou >= iou_thr) & (scores >= min_score)

@@ -56,7 +56,7 @@ def _resnet_stage(name: str) -> int:
 
 @dataclass(frozen=True)
 class Trunk:
-    """One classifier network as a trunk: where its stride-8/16/32 maps are, their
+    """One classifier network as a trunk: where its stride-4/8/16/32 maps are, their
     channels, and the stage (0-4) each parameter belongs to."""
 
     name: str
@@ -82,13 +82,15 @@ def _resnet18(pretrained: bool) -> nn.Module:
 
 TRUNKS: dict[str, Trunk] = {t.name: t for t in (
     Trunk("mobilenet-v3-large", _mobilenet,
-          {8: "features.6", 16: "features.12", 32: "features.16"}, {8: 40, 16: 112, 32: 960},
+          {4: "features.3", 8: "features.6", 16: "features.12", 32: "features.16"},
+          {4: 24, 8: 40, 16: 112, 32: 960},
           _by_index("features", [0, 2, 4, 7, 13]), packaged=False),
-    Trunk("resnet18", _resnet18, {8: "layer2", 16: "layer3", 32: "layer4"},
-          {8: 128, 16: 256, 32: 512}, _resnet_stage, packaged=False),
+    Trunk("resnet18", _resnet18, {4: "layer1", 8: "layer2", 16: "layer3", 32: "layer4"},
+          {4: 64, 8: 128, 16: 256, 32: 512}, _resnet_stage, packaged=False),
     # the packaged network's blocks: stride 4 from block 1, 8 from 3, 16 from 5, 32 from 11
     Trunk("efficientnet-lite0", lambda pretrained: lite_network(0, packaged=pretrained),
-          {8: "blocks.4", 16: "blocks.10", 32: "blocks.15"}, {8: 40, 16: 112, 32: 320},
+          {4: "blocks.2", 8: "blocks.4", 16: "blocks.10", 32: "blocks.15"},
+          {4: 24, 8: 40, 16: 112, 32: 320},
           _by_index("blocks", [0, 1, 3, 5, 11]), packaged=True, leaves=(MBConv,)),
 )}
 BACKBONES = tuple(TRUNKS)
@@ -109,7 +111,7 @@ def check_backbone(backbone: str, trainable_layers: int) -> Trunk:
 def feature_trunk(backbone: str, channels: int, outputs: dict[int, str], pretrained: bool,
                   trainable_layers: int = STAGES) -> tuple[nn.Module, list[int]]:
     """The trunk ``backbone`` for ``channels``-channel images, returning an ordered dict
-    ``{name: map}`` for each ``{stride: name}`` of ``outputs`` (strides 8, 16, 32), and the
+    ``{name: map}`` for each ``{stride: name}`` of ``outputs`` (strides 4, 8, 16, 32), and the
     maps' channels.  ``pretrained`` loads the packaged weights (EfficientNet-Lite0 only);
     the ``STAGES - trainable_layers`` lowest stages are frozen."""
     trunk = check_backbone(backbone, trainable_layers)

@@ -118,7 +118,8 @@ def _caption(lines: list[str], img: Image.Image) -> np.ndarray:
 def detections_image(result) -> np.ndarray:
     img, factor = _canvas(result.image)
     draw_detections(img, factor, result)
-    counts = ", ".join(count(n, lab, plural(lab)) for lab, n in result.counts().items())
+    counts = ", ".join(count(n, lab, plural(lab)) if lab[:1].isalpha() else f"{n} \"{lab}\""
+                       for lab, n in result.counts().items())  # a digit class: 2 "7"
     counts = counts or "nothing"
     return _caption([f"{result.model}: {counts} at score >= {result.min_score:g}"], img)
 

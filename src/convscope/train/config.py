@@ -168,7 +168,8 @@ class TrainConfig:
             values["weight_decay"] = DEFAULT_WEIGHT_DECAY.get(optimizer, 0.0)
         resolved = {**self.resolved,
                     "from_recipe": list(self.resolved.get("from_recipe", from_recipe))}
-        config = replace(self, **values, resolved=resolved)
+        # the recipe that filled the options ("default" on boxes is "detect")
+        config = replace(self, **values, recipe=recipe.name, resolved=resolved)
         config.validate()
         return config
 
