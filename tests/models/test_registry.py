@@ -157,5 +157,5 @@ def test_each_task_names_its_own_models():
     with pytest.raises(UsageError, match="model convnet is a classifier .*choose one of: fcn, "):
         parse_model_name("convnet", task="segment")
     entry, options = parse_model_name("lraspp:backbone=resnet18", task=None)
-    assert options == {"backbone": "resnet18", "trainable_layers": 5}
+    assert options == {"backbone": "resnet18", "trainable_layers": 5, "low_stride": 4}
     assert parse_model_name("fcos:fpn_channels=64", task="detect")[1]["fpn_channels"] == 64

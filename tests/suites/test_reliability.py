@@ -158,7 +158,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
 
     def end_then_poison(self):
         real_end(self)
-        self.loss_fn = lambda logits, y: logits.sum() * float("nan")  # epoch 2 diverges
+        self.objective.loss_fn = lambda logits, y: logits.sum() * float("nan")  # epoch 2 diverges
 
     monkeypatch.setattr(loop.Trainer, "end_epoch", end_then_poison)
     out = tmp_path / "run"

@@ -119,7 +119,8 @@ def test_segmentation_batches_pad_with_ignored_pixels():
 def detector(tmp_path_factory):
     out = tmp_path_factory.mktemp("boxes")
     det = convscope.train("fake-boxes:n=32,test=8,size=48", model="fcos", epochs=4,
-                          batch_size=8, lr=2e-3, out=str(out), progress=False, verbose=False)
+                          batch_size=8, lr=2e-3, warmup_epochs=1.0, max_grad_norm=2.0,
+                          out=out, progress=False, verbose=False)  # a Path works as out
     return det, out
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from convscope import distributed
+from convscope.classifier import Classifier
 from convscope.cli.common import (
     add_command,
     figure_file,
     positive_int,
     print_json,
 )
+from convscope.errors import UsageError
 from convscope.evaluate import dataset_for_model, resolve_split
 from convscope.loading import open_model
-from convscope.classifier import Classifier
-from convscope.errors import UsageError
 from convscope.render.figures import class_scores_figure, confusion_figure, save_figure
 from convscope.scene.trained import TrainedDetector, TrainedSegmenter
 

@@ -147,7 +147,7 @@ def fcos(inp: ModelInput, backbone: str = "mobilenet-v3-large",
          trainable_layers: int = STAGES, fpn_channels: int = PYRAMID_CHANNELS,
          weights: str | None = None) -> nn.Module:
     packaged = wants_packaged("fcos", backbone, weights)
-    if fpn_channels % 32 or fpn_channels < 64:
+    if 8 <= fpn_channels <= 1024 and (fpn_channels % 32 or fpn_channels < 64):
         # one channel per group cannot be normalised on the 1x1 top level of a small image
         raise UsageError(f"fcos's head normalises its channels in 32 groups, so `fpn_channels` "
                          f"must be a multiple of 32 from 64 up, got {fpn_channels}.")

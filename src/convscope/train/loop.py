@@ -35,6 +35,7 @@ from convscope.models.zoo import (
     keep_norm_statistics,
 )
 from convscope.progress import progress_bar
+from convscope.train.annotated import AnnotatedObjective
 from convscope.train.augment import alternating_flip, augment_batch, resolve_augment
 from convscope.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -43,7 +44,6 @@ from convscope.train.checkpoint import (
     restore,
     save_checkpoint,
 )
-from convscope.train.annotated import AnnotatedObjective
 from convscope.train.config import TrainConfig
 from convscope.train.optim import make_optimizer
 
@@ -258,8 +258,8 @@ class Trainer:
             self.forward = CompiledWithFallback(self.forward, self.log)
         self.generator = torch.Generator().manual_seed(config.seed)
         # alternating flip: each image gets a fixed random side, swapped every other epoch
-        self.objective.flip_bits = torch.rand(self.n, generator=torch.Generator().manual_seed(
-            config.seed + 1)) < 0.5
+        self.flip_bits = self.objective.flip_bits = torch.rand(
+            self.n, generator=torch.Generator().manual_seed(config.seed + 1)) < 0.5
         self.state = LoopState()
         self.out = Path(config.out) if config.out else None
         #: the run's config as it trains: resolved, with what the run used in ``resolved``
@@ -470,7 +470,7 @@ class Trainer:
 
     def end_epoch(self) -> None:
         """Evaluate, log, write the metrics row, and checkpoint at the epoch boundary."""
-        cfg, st, ds = self.config, self.state, self.dataset
+        cfg, st = self.config, self.state
         train_seconds = st.elapsed
         t = time.perf_counter()
         last = st.epoch == cfg.epochs
