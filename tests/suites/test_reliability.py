@@ -48,6 +48,21 @@ def metrics(folder: Path) -> list[dict]:
             for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
+def kill_after_step(train: list[str], out: Path, step: int) -> None:
+    """Run ``train`` into ``out`` checkpointing every ``step`` steps, and SIGKILL it once a
+    checkpoint of epoch 1 at step ``step`` or later is on disk."""
+    proc = python_cli(*train, "--out", out, "--checkpoint-every", str(step))
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        where = checkpoint_step(out)
+        if where and where[0] == 1 and where[1] >= step:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("straight")
@@ -57,17 +72,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 def test_kill_mid_epoch_then_resume_gives_identical_weights(uninterrupted, tmp_path):
     out = tmp_path / "killed"
-    proc = python_cli(*TRAIN, "--out", out, "--checkpoint-every", "10")
-    deadline = time.time() + 300
-    where = None
-    while time.time() < deadline and proc.poll() is None:
-        where = checkpoint_step(out)
-        if where and where[0] == 1 and where[1] >= 10:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    kill_after_step(TRAIN, out, 10)
     where = checkpoint_step(out)
     assert where[0] == 1 and 0 < where[1] < 50  # the checkpoint resumed from is mid-epoch
     assert not (out / "model.safetensors").exists()
@@ -355,16 +360,7 @@ def test_a_detector_killed_mid_epoch_then_resumed_gives_identical_weights(tmp_pa
     straight = tmp_path / "straight"
     run_cli(*TRAIN_BOXES, "--out", straight)
     out = tmp_path / "killed"
-    proc = python_cli(*TRAIN_BOXES, "--out", out, "--checkpoint-every", "2")
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        where = checkpoint_step(out)
-        if where and where[0] == 1 and where[1] >= 2:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    kill_after_step(TRAIN_BOXES, out, 2)
     where = checkpoint_step(out)
     assert where[0] == 1 and 0 < where[1] < 6  # resumed from the middle of epoch 1
     proc = run_cli("train", "--resume", out, "--quiet")

@@ -47,40 +47,25 @@ def dataset_for(clf, args):
     return ds.as_evaluation_split(resolve_split(args.split, own))
 
 
-def run_annotated(args, model) -> int:
-    """A detector's COCO mAP or a segmenter's mean IoU, per-class table and bars."""
-    data = dataset_for(model, args)
-    ev = model.evaluate(data)
-    if args.out:
-        save_figure(class_scores_figure(ev), args.out,
-                    config={"command": "evaluate", "model": args.model, "data": data.name})
-    if args.json:
-        print_json({"model": args.model, "data": data.name, "task": model.task,
-                    **ev.to_dict()})
-    else:
-        print(f"model       {args.model}\ndata        {data.name}")
-        print(ev.format())
-        if args.out:
-            print(f"\nwrote {args.out}")
-    return 0
-
-
 def run(args) -> int:
-    clf = open_model(args.model, args.weights, args.device)
-    if isinstance(clf, (TrainedDetector, TrainedSegmenter)):
-        return run_annotated(args, clf)
-    if not isinstance(clf, Classifier):
-        raise UsageError(f"{args.model} is a packaged {clf.task} network; evaluate scores "
+    model = open_model(args.model, args.weights, args.device)
+    if isinstance(model, (TrainedDetector, TrainedSegmenter)):
+        # a detector's COCO mAP or a segmenter's mean IoU, per-class table and bars
+        data = dataset_for(model, args)
+        ev, figure, extra = model.evaluate(data), class_scores_figure, {"task": model.task}
+    elif isinstance(model, Classifier):
+        data = dataset_for(model, args)
+        ev, figure, extra = model.evaluate(data, batch_size=args.batch_size), confusion_figure, {}
+    else:
+        raise UsageError(f"{args.model} is a packaged {model.task} network; evaluate scores "
                          "classifiers and the detectors and segmenters convscope trains.")
-    data = dataset_for(clf, args)
-    ev = clf.evaluate(data, batch_size=args.batch_size)
     if not distributed.current().is_main:  # under torchrun one process writes and prints
         return 0
     if args.out:
-        save_figure(confusion_figure(ev), args.out,
+        save_figure(figure(ev), args.out,
                     config={"command": "evaluate", "model": args.model, "data": data.name})
     if args.json:
-        print_json({"model": args.model, "data": data.name, **ev.to_dict()})
+        print_json({"model": args.model, "data": data.name, **extra, **ev.to_dict()})
     else:
         print(f"model       {args.model}\ndata        {data.name}")
         print(ev.format())

@@ -39,7 +39,12 @@ from convscope.inspect.hooks import model_mode
 from convscope.options import option, positive_int
 from convscope.progress import progress_bar
 from convscope.scene.models import read_photo, shrunk
-from convscope.scene.trained import TrainedDetector, TrainedSegmenter, as_model_input
+from convscope.scene.trained import (
+    TrainedDetector,
+    TrainedSegmenter,
+    as_model_input,
+    check_data,
+)
 
 #: the overlap at which a detection finds a true box (COCO's mAP@.5)
 MATCH_IOU = 0.5
@@ -182,14 +187,7 @@ def _check(model, dataset, task: str) -> None:
         raise UsageError(f"{getattr(model, 'name', type(model).__name__)} is not a "
                          f"{'detector' if task == 'detect' else 'segmenter'} convscope "
                          f"trained; pass one (a model file of task {task}).")
-    if getattr(dataset, "task", None) != task:
-        raise UsageError(f"{getattr(dataset, 'name', 'the data')} holds no "
-                         f"{'boxes' if task == 'detect' else 'masks'}; pass a "
-                         f"{task} dataset as `data`.")
-    if list(dataset.classes) != model.classes:
-        raise UsageError(f"{dataset.name}'s classes ({', '.join(dataset.classes[:6])}) are not "
-                         f"the model's ({', '.join(model.classes[:6])}); pass data labelled "
-                         "with its classes.")
+    check_data(model, dataset)
 
 
 def _why_false(box, label, truths, truth_labels, taken, names, iou_thr) -> tuple[str, tuple | None]:

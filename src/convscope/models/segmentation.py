@@ -151,6 +151,12 @@ def segmentation_loss(model: nn.Module, images, masks) -> torch.Tensor:
         raise ConvscopeError(f"`masks` is {tuple(masks.shape)} but the images are "
                              f"{tuple(out['out'].shape[:1] + out['out'].shape[2:])}; give one "
                              "(H, W) mask per image, at its size.")
+    return mask_loss(out, masks)
+
+
+def mask_loss(out: dict[str, torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a segmenter's output dict against ``(N, H, W)`` class indices, 255
+    ignored, plus :data:`AUX_WEIGHT` times the auxiliary head's when it has one."""
     target = masks.to(out["out"].device, torch.int64)
     loss = F.cross_entropy(out["out"], target, ignore_index=IGNORE)
     if "aux" in out:

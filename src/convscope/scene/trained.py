@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from convscope.classifier import rebuild, resolve_device
-from convscope.errors import ConvscopeError
+from convscope.errors import ConvscopeError, UsageError
 from convscope.metrics import evaluate_boxes, evaluate_masks
 from convscope.modelfile import (
     ModelDescription,
@@ -141,7 +141,7 @@ class TrainedDetector(_Trained, Detector):
 
     def evaluate(self, dataset, split: str = "test", batch_size: int = 8):
         """COCO mAP (pycocotools) on a boxes dataset's split."""
-        _same_classes(self, dataset)
+        check_data(self, dataset)
         s = dataset.test if split == "test" else dataset.train
         return evaluate_boxes(self.outputs(s.images, batch_size), dataset, split)
 
@@ -211,24 +211,26 @@ class TrainedSegmenter(_Trained, Segmenter):
 
     def evaluate(self, dataset, split: str = "test"):
         """Mean IoU and pixel accuracy on a masks dataset's split (255 not scored)."""
-        _same_classes(self, dataset)
+        check_data(self, dataset)
         s = dataset.test if split == "test" else dataset.train
         return evaluate_masks(self.outputs(s.images), dataset, split)
 
 
-def _same_classes(model, dataset) -> None:
+def check_data(model, dataset) -> None:
+    """Refuse, in one sentence, data a trained detector or segmenter cannot be scored or
+    looked at on: another task's, other classes, other channels."""
     if getattr(dataset, "task", None) != model.task:
-        raise ConvscopeError(f"{dataset.name} is not a {model.task} dataset; score a "
-                             f"{model.task} model on "
-                             f"{'boxes' if model.task == 'detect' else 'masks'}.")
+        raise UsageError(f"{getattr(dataset, 'name', 'the data')} holds no "
+                         f"{'boxes' if model.task == 'detect' else 'masks'}; pass a "
+                         f"{model.task} dataset as `data`.")
     if list(dataset.classes) != model.classes:
-        raise ConvscopeError(f"{dataset.name}'s classes ({', '.join(dataset.classes[:6])}) are "
-                             f"not the model's ({', '.join(model.classes[:6])}); score the "
-                             "model on data labelled with its classes.")
+        raise UsageError(f"{dataset.name}'s classes ({', '.join(dataset.classes[:6])}) are "
+                         f"not the model's ({', '.join(model.classes[:6])}); pass data "
+                         "labelled with its classes.")
     if dataset.channels != model.channels:
-        raise ConvscopeError(f"{dataset.name} has {dataset.channels}-channel images and the "
-                             f"model reads {model.channels}; score it on images like those "
-                             "it was trained on.")
+        raise UsageError(f"{dataset.name} has {dataset.channels}-channel images and the "
+                         f"model reads {model.channels}; pass images like those it was "
+                         "trained on.")
 
 
 #: the model object of each task a model file may name
@@ -262,10 +264,7 @@ def untrained_annotator(name: str, task: str, channels: int, classes: int, side:
             model = build_model(name, inp, task=task)
     else:
         model = build_model(name, inp, task=task)
-    obj = TRAINED[task].__new__(TRAINED[task])
-    obj.model = obj.network = model
-    obj.meta, obj.device, obj.label_names = meta, target, tuple(names)
-    return obj
+    return TRAINED[task](model, meta, target)
 
 
 def load_trained(path: str | os.PathLike, device="cpu"):
@@ -280,5 +279,5 @@ def load_trained(path: str | os.PathLike, device="cpu"):
     return TRAINED[meta.task](model, meta, device)
 
 
-__all__ = ["TRAINED", "TrainedDetector", "TrainedSegmenter", "annotator_meta", "load_trained",
-           "untrained_annotator"]
+__all__ = ["TRAINED", "TrainedDetector", "TrainedSegmenter", "annotator_meta", "check_data",
+           "load_trained", "untrained_annotator"]

@@ -25,7 +25,7 @@ from convscope.data.annotated import IGNORE, AnnotatedDataset, AnnotatedSplit
 from convscope.errors import UsageError
 from convscope.models import ModelInput, build_model
 from convscope.models.detection import detection_loss
-from convscope.models.segmentation import AUX_WEIGHT
+from convscope.models.segmentation import mask_loss
 from convscope.scene.trained import TRAINED, annotator_meta
 
 #: the longest side the network reads by default: a dataset's largest image side, at most
@@ -179,13 +179,7 @@ class AnnotatedObjective:
     def loss(self, forward: nn.Module, inputs, targets) -> tuple[torch.Tensor, float]:
         if self.task == "detect":
             return detection_loss(forward, inputs, targets), 0.0
-        out = forward(inputs.float() / 255)
-        target = targets.long()
-        loss = F.cross_entropy(out["out"], target, ignore_index=IGNORE)
-        if "aux" in out:
-            loss = loss + AUX_WEIGHT * F.cross_entropy(out["aux"], target,
-                                                       ignore_index=IGNORE)
-        return loss, 0.0
+        return mask_loss(forward(inputs.float() / 255), targets), 0.0
 
     # ------------------------------------------------------------------ scores
     def evaluate(self, model, tta: int) -> tuple[dict, str]:
